@@ -1,0 +1,16 @@
+// Command integration-deleter deletes Kombo integrations on request from NATS JetStream.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+)
+
+func main() {
+	err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "integration-deleter:", err)
+	}
+	os.Exit(exitCode(err))
+}

@@ -1,0 +1,284 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/kombo-ops/integration-deleter/config"
+	"github.com/kombo-ops/integration-deleter/consumer"
+	"github.com/kombo-ops/integration-deleter/daemon"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+const usage = `integration-deleter deletes Kombo integrations on request from NATS JetStream.
+
+Usage:
+  integration-deleter [run]                 run the daemon (configured by environment variables)
+  integration-deleter request [flags] ID…   publish delete requests (--wait prints each result)
+  integration-deleter version               print the version
+  integration-deleter healthcheck           GET this host's /healthz (for container health checks)
+
+Every command takes --help. The environment variables are listed in the README and in
+'integration-deleter run --help'. Exit codes: 0 success or clean shutdown, 2 configuration
+or usage error, 1 failure at run time.
+`
+
+// usageError is a configuration or usage error, found before anything connects: exit 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func exitCode(err error) int {
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue):
+		return 2
+	default:
+		return 1
+	}
+}
+
+// run is the whole program; main only maps its error to an exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := "run"
+	if len(args) > 0 {
+		switch args[0] {
+		case "-h", "-help", "--help", "help":
+			fmt.Fprint(stdout, usage)
+			return nil
+		}
+		if !strings.HasPrefix(args[0], "-") {
+			cmd, args = args[0], args[1:]
+		}
+	}
+	switch cmd {
+	case "run":
+		return runDaemon(ctx, args, stdout, stderr)
+	case "request":
+		return runRequest(ctx, args, stdout, stderr)
+	case "version":
+		if _, err := parseFlags("version", "Print the version.", args, stdout, stderr, nil); err != nil {
+			return helpOK(err)
+		}
+		fmt.Fprintln(stdout, "integration-deleter", version)
+		return nil
+	case "healthcheck":
+		return runHealthcheck(ctx, args, stdout, stderr)
+	default:
+		fmt.Fprint(stderr, usage)
+		return usageError{fmt.Errorf("unknown command %q", cmd)}
+	}
+}
+
+// errHelp ends a command after --help printed its usage.
+var errHelp = errors.New("help printed")
+
+// parseFlags parses a command's flags; define (nil: none, and no arguments either) adds them.
+func parseFlags(name, doc string, args []string, stdout, stderr io.Writer, define func(*flag.FlagSet)) ([]string, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if define != nil {
+		define(fs)
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: integration-deleter %s\n\n%s\n", name, doc)
+		fs.PrintDefaults()
+	}
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return nil, errHelp
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, usageError{err}
+	}
+	if define == nil && fs.NArg() > 0 {
+		return nil, usageError{fmt.Errorf("%s takes no arguments, got %q", name, fs.Args())}
+	}
+	return fs.Args(), nil
+}
+
+func helpOK(err error) error {
+	if errors.Is(err, errHelp) {
+		return nil
+	}
+	return err
+}
+
+func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	doc := `Run the daemon until SIGTERM or SIGINT. Configuration comes from environment variables:
+` + strings.Join(config.Names(), ", ") + `.
+See the README for their meaning and defaults.`
+	if _, err := parseFlags("run", doc, args, stdout, stderr, nil); err != nil {
+		return helpOK(err)
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		return usageError{fmt.Errorf("configuration:\n%w", err)}
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, stop) // a second signal kills at once
+	return daemon.Run(ctx, cfg, daemon.Options{Version: version, Logger: daemon.NewLogger(cfg, stderr)})
+}
+
+func runRequest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var (
+		wait        bool
+		timeout     time.Duration
+		requestedBy string
+		reason      string
+	)
+	ids, err := parseFlags("request [flags] ID…", `Publish one delete request per integration id to REQUEST_SUBJECT (NATS settings from
+the environment, as for the daemon; no Kombo key needed). Each request gets a new
+request id, also used as its Nats-Msg-Id. With --wait, print each result as a JSON line
+as it arrives; the exit code is then 1 when a request failed or a result did not come
+in time.`, args, stdout, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&wait, "wait", false, "wait for each request's result and print it")
+		fs.DurationVar(&timeout, "timeout", 2*time.Minute, "how long --wait waits for all results")
+		fs.StringVar(&requestedBy, "requested-by", "integration-deleter-cli", "requested_by of the requests")
+		fs.StringVar(&reason, "reason", "", "reason of the requests")
+	})
+	if err != nil {
+		return helpOK(err)
+	}
+	if len(ids) == 0 {
+		return usageError{errors.New("request: give at least one integration id")}
+	}
+	cfg, err := config.LoadClient()
+	if err != nil {
+		return usageError{fmt.Errorf("configuration:\n%w", err)}
+	}
+	log := daemon.NewLogger(cfg, stderr)
+	nc, _, err := daemon.Connect(cfg.NATSURL, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	var results jetstream.ConsumeContext
+	got := make(chan consumer.Result, len(ids))
+	if wait {
+		// Listen before publishing so that no result is missed.
+		oc, err := js.OrderedConsumer(ctx, cfg.StreamName, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{cfg.DeletedSubject, cfg.FailedSubject},
+			DeliverPolicy:  jetstream.DeliverNewPolicy,
+		})
+		if err != nil {
+			return fmt.Errorf("request: listen for results on stream %s: %w", cfg.StreamName, err)
+		}
+		results, err = oc.Consume(func(m jetstream.Msg) {
+			var r consumer.Result
+			if json.Unmarshal(m.Data(), &r) == nil {
+				got <- r
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("request: listen for results: %w", err)
+		}
+		defer results.Stop()
+	}
+
+	want := map[string]string{}
+	for _, id := range ids {
+		reqID := "cli-" + nuid.Next()
+		body, _ := json.Marshal(map[string]string{"integration_id": id, "request_id": reqID,
+			"requested_by": requestedBy, "reason": reason})
+		m := nats.NewMsg(cfg.RequestSubject)
+		m.Data = body
+		m.Header.Set(jetstream.MsgIDHeader, reqID)
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			return fmt.Errorf("request: publish %q: %w", id, err)
+		}
+		want[reqID] = id
+		if !wait {
+			fmt.Fprintf(stdout, "published request_id=%s integration_id=%s\n", reqID, id)
+		}
+	}
+	if !wait {
+		return nil
+	}
+	failed := 0
+	for len(want) > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("request: %d result(s) did not arrive within %s", len(want), timeout)
+		case r := <-got:
+			if _, ok := want[r.RequestID]; !ok {
+				continue
+			}
+			delete(want, r.RequestID)
+			line, _ := json.Marshal(r)
+			fmt.Fprintln(stdout, string(line))
+			if r.Status != consumer.StatusDeleted {
+				failed++
+			}
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("request: %d of %d request(s) failed", failed, len(ids))
+	}
+	return nil
+}
+
+func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if _, err := parseFlags("healthcheck", "GET /healthz on this host's HTTP_ADDR port; exit 0 when it answers 200.",
+		args, stdout, stderr, nil); err != nil {
+		return helpOK(err)
+	}
+	cfg, err := config.LoadClient()
+	if err != nil {
+		return usageError{fmt.Errorf("configuration:\n%w", err)}
+	}
+	host, port, err := net.SplitHostPort(cfg.HTTPAddr)
+	if err != nil {
+		return usageError{fmt.Errorf("HTTP_ADDR: %w", err)}
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: /healthz answered %s", resp.Status)
+	}
+	fmt.Fprintln(stdout, "healthy")
+	return nil
+}

@@ -1,0 +1,95 @@
+package consumer
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the consumer's Prometheus metrics.
+type Metrics struct {
+	Requests        *prometheus.CounterVec
+	KomboCalls      *prometheus.CounterVec
+	KomboLatency    prometheus.Histogram
+	InFlight        prometheus.Gauge
+	ConcurrencyCap  prometheus.Gauge
+	Retries         *prometheus.CounterVec
+	Redeliveries    prometheus.Counter
+	Held            prometheus.Gauge
+	Paused          prometheus.Gauge
+	RateLimitHolds  prometheus.Counter
+	AuthProbes      *prometheus.CounterVec
+	PublishFailures prometheus.Counter
+}
+
+// NewMetrics creates the consumer's metrics and registers them with reg (nil: not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	const ns = "integration_deleter"
+	m := &Metrics{
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "requests_total",
+			Help: "Requests finished, by outcome: deleted, not_found, failed, invalid.",
+		}, []string{"outcome"}),
+		KomboCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "kombo_calls_total",
+			Help: "DELETE calls to Kombo, by HTTP status (0: no answer) and error code.",
+		}, []string{"status", "code"}),
+		KomboLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Name: "kombo_call_duration_seconds",
+			Help:    "Duration of DELETE calls to Kombo.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
+		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "kombo_calls_in_flight",
+			Help: "DELETE calls to Kombo in flight.",
+		}),
+		ConcurrencyCap: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "concurrency_cap",
+			Help: "Current adaptive cap on DELETE calls in flight.",
+		}),
+		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "retries_total",
+			Help: "Retries scheduled, by reason: transient, rate_limit, concurrency_limit.",
+		}, []string{"reason"}),
+		Redeliveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "redeliveries_total",
+			Help: "Request messages received that had been delivered before.",
+		}),
+		Held: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "messages_held",
+			Help: "Request messages this process holds (in a call, waiting for a slot or in backoff).",
+		}),
+		Paused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "paused",
+			Help: "1 while intake is paused because Kombo rejects the API key.",
+		}),
+		RateLimitHolds: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "rate_limit_holds_total",
+			Help: "Times a rate-limit answer held every worker off.",
+		}),
+		AuthProbes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "auth_probes_total",
+			Help: "API key checks (GET /check-api-key), by result: accepted, rejected, error.",
+		}, []string{"result"}),
+		PublishFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "result_publish_failures_total",
+			Help: "Failed attempts to publish a result to JetStream.",
+		}),
+	}
+	for _, o := range []string{"deleted", "not_found", "failed", "invalid"} {
+		m.Requests.WithLabelValues(o)
+	}
+	for _, r := range []string{"transient", "rate_limit", "concurrency_limit"} {
+		m.Retries.WithLabelValues(r)
+	}
+	if reg != nil {
+		reg.MustRegister(m.Requests, m.KomboCalls, m.KomboLatency, m.InFlight, m.ConcurrencyCap,
+			m.Retries, m.Redeliveries, m.Held, m.Paused, m.RateLimitHolds, m.AuthProbes, m.PublishFailures)
+	}
+	return m
+}
+
+func (m *Metrics) call(status int, code string, seconds float64) {
+	m.KomboCalls.WithLabelValues(strconv.Itoa(status), code).Inc()
+	m.KomboLatency.Observe(seconds)
+}

@@ -1,0 +1,167 @@
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kombo-ops/integration-deleter/kombo"
+)
+
+// publish stores a result in JetStream with Nats-Msg-Id result-<request id>, retrying
+// until it is stored or ctx ends.
+func (c *Consumer) publish(ctx context.Context, subject string, res Result, reqHdr nats.Header) error {
+	data, err := json.Marshal(res)
+	if err != nil {
+		return fmt.Errorf("consumer: encode result: %w", err)
+	}
+	m := nats.NewMsg(subject)
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, "result-"+res.RequestID)
+	for _, h := range []string{"traceparent", "tracestate"} {
+		if v := reqHdr.Get(h); v != "" {
+			m.Header.Set(h, v)
+		}
+	}
+	wait := 50 * time.Millisecond
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ack, err := c.js.PublishMsg(pctx, m)
+		cancel()
+		if err == nil {
+			if ack.Duplicate {
+				c.log.Debug("result was already stored (duplicate)", "request_id", res.RequestID)
+			}
+			return nil
+		}
+		c.m.PublishFailures.Inc()
+		c.log.Warn("publish result failed; retrying", "request_id", res.RequestID, "err", err, "retry_in", wait)
+		if sleep(ctx, wait) != nil {
+			return fmt.Errorf("consumer: request %s: publish result: %w", res.RequestID, err)
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// keyRejected reports whether err says Kombo rejects the API key.
+func keyRejected(err error) bool {
+	var kerr *kombo.Error
+	return errors.As(err, &kerr) && classify(kerr.Code, kerr.Status) == ActionPause
+}
+
+// pauseFor pauses intake because Kombo rejected the key.
+func (c *Consumer) pauseFor(err error) {
+	reason := "key rejected"
+	var kerr *kombo.Error
+	if errors.As(err, &kerr) {
+		reason = kerr.EffectiveCode()
+	}
+	if c.pause.pause(c.now(), reason) {
+		c.m.Paused.Set(1)
+		c.log.Error("Kombo rejects the API key: intake paused, messages kept; probing GET /check-api-key",
+			"kombo_code", reason, "probe_interval", c.o.AuthProbeInterval, "err", err)
+	}
+}
+
+// checkKeyAtStart checks the key once: a rejected key starts the daemon paused; any other
+// failure is logged and the daemon starts normally.
+func (c *Consumer) checkKeyAtStart(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	info, err := c.kombo.CheckAPIKey(cctx)
+	switch {
+	case err == nil:
+		c.m.AuthProbes.WithLabelValues("accepted").Inc()
+		c.log.Info("Kombo accepts the API key", "environment_id", info.EnvironmentID)
+	case keyRejected(err):
+		c.m.AuthProbes.WithLabelValues("rejected").Inc()
+		c.pauseFor(err)
+	default:
+		c.m.AuthProbes.WithLabelValues("error").Inc()
+		c.log.Warn("cannot check the API key at start; starting anyway", "err", err)
+	}
+}
+
+// probeLoop checks the key every AuthProbeInterval while paused and resumes when Kombo
+// accepts it again.
+func (c *Consumer) probeLoop(ctx context.Context) {
+	t := time.NewTicker(c.o.AuthProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if paused, _ := c.pause.state(); !paused {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, c.o.AuthProbeInterval)
+		info, err := c.kombo.CheckAPIKey(pctx)
+		cancel()
+		switch {
+		case err == nil:
+			c.m.AuthProbes.WithLabelValues("accepted").Inc()
+			if c.pause.resume(c.now()) {
+				c.m.Paused.Set(0)
+				c.log.Info("Kombo accepts the API key again: resuming", "environment_id", info.EnvironmentID)
+				c.kick()
+			}
+		case keyRejected(err):
+			c.m.AuthProbes.WithLabelValues("rejected").Inc()
+			c.log.Warn("Kombo still rejects the API key", "err", err)
+		default:
+			c.m.AuthProbes.WithLabelValues("error").Inc()
+			c.log.Warn("API key probe failed; still paused", "err", err)
+		}
+	}
+}
+
+// maxDeliveriesAdvisory is the part of JetStream's MAX_DELIVERIES advisory used here.
+type maxDeliveriesAdvisory struct {
+	Stream     string `json:"stream"`
+	Consumer   string `json:"consumer"`
+	StreamSeq  uint64 `json:"stream_seq"`
+	Deliveries uint64 `json:"deliveries"`
+}
+
+// watchMaxDeliveries publishes a failed result for each request the server stops
+// delivering (MaxDeliver reached), so that no request ends silently. Every replica
+// listens; the result's Nats-Msg-Id makes their results one.
+func (c *Consumer) watchMaxDeliveries(ctx context.Context) (*nats.Subscription, error) {
+	subject := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + c.o.Stream.Name + "." + c.o.Stream.Consumer
+	return c.js.Conn().Subscribe(subject, func(m *nats.Msg) {
+		var adv maxDeliveriesAdvisory
+		if err := json.Unmarshal(m.Data, &adv); err != nil {
+			c.log.Warn("unreadable MAX_DELIVERIES advisory", "err", err)
+			return
+		}
+		gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		stream, err := c.js.Stream(gctx, c.o.Stream.Name)
+		var raw *jetstream.RawStreamMsg
+		if err == nil {
+			raw, err = stream.GetMsg(gctx, adv.StreamSeq)
+		}
+		if err != nil {
+			c.log.Error("cannot read the request the server stopped delivering", "stream_seq", adv.StreamSeq, "err", err)
+			return
+		}
+		req, _ := DecodeRequest(raw.Data, raw.Header, c.o.Stream.Name, raw.Sequence)
+		res := c.failed(req, int(adv.Deliveries), &ResultError{Code: CodeMaxDeliveries, Title: "Delivery limit reached",
+			Message: fmt.Sprintf("JetStream stopped delivering the request after %d deliveries (MAX_DELIVER)", adv.Deliveries)})
+		res.CompletedAt = completedAt(c.now())
+		if err := c.publish(gctx, c.o.FailedSubject, res, raw.Header); err != nil {
+			c.log.Error("cannot publish the result of an undeliverable request", "request_id", req.RequestID, "err", err)
+			return
+		}
+		c.m.Requests.WithLabelValues("failed").Inc()
+		c.log.Warn("request failed", "request_id", req.RequestID, "integration_id", req.IntegrationID,
+			"attempts", res.Attempts, "kombo_code", CodeMaxDeliveries, "outcome", "failed")
+	})
+}

@@ -1,0 +1,237 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrMissing is returned by Run when the stream or the durable consumer does not exist
+// and provisioning is off.
+var ErrMissing = errors.New("consumer: missing and JETSTREAM_PROVISION=false")
+
+// errUnusable says an existing consumer cannot be used as it is configured.
+var errUnusable = errors.New("consumer: existing consumer is unusable")
+
+// StreamOptions say which stream and durable consumer to bind, and how to create them
+// when they are missing.
+type StreamOptions struct {
+	// Provision creates the stream and the consumer when missing; existing ones are
+	// left alone (differences are logged).
+	Provision bool
+	// Name is the stream; Subjects its subjects when created.
+	Name     string
+	Subjects []string
+	// Consumer is the durable pull consumer, filtered on RequestSubject.
+	Consumer       string
+	RequestSubject string
+	// Replicas of the stream and the consumer when created.
+	Replicas int
+	// MaxAge of stored messages when created; 0 keeps them forever.
+	MaxAge time.Duration
+	// DuplicateWindow of the stream when created.
+	DuplicateWindow time.Duration
+	// MinDuplicateWindow is the shortest window that keeps result deduplication sound;
+	// an existing stream with a shorter one gets a warning.
+	MinDuplicateWindow time.Duration
+	// AckWait, MaxDeliver (-1: unlimited) and MaxAckPending of the consumer when created.
+	AckWait       time.Duration
+	MaxDeliver    int
+	MaxAckPending int
+}
+
+// StreamConfig is the stream this daemon creates.
+func (o StreamOptions) StreamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        o.Name,
+		Description: "integration-deleter: delete requests and their results",
+		Subjects:    o.Subjects,
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Discard:     jetstream.DiscardOld,
+		Replicas:    o.Replicas,
+		MaxAge:      o.MaxAge,
+		Duplicates:  o.DuplicateWindow,
+	}
+}
+
+// ConsumerConfig is the durable consumer this daemon creates.
+func (o StreamOptions) ConsumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       o.Consumer,
+		Description:   "integration-deleter: shared by all replicas",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       o.AckWait,
+		MaxDeliver:    o.MaxDeliver,
+		MaxAckPending: o.MaxAckPending,
+		FilterSubject: o.RequestSubject,
+		Replicas:      o.Replicas,
+	}
+}
+
+// bindAtStart binds, retrying what can get better (NATS not ready yet) until ctx ends.
+func (c *Consumer) bindAtStart(ctx context.Context) error {
+	wait := 200 * time.Millisecond
+	for {
+		err := c.bindOnce(ctx)
+		if err == nil || errors.Is(err, ErrMissing) || errors.Is(err, errUnusable) {
+			return err
+		}
+		c.setBindErr(err)
+		c.log.Warn("cannot bind to the consumer yet; retrying", "err", err, "retry_in", wait)
+		if sleep(ctx, wait) != nil {
+			return nil
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+func (c *Consumer) setBindErr(err error) {
+	c.mu.Lock()
+	c.bindErr = err
+	c.mu.Unlock()
+}
+
+// bindOnce looks up (or creates) the stream and the consumer and remembers the consumer.
+func (c *Consumer) bindOnce(ctx context.Context) error {
+	o := c.o.Stream
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	stream, err := c.js.Stream(ctx, o.Name)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		if !o.Provision {
+			return fmt.Errorf("%w: stream %q not found", ErrMissing, o.Name)
+		}
+		stream, err = c.js.CreateStream(ctx, o.StreamConfig())
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) { // another replica was first
+			stream, err = c.js.Stream(ctx, o.Name)
+		} else if err == nil {
+			c.log.Info("created stream", "stream", o.Name, "subjects", o.Subjects, "replicas", o.Replicas,
+				"duplicate_window", o.DuplicateWindow, "max_age", o.MaxAge)
+		}
+		if err != nil {
+			return fmt.Errorf("consumer: create stream %q: %w", o.Name, err)
+		}
+	case err != nil:
+		return fmt.Errorf("consumer: look up stream %q: %w", o.Name, err)
+	default:
+		c.compareStream(stream.CachedInfo().Config)
+	}
+
+	cons, err := stream.Consumer(ctx, o.Consumer)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		if !o.Provision {
+			return fmt.Errorf("%w: consumer %q on stream %q not found", ErrMissing, o.Consumer, o.Name)
+		}
+		cons, err = stream.CreateConsumer(ctx, o.ConsumerConfig())
+		if errors.Is(err, jetstream.ErrConsumerExists) { // another replica was first
+			cons, err = stream.Consumer(ctx, o.Consumer)
+		} else if err == nil {
+			c.log.Info("created consumer", "stream", o.Name, "consumer", o.Consumer, "ack_wait", o.AckWait,
+				"max_deliver", o.MaxDeliver, "max_ack_pending", o.MaxAckPending)
+		}
+		if err != nil {
+			return fmt.Errorf("consumer: create consumer %q: %w", o.Consumer, err)
+		}
+	case err != nil:
+		return fmt.Errorf("consumer: look up consumer %q: %w", o.Consumer, err)
+	}
+	info := cons.CachedInfo()
+	if info.Config.DeliverSubject != "" || info.Config.AckPolicy != jetstream.AckExplicitPolicy {
+		return fmt.Errorf("%w: %q must be a pull consumer with explicit ack", errUnusable, o.Consumer)
+	}
+	c.compareConsumer(info.Config)
+	c.mu.Lock()
+	c.cons = cons
+	c.ackWait = info.Config.AckWait
+	c.maxPending = info.Config.MaxAckPending
+	c.bindErr = nil
+	c.mu.Unlock()
+	c.log.Info("bound to consumer", "stream", o.Name, "consumer", o.Consumer, "ack_wait", info.Config.AckWait,
+		"max_ack_pending", info.Config.MaxAckPending, "max_deliver", info.Config.MaxDeliver)
+	c.kick()
+	return nil
+}
+
+// checkBinding looks whether the consumer still exists after a pull error or an empty
+// pull, and rebinds (recreating it when provisioning) when it is gone.
+func (c *Consumer) checkBinding(ctx context.Context, pullErr error) {
+	c.mu.Lock()
+	cons := c.cons
+	c.mu.Unlock()
+	if cons == nil || ctx.Err() != nil {
+		return
+	}
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err := cons.Info(ictx)
+	cancel()
+	gone := errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) ||
+		errors.Is(pullErr, jetstream.ErrConsumerDeleted)
+	if !gone {
+		return
+	}
+	c.log.Error("the consumer is gone", "stream", c.o.Stream.Name, "consumer", c.o.Stream.Consumer, "err", err)
+	c.setBindErr(fmt.Errorf("consumer %q on stream %q is gone", c.o.Stream.Consumer, c.o.Stream.Name))
+	c.rebind(ctx)
+}
+
+// rebind tries once to bind again; Ready reports why while it fails.
+func (c *Consumer) rebind(ctx context.Context) {
+	if err := c.bindOnce(ctx); err != nil {
+		c.setBindErr(err)
+		c.log.Error("cannot bind to the consumer", "err", err)
+	}
+}
+
+func (c *Consumer) compareStream(got jetstream.StreamConfig) {
+	want := c.o.Stream.StreamConfig()
+	var diffs []any
+	if !slices.Equal(got.Subjects, want.Subjects) {
+		diffs = append(diffs, "subjects", fmt.Sprintf("%v (would create %v)", got.Subjects, want.Subjects))
+	}
+	if got.Duplicates != want.Duplicates {
+		diffs = append(diffs, "duplicate_window", fmt.Sprintf("%s (would create %s)", got.Duplicates, want.Duplicates))
+	}
+	if got.Replicas != want.Replicas {
+		diffs = append(diffs, "replicas", fmt.Sprintf("%d (would create %d)", got.Replicas, want.Replicas))
+	}
+	if got.MaxAge != want.MaxAge {
+		diffs = append(diffs, "max_age", fmt.Sprintf("%s (would create %s)", got.MaxAge, want.MaxAge))
+	}
+	if len(diffs) > 0 {
+		c.log.Info("existing stream differs from what this daemon would create; leaving it alone",
+			append([]any{"stream", got.Name}, diffs...)...)
+	}
+	if min := c.o.Stream.MinDuplicateWindow; min > 0 && got.Duplicates < min {
+		c.log.Warn("the stream's duplicate window is shorter than KOMBO_RETRY_MAX_ELAPSED + 2×ACK_WAIT: a result re-published after a crash may be stored twice",
+			"stream", got.Name, "duplicate_window", got.Duplicates, "needed", min)
+	}
+}
+
+func (c *Consumer) compareConsumer(got jetstream.ConsumerConfig) {
+	want := c.o.Stream.ConsumerConfig()
+	var diffs []any
+	if got.FilterSubject != want.FilterSubject || len(got.FilterSubjects) > 0 {
+		diffs = append(diffs, "filter_subject", fmt.Sprintf("%q %v (would create %q)", got.FilterSubject, got.FilterSubjects, want.FilterSubject))
+	}
+	if got.AckWait != want.AckWait {
+		diffs = append(diffs, "ack_wait", fmt.Sprintf("%s (would create %s)", got.AckWait, want.AckWait))
+	}
+	if got.MaxDeliver != want.MaxDeliver {
+		diffs = append(diffs, "max_deliver", fmt.Sprintf("%d (would create %d)", got.MaxDeliver, want.MaxDeliver))
+	}
+	if got.MaxAckPending != want.MaxAckPending {
+		diffs = append(diffs, "max_ack_pending", fmt.Sprintf("%d (would create %d)", got.MaxAckPending, want.MaxAckPending))
+	}
+	if len(diffs) > 0 {
+		c.log.Info("existing consumer differs from what this daemon would create; leaving it alone",
+			append([]any{"consumer", got.Durable}, diffs...)...)
+	}
+}
