@@ -54,6 +54,11 @@ type Options struct {
 	Now func() time.Time
 }
 
+// handBackDelay is the redelivery delay of a message handed back at shutdown. It is short,
+// so that another replica soon takes it, but never zero: a bare Nak redelivers at once,
+// which a crash-looping process could turn into a busy loop.
+const handBackDelay = time.Second
+
 // Consumer is the JetStream loop: pull only what free Kombo slots can start, call Kombo,
 // decide, publish the result, ack.
 type Consumer struct {
@@ -275,8 +280,8 @@ func (c *Consumer) readBatch(ctx, hard context.Context, batch jetstream.MessageB
 		got++
 		c.outstanding.Add(-1)
 		if ctx.Err() != nil {
-			// Shutting down: hand it back at once so another replica takes it.
-			_ = msg.NakWithDelay(0)
+			// Shutting down: hand it back so another replica takes it.
+			_ = msg.NakWithDelay(handBackDelay)
 			continue
 		}
 		c.held.Add(1)
@@ -370,7 +375,7 @@ func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job)
 	for {
 		ticket, err := c.awaitTurn(ctx)
 		if err != nil {
-			_ = msg.NakWithDelay(0) // shutting down before the call: another replica takes it
+			_ = msg.NakWithDelay(handBackDelay) // shutting down before the call: another replica takes it
 			return
 		}
 		c.m.InFlight.Set(float64(c.limiter.InFlight()))
@@ -382,7 +387,7 @@ func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job)
 		if err != nil && hard.Err() != nil {
 			// The shutdown deadline cut the call: its outcome is unknown, redeliver.
 			c.limiter.Release(ticket, OutcomeOther)
-			_ = msg.NakWithDelay(0)
+			_ = msg.NakWithDelay(handBackDelay)
 			log.Warn("call cut by the shutdown deadline; request handed back", "attempt", j.prev+j.calls)
 			return
 		}
@@ -467,7 +472,7 @@ func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job)
 			"decision", d.Action.String(), "delay", delay, "err", err)
 		if sleep(ctx, delay) != nil {
 			// Shutting down during the backoff: keep the backoff, but on the server.
-			_ = msg.NakWithDelay(max(0, delay-c.now().Sub(now)))
+			_ = msg.NakWithDelay(max(handBackDelay, delay-c.now().Sub(now)))
 			return
 		}
 	}
