@@ -354,6 +354,7 @@ func (c *Consumer) handle(ctx, hard context.Context, msg jetstream.Msg) {
 		c.finish(hard, msg, res, true, "invalid")
 		return
 	}
+	injectFault(req)
 	now := c.now()
 	j = &job{req: req, start: now, pausedAt0: c.pause.pausedTotal(now), prev: int(meta.NumDelivered) - 1, bo: c.newBackoff()}
 	c.process(ctx, hard, msg, j)

@@ -1,0 +1,6 @@
+//go:build !faultinject
+
+package consumer
+
+// injectFault is a no-op in normal builds; the fault suite builds with -tags faultinject.
+func injectFault(Request) {}
