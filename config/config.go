@@ -183,12 +183,8 @@ func Default() *Config {
 // "", overrides its default. The error joins every problem found, each
 // starting with its variable's name; it never contains a secret.
 func Load() (*Config, error) {
-	var c Config
-	if err := envconfig.Process("", &c); err != nil {
-		return nil, processError(err)
-	}
+	c, errs := read()
 	c.KomboAPIKey = Secret(strings.TrimSpace(c.KomboAPIKey.Reveal()))
-	var errs []error
 	keyKnown := true
 	switch {
 	case c.KomboAPIKeyFile != "" && c.KomboAPIKey != "":
@@ -322,12 +318,20 @@ func setValue(v reflect.Value, s string) error {
 // processError turns an error of envconfig.Process, which stops at the first
 // variable that does not parse, into one error for every variable that does
 // not parse.
-func processError(err error) error {
+// read fills a Config from the environment with envconfig. envconfig stops at the first
+// value that does not parse; read then goes on field by field, keeping the default where
+// a value does not parse, so that Load can report every problem at once.
+func read() (Config, []error) {
+	var c Config
+	err := envconfig.Process("", &c)
+	if err == nil {
+		return c, nil
+	}
 	var pe *envconfig.ParseError
 	if !errors.As(err, &pe) {
-		return fmt.Errorf("config: %w", err)
+		return c, []error{fmt.Errorf("config: %w", err)}
 	}
-	var c Config
+	c = *Default()
 	v := reflect.ValueOf(&c).Elem()
 	var errs []error
 	for _, ev := range envVars() {
@@ -335,14 +339,18 @@ func processError(err error) error {
 		if !ok {
 			continue
 		}
-		if err := setValue(v.Field(ev.index), s); err != nil {
-			errs = append(errs, invalidValue(ev.name, v.Field(ev.index).Type(), s, err))
+		f := v.Field(ev.index)
+		val := reflect.New(f.Type()).Elem()
+		if err := setValue(val, s); err != nil {
+			errs = append(errs, invalidValue(ev.name, f.Type(), s, err))
+			continue
 		}
+		f.Set(val)
 	}
 	if len(errs) == 0 { // setValue and envconfig disagree: report envconfig's
-		return varErrorf(pe.KeyName, "invalid value %q: %w", pe.Value, pe.Err)
+		errs = append(errs, varErrorf(pe.KeyName, "invalid value %q: %w", pe.Value, pe.Err))
 	}
-	return errors.Join(errs...)
+	return c, errs
 }
 
 // invalidValue describes a value that does not parse as type t.
@@ -704,8 +712,9 @@ func (c *Config) checkNATSURL(p *problems) {
 			p.add(name, "%s has no host", redactURLs(entry))
 		}
 		if port := u.Port(); port != "" {
-			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-				p.add(name, "%s: port must be 1 to 65535, got %q", redactURLs(entry), port)
+			// Port 0 lets an embedded server pick a free port.
+			if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 || (n == 0 && !c.NATSEmbedded) {
+				p.add(name, "%s: port must be 1 to 65535 (0 only with NATS_EMBEDDED=true), got %q", redactURLs(entry), port)
 			}
 		}
 	}
@@ -807,13 +816,10 @@ func Names() []string {
 // LoadClient reads the configuration for the commands that only talk to NATS (request,
 // healthcheck): like Load, but the Kombo key is neither read nor required.
 func LoadClient() (*Config, error) {
-	var c Config
-	if err := envconfig.Process("", &c); err != nil {
-		return nil, processError(err)
-	}
+	c, errs := read()
 	c.KomboAPIKey, c.KomboAPIKeyFile = "", ""
 	c.normalize()
-	if err := errors.Join(c.problems(false)...); err != nil {
+	if err := errors.Join(append(errs, c.problems(false)...)...); err != nil {
 		return nil, err
 	}
 	return &c, nil

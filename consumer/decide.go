@@ -35,7 +35,7 @@ var actionNames = [...]string{"deleted", "not_found", "fail", "retry", "retry_ra
 
 // String returns the action's name as used in logs and metrics.
 func (a Action) String() string {
-	if int(a) < len(actionNames) {
+	if a >= 0 && int(a) < len(actionNames) {
 		return actionNames[a]
 	}
 	return "unknown"

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -76,11 +77,8 @@ func (e *InvalidEventError) Error() string { return "consumer: invalid event: " 
 // The request id is, in this order: the JSON request_id, the Nats-Msg-Id header,
 // "<stream>-<stream sequence>".
 func DecodeRequest(data []byte, hdr nats.Header, stream string, seq uint64) (Request, error) {
-	req := Request{
-		RequestID:   hdr.Get(jetstream.MsgIDHeader),
-		Traceparent: hdr.Get("traceparent"),
-		Tracestate:  hdr.Get("tracestate"),
-	}
+	req := Request{RequestID: hdr.Get(jetstream.MsgIDHeader)}
+	req.Traceparent, req.Tracestate = traceHeaders(hdr)
 	if validID(req.RequestID) != "" {
 		req.RequestID = ""
 	}
@@ -145,6 +143,23 @@ func DecodeRequest(data []byte, hdr nats.Header, stream string, seq uint64) (Req
 		return req, &InvalidEventError{msg}
 	}
 	return req, nil
+}
+
+// traceHeaders returns the W3C trace headers, whatever the case of their names (HTTP
+// header carriers write Traceparent; NATS headers are case-sensitive).
+func traceHeaders(hdr nats.Header) (parent, state string) {
+	for k, v := range hdr {
+		if len(v) == 0 {
+			continue
+		}
+		switch {
+		case strings.EqualFold(k, "traceparent"):
+			parent = v[0]
+		case strings.EqualFold(k, "tracestate"):
+			state = v[0]
+		}
+	}
+	return parent, state
 }
 
 // validID returns why id is not acceptable as an id, or "".

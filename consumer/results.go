@@ -23,9 +23,10 @@ func (c *Consumer) publish(ctx context.Context, subject string, res Result, reqH
 	m := nats.NewMsg(subject)
 	m.Data = data
 	m.Header.Set(jetstream.MsgIDHeader, "result-"+res.RequestID)
-	for _, h := range []string{"traceparent", "tracestate"} {
-		if v := reqHdr.Get(h); v != "" {
-			m.Header.Set(h, v)
+	if parent, state := traceHeaders(reqHdr); parent != "" {
+		m.Header.Set("traceparent", parent)
+		if state != "" {
+			m.Header.Set("tracestate", state)
 		}
 	}
 	wait := 50 * time.Millisecond

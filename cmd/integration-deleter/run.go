@@ -198,7 +198,10 @@ in time.`, args, stdout, stderr, func(fs *flag.FlagSet) {
 		results, err = oc.Consume(func(m jetstream.Msg) {
 			var r consumer.Result
 			if json.Unmarshal(m.Data(), &r) == nil {
-				got <- r
+				select {
+				case got <- r:
+				case <-ctx.Done(): // the command has returned
+				}
 			}
 		})
 		if err != nil {
