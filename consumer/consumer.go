@@ -224,6 +224,15 @@ func (c *Consumer) pullable() int {
 func (c *Consumer) pullLoop(ctx, hard context.Context, wg *sync.WaitGroup) {
 	retry := time.Duration(0)
 	for {
+		if !c.isBound() {
+			// The consumer disappeared (and could not be recreated, or provisioning is
+			// off): try again every few seconds; Ready says why meanwhile.
+			if sleep(ctx, rebindInterval) != nil {
+				return
+			}
+			c.rebind(ctx)
+			continue
+		}
 		changed := c.limiter.Changed() // taken before reading Free, so no release is missed
 		n := c.pullable()
 		if n <= 0 {

@@ -615,3 +615,28 @@ func TestRecreatesDeletedConsumer(t *testing.T) {
 		t.Errorf("Ready() = %v after recreating the consumer", err)
 	}
 }
+
+func TestUnboundWithoutProvisioningUntilRecreated(t *testing.T) {
+	e := newEnv(t, kombotest.Options{})
+	cfg := e.opts.Stream.ConsumerConfig()
+	if _, err := e.js.CreateConsumer(context.Background(), streamName, cfg); err != nil {
+		t.Fatal(err)
+	}
+	r := e.start(nil, func(o *consumer.Options) { o.Stream.Provision = false })
+	if err := e.js.DeleteConsumer(context.Background(), streamName, "integration-deleter"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "not ready, naming the consumer", func() bool {
+		err := r.c.Ready()
+		return err != nil && strings.Contains(err.Error(), "integration-deleter")
+	})
+	// An operator recreates it: the daemon binds again by itself and goes on.
+	if _, err := e.js.CreateConsumer(context.Background(), streamName, cfg); err != nil {
+		t.Fatal(err)
+	}
+	reqID := e.request("personio:after-recreate")
+	if got := e.waitResults(1)[reqID]; got.Status != "deleted" {
+		t.Errorf("got %+v, want deleted", got)
+	}
+	waitFor(t, 10*time.Second, "ready again", func() bool { return r.c.Ready() == nil })
+}

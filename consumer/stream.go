@@ -91,6 +91,15 @@ func (c *Consumer) bindAtStart(ctx context.Context) error {
 	}
 }
 
+// rebindInterval is how often an unbound consumer tries to bind again.
+const rebindInterval = 2 * time.Second
+
+func (c *Consumer) isBound() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bindErr == nil
+}
+
 func (c *Consumer) setBindErr(err error) {
 	c.mu.Lock()
 	c.bindErr = err
