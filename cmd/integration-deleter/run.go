@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -111,13 +112,26 @@ func parseFlags(name, doc string, args []string, stdout, stderr io.Writer, defin
 			return nil, errHelp
 		}
 	}
-	if err := fs.Parse(args); err != nil {
-		return nil, usageError{err}
+	// Flags may come before, between or after the arguments (request ID… --wait); what
+	// follows "--" is arguments only.
+	var positional, rest []string
+	if i := slices.Index(args, "--"); i >= 0 {
+		args, rest = args[:i], args[i+1:]
 	}
-	if define == nil && fs.NArg() > 0 {
-		return nil, usageError{fmt.Errorf("%s takes no arguments, got %q", name, fs.Args())}
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, usageError{err}
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional, args = append(positional, fs.Arg(0)), fs.Args()[1:]
 	}
-	return fs.Args(), nil
+	positional = append(positional, rest...)
+	if define == nil && len(positional) > 0 {
+		return nil, usageError{fmt.Errorf("%s takes no arguments, got %q", name, positional)}
+	}
+	return positional, nil
 }
 
 func helpOK(err error) error {

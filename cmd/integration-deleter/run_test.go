@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -482,4 +483,21 @@ func closedPort(t *testing.T) string {
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	ln.Close()
 	return port
+}
+
+func TestFlagsAfterArguments(t *testing.T) {
+	var out, errOut bytes.Buffer
+	var wait bool
+	var timeout time.Duration
+	define := func(fs *flag.FlagSet) {
+		fs.BoolVar(&wait, "wait", false, "")
+		fs.DurationVar(&timeout, "timeout", 0, "")
+	}
+	got, err := parseFlags("request", "", []string{"a", "--wait", "b", "--timeout", "5s", "c", "--", "--d"}, &out, &errOut, define)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"a", "b", "c", "--d"}; !slices.Equal(got, want) || !wait || timeout != 5*time.Second {
+		t.Errorf("got %q wait=%v timeout=%s, want %q wait=true timeout=5s", got, wait, timeout, want)
+	}
 }

@@ -1,0 +1,221 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The contract's defaults, which the suite leaves as they are.
+const (
+	streamName     = "INTEGRATION_DELETE"
+	consumerName   = "integration-deleter"
+	requestSubject = "integration.delete.requested"
+	deletedSubject = "integration.delete.deleted"
+	failedSubject  = "integration.delete.failed"
+)
+
+// request is a delete request event.
+type request struct {
+	IntegrationID string `json:"integration_id"`
+	RequestID     string `json:"request_id,omitempty"`
+	RequestedBy   string `json:"requested_by,omitempty"`
+	Reason        string `json:"reason,omitempty"`
+}
+
+// result is a result event as read from the stream.
+type result struct {
+	RequestID     string       `json:"request_id"`
+	IntegrationID string       `json:"integration_id"`
+	Status        string       `json:"status"`
+	NotFound      bool         `json:"not_found"`
+	Attempts      int          `json:"attempts"`
+	Error         *resultError `json:"error"`
+	RequestedBy   string       `json:"requested_by"`
+	Reason        string       `json:"reason"`
+	CompletedAt   string       `json:"completed_at"`
+
+	subject string
+	header  nats.Header
+}
+
+type resultError struct {
+	Code       string `json:"code"`
+	Title      string `json:"title"`
+	Message    string `json:"message"`
+	LogURL     string `json:"log_url"`
+	HTTPStatus int    `json:"http_status"`
+}
+
+// bus is the test's own JetStream client: it publishes requests and reads results, as the
+// services around the daemon would.
+type bus struct {
+	nc *nats.Conn
+	js jetstream.JetStream
+}
+
+// connect connects to n, reconnecting for as long as the test runs.
+func connect(t *testing.T, n *natsServer) *bus {
+	t.Helper()
+	nc, err := nats.Connect(n.url(), nats.Name("e2e "+t.Name()),
+		nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Fatalf("connect to %s: %v", n.url(), err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &bus{nc: nc, js: js}
+}
+
+// publish publishes one message on the request subject, retrying while NATS is away, and
+// returns the stream sequence it got.
+func (b *bus) publish(t *testing.T, ctx context.Context, data []byte, header nats.Header) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		msg := &nats.Msg{Subject: requestSubject, Data: data, Header: header}
+		ack, err := b.js.PublishMsg(ctx, msg)
+		if err == nil {
+			return ack.Sequence
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("publish %q: %v", data, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// request publishes r as JSON.
+func (b *bus) request(t *testing.T, ctx context.Context, r request) uint64 {
+	t.Helper()
+	data, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.publish(t, ctx, data, nil)
+}
+
+// burst publishes rs as fast as JetStream takes them (asynchronously), and waits for every
+// acknowledgement: the daemon sees them arrive at once.
+func (b *bus) burst(t *testing.T, ctx context.Context, rs []request) {
+	t.Helper()
+	for _, r := range rs {
+		data, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.js.PublishAsync(requestSubject, data); err != nil {
+			t.Fatalf("publish %s: %v", data, err)
+		}
+	}
+	select {
+	case <-b.js.PublishAsyncComplete():
+	case <-ctx.Done():
+		t.Fatalf("publish %d requests: %v", len(rs), ctx.Err())
+	}
+}
+
+// resultCount returns how many result events the stream holds.
+func (b *bus) resultCount(ctx context.Context) (int, error) {
+	s, err := b.js.Stream(ctx, streamName)
+	if err != nil {
+		return 0, err
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter("integration.delete.>"))
+	if err != nil {
+		return 0, err
+	}
+	return int(info.State.Subjects[deletedSubject] + info.State.Subjects[failedSubject]), nil
+}
+
+// results reads the n result events the stream holds, in order.
+func (b *bus) results(ctx context.Context, n int) ([]result, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cons, err := b.js.OrderedConsumer(ctx, streamName, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{deletedSubject, failedSubject},
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []result
+	for len(out) < n {
+		batch, err := cons.Fetch(n-len(out), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return out, err
+		}
+		for msg := range batch.Messages() {
+			var r result
+			if err := json.Unmarshal(msg.Data(), &r); err != nil {
+				return out, fmt.Errorf("result on %s is not JSON: %w: %s", msg.Subject(), err, msg.Data())
+			}
+			r.subject, r.header = msg.Subject(), msg.Headers()
+			out = append(out, r)
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return out, err
+		}
+		if ctx.Err() != nil {
+			return out, fmt.Errorf("read %d of %d results: %w", len(out), n, ctx.Err())
+		}
+	}
+	return out, nil
+}
+
+// waitResults waits until the stream holds want result events, and returns them by request
+// id. It fails the test when more arrive, or when a request id has two of them: every request
+// gets exactly one result.
+func (b *bus) waitResults(t *testing.T, ctx context.Context, within time.Duration, want int) map[string]result {
+	t.Helper()
+	eventually(t, ctx, within, fmt.Sprintf("%d results", want), func() (bool, string) {
+		n, err := b.resultCount(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		if n > want {
+			t.Fatalf("the stream holds %d results for %d requests", n, want)
+		}
+		return n == want, fmt.Sprintf("%d results", n)
+	})
+	rs, err := b.results(ctx, want)
+	if err != nil {
+		t.Fatalf("read results: %v", err)
+	}
+	byID := map[string]result{}
+	for _, r := range rs {
+		if prev, dup := byID[r.RequestID]; dup {
+			t.Fatalf("two results for request %q:\n%+v\n%+v", r.RequestID, prev, r)
+		}
+		byID[r.RequestID] = r
+	}
+	return byID
+}
+
+// waitIdle waits until the daemon's durable consumer has nothing pending and nothing
+// unacknowledged: every request was taken and acknowledged.
+func (b *bus) waitIdle(t *testing.T, ctx context.Context, within time.Duration) {
+	t.Helper()
+	eventually(t, ctx, within, "the consumer to have nothing pending", func() (bool, string) {
+		c, err := b.js.Consumer(ctx, streamName, consumerName)
+		if err != nil {
+			return false, err.Error()
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		return info.NumPending == 0 && info.NumAckPending == 0,
+			fmt.Sprintf("pending %d, ack pending %d", info.NumPending, info.NumAckPending)
+	})
+}
