@@ -68,7 +68,10 @@ type Client struct {
 	userAgent string
 	timeout   time.Duration
 	now       func() time.Time
-	http      *http.Client
+	// transport sends each request once: calling it directly (not through an
+	// http.Client) means no redirect is ever followed, not even one whose
+	// Location cannot be parsed (http.Client fails those before CheckRedirect).
+	transport http.RoundTripper
 }
 
 // New returns a Client for o, or an error naming the first invalid option.
@@ -95,12 +98,7 @@ func New(o Options) (*Client, error) {
 		userAgent: o.UserAgent,
 		timeout:   o.Timeout,
 		now:       o.Now,
-		http: &http.Client{
-			Transport: o.Transport,
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
-		},
+		transport: o.Transport,
 	}
 	if c.userAgent == "" {
 		c.userAgent = DefaultUserAgent
@@ -111,8 +109,8 @@ func New(o Options) (*Client, error) {
 	if c.now == nil {
 		c.now = time.Now
 	}
-	if c.http.Transport == nil {
-		c.http.Transport = defaultTransport()
+	if c.transport == nil {
+		c.transport = defaultTransport()
 	}
 	return c, nil
 }
@@ -301,7 +299,7 @@ func (c *Client) call(ctx context.Context, op, method string, u *url.URL, body [
 		}
 	}
 
-	resp, err := c.http.Do(req)
+	resp, err := c.transport.RoundTrip(req)
 	if err != nil {
 		// *url.Error repeats the method and URL; the op says enough.
 		var uerr *url.Error

@@ -20,12 +20,9 @@ func TestNewDefaults(t *testing.T) {
 	if c.userAgent != DefaultUserAgent {
 		t.Errorf("user agent = %q, want %q", c.userAgent, DefaultUserAgent)
 	}
-	if c.http.Timeout != 0 {
-		t.Errorf("http.Client.Timeout = %v, want 0 (the per-call context bounds calls)", c.http.Timeout)
-	}
-	tr, ok := c.http.Transport.(*http.Transport)
+	tr, ok := c.transport.(*http.Transport)
 	if !ok {
-		t.Fatalf("transport is %T, want *http.Transport", c.http.Transport)
+		t.Fatalf("transport is %T, want *http.Transport", c.transport)
 	}
 	if tr == http.DefaultTransport {
 		t.Error("transport is http.DefaultTransport itself, want a clone")
@@ -45,8 +42,8 @@ func TestNewKeepsTransport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.http.Transport != rt {
-		t.Errorf("transport = %v, want the one given", c.http.Transport)
+	if c.transport != rt {
+		t.Errorf("transport = %v, want the one given", c.transport)
 	}
 	if c.timeout != time.Second {
 		t.Errorf("timeout = %v, want 1s", c.timeout)

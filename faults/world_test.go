@@ -1,0 +1,93 @@
+package faults
+
+import (
+	"context"
+	"maps"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
+)
+
+// world is one case's setting: an embedded NATS server with the stream, the fake Kombo, and
+// the daemon's configuration.
+type world struct {
+	t        *testing.T
+	nats     *natsServer
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	fake     *kombotest.Fake
+	komboURL string
+}
+
+// newWorld starts NATS (changed by natsMod when set), creates the stream and starts the fake
+// with options fo. The test's own NATS connection uses clientOpts (TLS, authentication).
+func newWorld(t *testing.T, fo kombotest.Options, natsMod func(*server.Options), clientOpts ...nats.Option) *world {
+	t.Helper()
+	w := &world{t: t}
+	w.nats = startNATS(t, natsMod)
+	w.nc, w.js = w.nats.connect(clientOpts...)
+	createStream(t, w.js)
+	w.fake, w.komboURL = newFake(t, fo)
+	return w
+}
+
+// env is the daemon's environment in this world, with overrides.
+func (w *world) env(overrides map[string]string) map[string]string {
+	env := baseEnv(w.nats.url(), w.komboURL)
+	maps.Copy(env, overrides)
+	return env
+}
+
+// start starts a daemon process and waits until it is ready.
+func (w *world) start(name string, overrides map[string]string) *daemon {
+	w.t.Helper()
+	d := startDaemon(w.t, name, w.env(overrides))
+	d.waitReady(30 * time.Second)
+	return d
+}
+
+// consumerConfig is the durable consumer as the daemon would create it with baseEnv.
+func consumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable: consumerName, DeliverPolicy: jetstream.DeliverAllPolicy, AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: 2 * time.Second, MaxDeliver: -1, MaxAckPending: 256, FilterSubject: requestSubject,
+	}
+}
+
+// consumerExists reports whether the durable consumer exists.
+func (w *world) consumerExists() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := w.js.Consumer(ctx, streamName, consumerName)
+	return err == nil
+}
+
+// deleteCalls returns the fake's DELETE calls grouped by integration id, in arrival order.
+func (w *world) deleteCalls() map[string][]kombotest.Call {
+	out := map[string][]kombotest.Call{}
+	for _, c := range w.fake.Calls() {
+		if c.Method == http.MethodDelete {
+			out[c.ID] = append(out[c.ID], c)
+		}
+	}
+	return out
+}
+
+// inFlightIDs returns the ids of DELETE calls the fake has not answered yet.
+func (w *world) inFlightIDs() []string {
+	var out []string
+	for _, c := range w.fake.Calls() {
+		if c.Method == http.MethodDelete && c.End.IsZero() {
+			out = append(out, c.ID)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
