@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 UNIT_PKGS = $$(go list ./... | grep -v /e2e)
 
 .DEFAULT_GOAL := help
-.PHONY: help build test lint demo images test-containers bench vet
+.PHONY: help build test lint demo images test-containers test-faults fuzz bench
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,3 +30,13 @@ images: ## build the daemon, fake-kombo and NATS images locally (no registry)
 
 test-containers: images ## the container suite (testcontainers, real images, host networking)
 	./scripts/test-containers.sh
+
+test-faults: ## the fault suite: real binaries under kill -9, NATS restarts, Kombo failures… (prints a figures table)
+	rm -f faults-report.md
+	FAULTS=1 FAULTS_REPORT=$(CURDIR)/faults-report.md go test -count=1 -timeout 15m -v -run . ./faults/
+	@cat faults-report.md
+
+FUZZTIME ?= 20s
+fuzz: ## run each fuzz target for FUZZTIME (default 20s)
+	go test -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./consumer/
+	go test -run '^$$' -fuzz '^FuzzResponse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./kombo/
