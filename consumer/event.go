@@ -1,8 +1,12 @@
 package consumer
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -91,11 +95,15 @@ func DecodeRequest(data []byte, hdr nats.Header, stream string, seq uint64) (Req
 	if !utf8.Valid(data) {
 		return req, &InvalidEventError{"payload is not valid UTF-8"}
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(data, &fields); err != nil {
+	fields, dups, err := objectFields(data)
+	if err != nil {
 		return req, &InvalidEventError{"payload is not a JSON object: " + err.Error()}
 	}
 	var problems []string
+	for _, k := range dups {
+		// Two readers of one event must never see different ids: refuse, don't pick.
+		problems = append(problems, k+" appears more than once")
+	}
 	str := func(name string) (string, bool) {
 		raw, ok := fields[name]
 		if !ok || string(raw) == "null" {
@@ -143,6 +151,61 @@ func DecodeRequest(data []byte, hdr nats.Header, stream string, seq uint64) (Req
 		return req, &InvalidEventError{msg}
 	}
 	return req, nil
+}
+
+// knownFields are the request fields the daemon reads.
+var knownFields = map[string]bool{"integration_id": true, "request_id": true, "requested_by": true, "reason": true}
+
+// objectFields reads a JSON object's top-level fields, and which known fields appear more
+// than once (encoding/json would silently keep the last one).
+func objectFields(data []byte) (map[string]json.RawMessage, []string, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, nil, err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, nil, fmt.Errorf("it is %s", jsonKind(tok))
+	}
+	fields := map[string]json.RawMessage{}
+	var dups []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, nil, err
+		}
+		key, _ := tok.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, nil, err
+		}
+		if _, seen := fields[key]; seen && knownFields[key] && !slices.Contains(dups, key) {
+			dups = append(dups, key)
+		}
+		fields[key] = raw
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return nil, nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, nil, errors.New("data after the object")
+	}
+	return fields, dups, nil
+}
+
+func jsonKind(tok json.Token) string {
+	switch tok.(type) {
+	case json.Delim:
+		return "an array"
+	case string:
+		return "a string"
+	case float64:
+		return "a number"
+	case bool:
+		return "a boolean"
+	default:
+		return "null"
+	}
 }
 
 // traceHeaders returns the W3C trace headers, whatever the case of their names (HTTP
