@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kombo-ops/integration-deleter/consumer"
+	"github.com/kombo-ops/integration-deleter/internal/natstest"
 	"github.com/kombo-ops/integration-deleter/kombo"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
@@ -29,22 +29,6 @@ const (
 	streamName     = "INTEGRATION_DELETE"
 	apiKey         = "ks_test_secret"
 )
-
-// startNATS starts an embedded JetStream server for one test.
-func startNATS(t *testing.T) *server.Server {
-	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
-		StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
-}
 
 // env is one test's world: a real NATS server, the fake Kombo over real HTTP, and a
 // real Kombo client pointed at it.
@@ -59,7 +43,7 @@ type env struct {
 
 func newEnv(t *testing.T, fo kombotest.Options) *env {
 	t.Helper()
-	s := startNATS(t)
+	s := natstest.Start(t)
 	nc, err := nats.Connect(s.ClientURL())
 	if err != nil {
 		t.Fatal(err)

@@ -30,6 +30,7 @@ import (
 	"github.com/kombo-ops/integration-deleter/config"
 	"github.com/kombo-ops/integration-deleter/consumer"
 	"github.com/kombo-ops/integration-deleter/daemon"
+	"github.com/kombo-ops/integration-deleter/internal/natstest"
 	"github.com/kombo-ops/integration-deleter/kombo"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
@@ -44,25 +45,6 @@ const (
 	traceparent    = "00-" + traceID + "-00f067aa0ba902b7-01"
 	tracestate     = "rojo=00f067aa0ba902b7"
 )
-
-// startNATS starts an embedded JetStream server for one test; mod changes its options.
-func startNATS(t *testing.T, mod ...func(*server.Options)) *server.Server {
-	t.Helper()
-	o := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true}
-	for _, m := range mod {
-		m(o)
-	}
-	s, err := server.NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
-}
 
 // testConfig is the default configuration pointed at a NATS server and a fake Kombo, with
 // short intervals so that tests are quick.
@@ -398,7 +380,7 @@ func TestEndToEnd(t *testing.T) {
 				cfg.NATSEmbedded = true
 				cfg.NATSEmbeddedDir = t.TempDir()
 			} else {
-				cfg = testConfig(startNATS(t).ClientURL(), base)
+				cfg = testConfig(natstest.Start(t).ClientURL(), base)
 			}
 			d := start(t, cfg)
 			natsURL := cfg.NATSURL
@@ -476,7 +458,7 @@ func TestEndToEnd(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	t.Parallel()
 	fake, base := kombotest.NewServer(t, kombotest.Options{APIKey: apiKey})
-	cfg := testConfig(startNATS(t).ClientURL(), base)
+	cfg := testConfig(natstest.Start(t).ClientURL(), base)
 	d := start(t, cfg)
 	js := connect(t, cfg.NATSURL)
 	waitBound(t, js)
@@ -556,7 +538,7 @@ func TestReadyzWhileKeyRejected(t *testing.T) {
 	t.Parallel()
 	fake, base := kombotest.NewServer(t, kombotest.Options{APIKey: apiKey})
 	fake.SetRejectKey(true)
-	cfg := testConfig(startNATS(t).ClientURL(), base)
+	cfg := testConfig(natstest.Start(t).ClientURL(), base)
 	d := start(t, cfg)
 	js := connect(t, cfg.NATSURL)
 	waitBound(t, js)
@@ -596,7 +578,7 @@ func TestReadyzDuringShutdown(t *testing.T) {
 	t.Parallel()
 	const latency = 1500 * time.Millisecond
 	fake, base := kombotest.NewServer(t, kombotest.Options{APIKey: apiKey, Latency: latency})
-	cfg := testConfig(startNATS(t).ClientURL(), base)
+	cfg := testConfig(natstest.Start(t).ClientURL(), base)
 	d := start(t, cfg)
 	js := connect(t, cfg.NATSURL)
 	waitBound(t, js)
@@ -636,7 +618,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	t.Parallel()
 	const natsPassword = "n4ts_p4ssw0rd_never_log_me"
 	fake, base := kombotest.NewServer(t, kombotest.Options{APIKey: apiKey})
-	s := startNATS(t, func(o *server.Options) { o.Username, o.Password = "deleter", natsPassword })
+	s := natstest.Start(t, func(o *server.Options) { o.Username, o.Password = "deleter", natsPassword })
 	u := strings.Replace(s.ClientURL(), "nats://", "nats://deleter:"+natsPassword+"@", 1)
 	cfg := testConfig(u, base)
 	d := start(t, cfg)
@@ -726,7 +708,7 @@ func TestRunFails(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			_, base := kombotest.NewServer(t, kombotest.Options{APIKey: apiKey})
-			natsURL := startNATS(t).ClientURL()
+			natsURL := natstest.Start(t).ClientURL()
 			cfg := testConfig(natsURL, base)
 			tt.setup(t, cfg, natsURL)
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)

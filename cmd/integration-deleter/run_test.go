@@ -18,10 +18,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/kombo-ops/integration-deleter/config"
 	"github.com/kombo-ops/integration-deleter/consumer"
+	"github.com/kombo-ops/integration-deleter/internal/natstest"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
 
@@ -310,16 +310,7 @@ func TestRequestWithoutNATS(t *testing.T) {
 // embedded NATS server and the fake Kombo.
 func TestRequestWait(t *testing.T) {
 	cleanEnv(t)
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
-		StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
+	ns := natstest.Start(t)
 	fake, base := kombotest.NewServer(t, kombotest.Options{APIKey: apiKey})
 	setenv(t, map[string]string{
 		"KOMBO_API_KEY":    apiKey,
