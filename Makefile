@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 UNIT_PKGS = $$(go list ./... | grep -v /e2e)
 
 .DEFAULT_GOAL := help
-.PHONY: help build test lint demo images test-containers test-faults fuzz bench
+.PHONY: help build test lint demo images test-containers test-faults fuzz vulncheck bench
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,3 +40,6 @@ FUZZTIME ?= 20s
 fuzz: ## run each fuzz target for FUZZTIME (default 20s)
 	go test -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./consumer/
 	go test -run '^$$' -fuzz '^FuzzResponse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./kombo/
+
+vulncheck: ## govulncheck ./... (pinned tool) against the pinned golang.org/x/vulndb module (no vuln.go.dev needed)
+	./scripts/govulncheck.sh
