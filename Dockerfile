@@ -5,9 +5,9 @@
 #
 # `make images` builds both (and a NATS image). BuildKit is needed for the cache mounts
 # (DOCKER_BUILDKIT=1). Where no registry is reachable, scripts/golang-standin.sh makes a local
-# golang:1.26. There is deliberately no "# syntax=" line: it would pull a frontend image.
+# golang:1.27. There is deliberately no "# syntax=" line: it would pull a frontend image.
 
-FROM golang:1.26 AS build
+FROM golang:1.27 AS build
 # The host's Go settings, so the build reaches the same module proxy (all optional).
 ARG GOPROXY
 ARG GOSUMDB

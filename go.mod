@@ -2,6 +2,8 @@ module github.com/kombo-ops/integration-deleter
 
 go 1.26.8
 
+toolchain go1.27.3
+
 require (
 	github.com/cenkalti/backoff/v4 v4.3.0
 	github.com/google/go-cmp v0.7.0

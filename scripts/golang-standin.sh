@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# golang-standin.sh: make a local golang:1.26 image when none exists, for the Dockerfile's
+# golang-standin.sh: make a local golang:1.27 image when none exists, for the Dockerfile's
 # build stage where no registry can be reached.
 #
-# The stand-in is `docker import`ed from a tarball: the host's /usr/local/go (statically linked),
+# The stand-in is `docker import`ed from a tarball: the GOROOT of go.mod's toolchain (fetched by the
+# go command from the module proxy; statically linked), put at /usr/local/go,
 # a static busybox shell (Debian's busybox-static, unpacked, not installed), the CA bundle, /tmp,
-# and a minimal /etc/passwd and /etc/group. Where a registry is reachable, a real golang:1.26
+# and a minimal /etc/passwd and /etc/group. Where a registry is reachable, a real golang:1.27
 # pulled beforehand is used as it is. REBUILD_GOLANG_IMAGE=1 replaces an existing image.
 set -euo pipefail
 
 DOCKER=${DOCKER:-/usr/bin/docker}
-GOROOT_HOST=${GOROOT_HOST:-/usr/local/go}
-IMAGE=golang:1.26
-export PATH=$GOROOT_HOST/bin:$PATH
+GOTOOLCHAIN=${GOTOOLCHAIN:-$(sed -n 's/^toolchain //p' "$(dirname "$0")/../go.mod")}
+export GOTOOLCHAIN
+GOROOT_HOST=${GOROOT_HOST:-$(go env GOROOT)}
+IMAGE=golang:1.27
 
 log() { printf 'golang-standin: %s\n' "$*" >&2; }
 
@@ -29,8 +31,8 @@ if [ "${REBUILD_GOLANG_IMAGE:-0}" != 1 ] && "$DOCKER" image inspect "$IMAGE" >/d
 fi
 
 case $goversion in
-1.26 | 1.26.*) ;;
-*) log "host Go is $goversion, not 1.26.x; cannot stand in for $IMAGE"; exit 1 ;;
+1.27 | 1.27.*) ;;
+*) log "Go is $goversion, not 1.27.x; cannot stand in for $IMAGE"; exit 1 ;;
 esac
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/golang-standin.XXXXXX")
@@ -51,8 +53,9 @@ printf 'root:x:0:\nnogroup:x:65534:\n' > "$stage/etc/group"
 echo 'hosts: files dns' > "$stage/etc/nsswitch.conf"
 
 log "importing $IMAGE from $GOROOT_HOST (go $goversion) + busybox-static"
-tar --numeric-owner -cf - -C "$stage" . -C / --exclude=usr/local/go/test --exclude=usr/local/go/doc \
-	"${GOROOT_HOST#/}" |
+root=${GOROOT_HOST#/}
+tar --numeric-owner -cf - -C "$stage" . -C / --exclude="$root/test" --exclude="$root/doc" \
+	--transform "s,^$root,usr/local/go," "$root" |
 	"$DOCKER" import \
 		--change 'ENV PATH=/go/bin:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
 		--change "ENV GOLANG_VERSION=$goversion" \

@@ -9,6 +9,8 @@
 #   (cd /tmp && go mod download -json golang.org/x/vulndb@VERSION) | grep '"Sum"'
 # Extra arguments go to govulncheck before the pattern, e.g. `-show verbose`.
 set -euo pipefail
+GOTOOLCHAIN=${GOTOOLCHAIN:-$(sed -n 's/^toolchain //p' "$(dirname "$0")/../go.mod")}
+export GOTOOLCHAIN
 cd "$(dirname "$0")/.."
 
 VULNDB_VERSION="${VULNDB_VERSION:-v0.0.0-20261105234957-e22db6528018}"

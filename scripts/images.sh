@@ -5,11 +5,13 @@
 #   fake-kombo:dev           the fake Kombo API (Dockerfile, --target fake-kombo)
 #   nats-js:dev              nats-server at the version pinned in go.mod, FROM scratch
 #
-# Nothing is pulled. Needs a running engine (scripts/docker-engine.sh) and, where golang:1.26
+# Nothing is pulled. Needs a running engine (scripts/docker-engine.sh) and, where golang:1.27
 # cannot be pulled, the local stand-in (made here by scripts/golang-standin.sh when missing).
 # Env: DOCKER (default /usr/bin/docker), VERSION (stamped into the binaries; default from git),
 # IMAGE_TAG (default dev).
 set -euo pipefail
+GOTOOLCHAIN=${GOTOOLCHAIN:-$(sed -n 's/^toolchain //p' "$(dirname "$0")/../go.mod")}
+export GOTOOLCHAIN
 
 cd "$(dirname "$0")/.."
 DOCKER=${DOCKER:-/usr/bin/docker}

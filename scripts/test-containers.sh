@@ -7,6 +7,8 @@
 # removed before and after. Extra arguments go to `go test` (e.g. -run TestNATSRestart).
 # Env: DOCKER (default /usr/bin/docker), E2E_TIMEOUT (go test -timeout, default 10m).
 set -euo pipefail
+GOTOOLCHAIN=${GOTOOLCHAIN:-$(sed -n 's/^toolchain //p' "$(dirname "$0")/../go.mod")}
+export GOTOOLCHAIN
 
 cd "$(dirname "$0")/.."
 DOCKER=${DOCKER:-/usr/bin/docker}
