@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kombo-ops/integration-deleter/kombo"
 )
@@ -54,13 +57,16 @@ type Options struct {
 	Now func() time.Time
 }
 
+// floorHoldMax bounds the hold after rejections at a cap of 1 (see Consumer.floor).
+const floorHoldMax = time.Second
+
 // handBackDelay is the redelivery delay of a message handed back at shutdown. It is short,
 // so that another replica soon takes it, but never zero: a bare Nak redelivers at once,
 // which a crash-looping process could turn into a busy loop.
 const handBackDelay = time.Second
 
-// Consumer is the JetStream loop: pull only what free Kombo slots can start, call Kombo,
-// decide, publish the result, ack.
+// Consumer is the JetStream loop: pull what free Kombo slots can start (and a little
+// ahead), call Kombo, decide, publish the result, ack.
 type Consumer struct {
 	js      jetstream.JetStream
 	kombo   Deleter
@@ -69,8 +75,22 @@ type Consumer struct {
 	m       *Metrics
 	now     func() time.Time
 	limiter *Limiter
+	keep    keeper
 	gate    *Gate
+	pace    *pacer
 	pause   *pauser
+	// floor holds every worker off for a while after Kombo refused a call for concurrency
+	// when the cap was already 1 and cannot shrink further: other clients hold all of
+	// Kombo's slots, and each new call would only be refused again. The hold doubles with
+	// every such refusal in a row (from two mean call durations, up to floorHoldMax) and
+	// ends at the next success.
+	floor       *Gate
+	floorStreak atomic.Int32
+	first       *scout
+	meanCall    atomic.Int64 // moving mean of successful call durations, ns
+
+	// okCalls and deleted are the metrics of the common case, looked up once.
+	okCalls, deleted prometheus.Counter
 
 	mu         sync.Mutex
 	cons       jetstream.Consumer
@@ -79,8 +99,12 @@ type Consumer struct {
 	bindErr    error // why the consumer is not bound; nil when bound
 	stopping   bool
 
+	work        chan jetstream.Msg // hands a message to an idle worker
+	quit        chan struct{}      // closed when Run stops pulling: idle workers end
+	quitOnce    sync.Once
 	held        atomic.Int64 // messages being handled
 	outstanding atomic.Int64 // messages asked for by pulls not yet answered
+	wanting     atomic.Int64 // messages that want a Kombo slot now: received and not yet called, or retrying
 	wake        chan struct{}
 
 	// crashAfterPublish, set by tests, makes finish skip the ack of results it returns
@@ -106,6 +130,8 @@ func New(js jetstream.JetStream, d Deleter, o Options) (*Consumer, error) {
 		limiter: NewLimiter(o.MaxConcurrency),
 		pause:   newPauser(),
 		wake:    make(chan struct{}, 1),
+		work:    make(chan jetstream.Msg),
+		quit:    make(chan struct{}),
 		bindErr: errors.New("not bound to the consumer yet"),
 	}
 	if c.log == nil {
@@ -118,6 +144,11 @@ func New(js jetstream.JetStream, d Deleter, o Options) (*Consumer, error) {
 		c.now = time.Now
 	}
 	c.gate = NewGate(c.now)
+	c.floor = NewGate(c.now)
+	c.first = newScout()
+	c.pace = newPacer(c.now)
+	c.okCalls = c.m.KomboCalls.WithLabelValues("200", "")
+	c.deleted = c.m.Requests.WithLabelValues("deleted")
 	c.m.ConcurrencyCap.Set(float64(c.limiter.Limit()))
 	return c, nil
 }
@@ -174,6 +205,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.checkKeyAtStart(ctx)
 
 	var wg sync.WaitGroup
+	keepDone := make(chan struct{})
+	var keepWG sync.WaitGroup
+	keepWG.Go(func() { c.keepLoop(keepDone) })
 	sub, err := c.watchMaxDeliveries(hard)
 	if err != nil {
 		c.log.Warn("cannot watch MAX_DELIVERIES advisories", "err", err)
@@ -185,7 +219,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.stopping = true
 	c.mu.Unlock()
 	c.log.Info("stopped pulling; waiting for calls in flight", "held", c.held.Load())
+	c.quitOnce.Do(func() { close(c.quit) })
 	wg.Wait()
+	close(keepDone)
+	keepWG.Wait()
 	if sub != nil {
 		_ = sub.Unsubscribe()
 	}
@@ -201,8 +238,12 @@ func (c *Consumer) kick() {
 	}
 }
 
-// pullable returns how many messages may be pulled now: as many as free Kombo slots can
-// start at once, within the consumer's MaxAckPending.
+// pullable returns how many messages may be pulled now. Besides the calls in flight the
+// process holds at most two caps' worth of messages that want a slot (a waiting message
+// holds no slot), so that a slot that frees finds the next message at hand instead of
+// waiting for a pull's round trip; and it pulls only once a cap's worth is missing, so
+// that pulls come in batches (each pull is a subscription, a request and its messages).
+// All within the consumer's MaxAckPending.
 func (c *Consumer) pullable() int {
 	if paused, _ := c.pause.state(); paused || !c.gate.Open() {
 		return 0
@@ -214,9 +255,13 @@ func (c *Consumer) pullable() int {
 		return 0
 	}
 	out := int(c.outstanding.Load())
-	n := c.limiter.Free() - out
+	limit, inFlight := c.limiter.usage()
+	n := 3*limit - inFlight - int(c.wanting.Load()) - out
 	if maxPending > 0 {
 		n = min(n, maxPending-int(c.held.Load())-out)
+	}
+	if n < limit && inFlight+out > 0 {
+		return 0 // wait for a batch's worth; with nothing in flight or asked for, pull what may be
 	}
 	return n
 }
@@ -233,7 +278,7 @@ func (c *Consumer) pullLoop(ctx, hard context.Context, wg *sync.WaitGroup) {
 			c.rebind(ctx)
 			continue
 		}
-		changed := c.limiter.Changed() // taken before reading Free, so no release is missed
+		changed := c.limiter.Changed() // taken before reading the limiter, so no release is missed
 		n := c.pullable()
 		if n <= 0 {
 			if c.waitPullable(ctx, changed) != nil {
@@ -294,8 +339,13 @@ func (c *Consumer) readBatch(ctx, hard context.Context, batch jetstream.MessageB
 			continue
 		}
 		c.held.Add(1)
+		c.wanting.Add(1)
 		c.m.Held.Set(float64(c.held.Load()))
-		wg.Go(func() { c.handle(ctx, hard, msg) })
+		select {
+		case c.work <- msg: // an idle worker takes it
+		default:
+			wg.Go(func() { c.worker(ctx, hard, msg) })
+		}
 	}
 	c.outstanding.Add(int64(got - n))
 	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
@@ -307,15 +357,45 @@ func (c *Consumer) readBatch(ctx, hard context.Context, batch jetstream.MessageB
 	c.kick()
 }
 
+// workerIdle is how long a worker waits for another message before it ends.
+const workerIdle = 10 * time.Second
+
+// worker handles msg, then the messages readBatch hands it while it is idle, until it has
+// waited workerIdle for one or Run stops. Reusing goroutines matters: a new goroutine's
+// stack grows several times over the depth of one message's handling (JSON, HTTP, logs),
+// and each growth copies it; a worker's stack has grown once and for all.
+func (c *Consumer) worker(ctx, hard context.Context, msg jetstream.Msg) {
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		c.handle(ctx, hard, msg)
+		idle.Reset(workerIdle)
+		select {
+		case msg = <-c.work:
+		case <-idle.C:
+			return
+		case <-c.quit:
+			return
+		}
+	}
+}
+
 // job is one delivery of one request being handled.
 type job struct {
 	req       Request
+	meta      *jetstream.MsgMetadata
 	start     time.Time
-	pausedAt0 time.Duration // pausedTotal when the job started
-	prev      int           // DELETE calls made by earlier deliveries, as far as the delivery count tells
-	calls     int           // DELETE calls made by this delivery
-	counted   int           // calls whose answers use up KOMBO_MAX_ATTEMPTS
-	bo        *backoff.ExponentialBackOff
+	pausedAt0 time.Duration               // pausedTotal when the job started
+	prev      int                         // DELETE calls made by earlier deliveries, as far as the delivery count tells
+	calls     int                         // DELETE calls made by this delivery
+	counted   int                         // calls whose answers use up KOMBO_MAX_ATTEMPTS
+	bo        *backoff.ExponentialBackOff // made at the first retry
+	wanting   *bool                       // counted in Consumer.wanting
+}
+
+// log returns the consumer's logger with the job's ids, for the lines about one request.
+func (j *job) log(l *slog.Logger) *slog.Logger {
+	return l.With("request_id", j.req.RequestID, "integration_id", j.req.IntegrationID)
 }
 
 func (c *Consumer) handle(ctx, hard context.Context, msg jetstream.Msg) {
@@ -324,8 +404,14 @@ func (c *Consumer) handle(ctx, hard context.Context, msg jetstream.Msg) {
 		c.m.Held.Set(float64(c.held.Load()))
 		c.kick()
 	}()
-	stop := c.keepAlive(msg)
-	defer stop()
+	kept := c.keep.add(msg, c.now())
+	defer c.keep.remove(kept)
+	wanting := true // counted in c.wanting by readBatch, until its first call starts
+	defer func() {
+		if wanting {
+			c.wanting.Add(-1)
+		}
+	}()
 
 	var (
 		meta *jetstream.MsgMetadata
@@ -342,7 +428,7 @@ func (c *Consumer) handle(ctx, hard context.Context, msg jetstream.Msg) {
 			}
 			res := c.failed(req, attempts, &ResultError{Code: CodeInternal, Title: "Internal error",
 				Message: fmt.Sprintf("the daemon failed while handling this request: %v", r)})
-			c.finish(hard, msg, res, true, "failed")
+			c.finish(hard, msg, meta, res, true, "failed")
 		}
 	}()
 
@@ -360,12 +446,13 @@ func (c *Consumer) handle(ctx, hard context.Context, msg jetstream.Msg) {
 		var inv *InvalidEventError
 		errors.As(err, &inv)
 		res := c.failed(req, 0, &ResultError{Code: CodeEventInvalid, Title: "Invalid request event", Message: inv.Reason})
-		c.finish(hard, msg, res, true, "invalid")
+		c.finish(hard, msg, meta, res, true, "invalid")
 		return
 	}
 	injectFault(req)
 	now := c.now()
-	j = &job{req: req, start: now, pausedAt0: c.pause.pausedTotal(now), prev: int(meta.NumDelivered) - 1, bo: c.newBackoff()}
+	j = &job{req: req, meta: meta, start: now, pausedAt0: c.pause.pausedTotal(now), prev: int(meta.NumDelivered) - 1,
+		wanting: &wanting}
 	c.process(ctx, hard, msg, j)
 }
 
@@ -381,24 +468,33 @@ func (c *Consumer) newBackoff() *backoff.ExponentialBackOff {
 
 // process calls Kombo until the request is done, failed, paused or shutdown interrupts.
 func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job) {
-	log := c.log.With("request_id", j.req.RequestID, "integration_id", j.req.IntegrationID)
 	for {
+		if !*j.wanting {
+			c.wanting.Add(1)
+			*j.wanting = true
+		}
 		ticket, err := c.awaitTurn(ctx)
+		c.wanting.Add(-1)
+		*j.wanting = false
 		if err != nil {
 			_ = msg.NakWithDelay(handBackDelay) // shutting down before the call: another replica takes it
 			return
 		}
 		c.m.InFlight.Set(float64(c.limiter.InFlight()))
-		callCtx := kombo.WithTrace(hard, j.req.Traceparent, j.req.Tracestate)
+		callCtx := hard
+		if j.req.Traceparent != "" || j.req.Tracestate != "" {
+			callCtx = kombo.WithTrace(hard, j.req.Traceparent, j.req.Tracestate)
+		}
 		t0 := c.now()
 		res, err := c.kombo.DeleteIntegration(callCtx, j.req.IntegrationID)
 		took := c.now().Sub(t0)
+		c.first.answered()
 		j.calls++
 		if err != nil && hard.Err() != nil {
 			// The shutdown deadline cut the call: its outcome is unknown, redeliver.
 			c.limiter.Release(ticket, OutcomeOther)
 			_ = msg.NakWithDelay(handBackDelay)
-			log.Warn("call cut by the shutdown deadline; request handed back", "attempt", j.prev+j.calls)
+			j.log(c.log).Warn("call cut by the shutdown deadline; request handed back", "attempt", j.prev+j.calls)
 			return
 		}
 		d := Decide(res, err)
@@ -406,22 +502,40 @@ func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job)
 		if d.ConcurrencyBound > 0 {
 			c.limiter.SetBound(d.ConcurrencyBound)
 		}
-		c.m.InFlight.Set(float64(c.limiter.InFlight()))
-		c.m.ConcurrencyCap.Set(float64(c.limiter.Limit()))
-		status := 200
+		limit, inFlight := c.limiter.usage()
+		c.m.InFlight.Set(float64(inFlight))
+		c.m.ConcurrencyCap.Set(float64(limit))
 		var kerr *kombo.Error
-		if errors.As(err, &kerr) {
-			status = kerr.Status
-		} else if err != nil {
-			status = 0
+		if err == nil {
+			c.okCalls.Inc()
+			c.m.KomboLatency.Observe(took.Seconds())
+		} else {
+			status := 0
+			if errors.As(err, &kerr) {
+				status = kerr.Status
+			}
+			c.m.call(status, d.Code, took.Seconds())
 		}
-		c.m.call(status, d.Code, took.Seconds())
+		if d.Action != ActionRetryRateLimited {
+			c.pace.done(t0, err == nil || (kerr != nil && d.Action != ActionRetryConcurrency))
+		}
+		switch {
+		case d.Action == ActionRetryConcurrency && limit == 1:
+			c.holdAtFloor()
+		case limiterOutcome(d) == OutcomeSuccess:
+			c.floorStreak.Store(0)
+			if m := c.meanCall.Load(); m == 0 {
+				c.meanCall.Store(int64(took))
+			} else {
+				c.meanCall.Store(m + (int64(took)-m)/8)
+			}
+		}
 
 		switch d.Action {
 		case ActionDeleted, ActionNotFound:
 			notFound := d.Action == ActionNotFound
 			if notFound {
-				log.Warn("Kombo does not know the integration; counting it as deleted (a wrong region or environment looks the same)",
+				j.log(c.log).Warn("Kombo does not know the integration; counting it as deleted (a wrong region or environment looks the same)",
 					"kombo_code", d.Code)
 			}
 			res := Result{RequestID: j.req.RequestID, IntegrationID: j.req.IntegrationID, Status: StatusDeleted,
@@ -430,15 +544,15 @@ func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job)
 			if notFound {
 				outcome = "not_found"
 			}
-			c.finish(hard, msg, res, false, outcome)
+			c.finish(hard, msg, j.meta, res, false, outcome)
 			return
 		case ActionFail:
-			c.finish(hard, msg, c.failed(j.req, j.prev+j.calls, resultError(kerr, err)), false, "failed")
+			c.finish(hard, msg, j.meta, c.failed(j.req, j.prev+j.calls, resultError(kerr, err)), false, "failed")
 			return
 		case ActionPause:
 			c.pauseFor(err)
 			_ = msg.NakWithDelay(c.o.AuthProbeInterval)
-			log.Warn("Kombo rejects the API key; request kept for later", "kombo_code", d.Code, "attempt", j.prev+j.calls)
+			j.log(c.log).Warn("Kombo rejects the API key; request kept for later", "kombo_code", d.Code, "attempt", j.prev+j.calls)
 			return
 		}
 
@@ -446,7 +560,20 @@ func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job)
 		if d.Counts() {
 			j.counted++
 		}
-		delay := j.bo.NextBackOff()
+		if j.bo == nil {
+			j.bo = c.newBackoff()
+		}
+		var delay time.Duration
+		if d.Action == ActionRetryConcurrency {
+			// Not an escalating backoff: after a concurrency refusal the limiter's cut
+			// (and, at a cap of 1, the floor hold) pace the calls; the message only
+			// waits about two call durations, jittered, and goes back in line for a
+			// slot. An escalating wait would leave a message refused a few times in a
+			// row waiting long after Kombo has room again.
+			delay = c.retryAfterRefusal()
+		} else {
+			delay = j.bo.NextBackOff()
+		}
 		reason := "transient"
 		switch d.Action {
 		case ActionRetryRateLimited:
@@ -455,6 +582,10 @@ func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job)
 				delay = d.Hint
 			}
 			c.gate.HoldUntil(c.now().Add(delay))
+			if pace, probe, changed := c.pace.limited(t0, c.gate.Until(), inFlight); changed {
+				c.log.Info("Kombo's rate limit: every worker holds off, then calls are paced",
+					"until", c.gate.Until().UTC().Format(time.RFC3339Nano), "pace_per_second", math.Round(pace*10)/10, "searching", probe)
+			}
 			c.m.RateLimitHolds.Inc()
 		case ActionRetryConcurrency:
 			reason = "concurrency_limit"
@@ -470,7 +601,7 @@ func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job)
 				re.Code = CodeRetriesExhausted
 			}
 			re.Message = fmt.Sprintf("gave up after %d attempts over %s: %s", j.prev+j.calls, active.Round(time.Millisecond), re.Message)
-			c.finish(hard, msg, c.failed(j.req, j.prev+j.calls, re), false, "failed")
+			c.finish(hard, msg, j.meta, c.failed(j.req, j.prev+j.calls, re), false, "failed")
 			return
 		}
 		c.m.Retries.WithLabelValues(reason).Inc()
@@ -478,8 +609,10 @@ func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job)
 		if d.Action == ActionRetry {
 			lvl = slog.LevelWarn
 		}
-		log.Log(ctx, lvl, "retrying", "attempt", j.prev+j.calls, "kombo_code", d.Code,
-			"decision", d.Action.String(), "delay", delay, "err", err)
+		if c.log.Enabled(ctx, lvl) {
+			j.log(c.log).Log(ctx, lvl, "retrying", "attempt", j.prev+j.calls, "kombo_code", d.Code,
+				"decision", d.Action.String(), "delay", delay, "err", err)
+		}
 		if sleep(ctx, delay) != nil {
 			// Shutting down during the backoff: keep the backoff, but on the server.
 			_ = msg.NakWithDelay(max(handBackDelay, delay-c.now().Sub(now)))
@@ -488,9 +621,17 @@ func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job)
 	}
 }
 
-// awaitTurn waits until the daemon is not paused, no rate-limit hold is on, and a Kombo
-// slot is free; a waiting message holds no slot.
-func (c *Consumer) awaitTurn(ctx context.Context) (Ticket, error) {
+// awaitTurn waits until the daemon is not paused, no rate-limit hold is on, no hold after
+// refusals at the floor, the first call has been answered (unless this is it), the pace set
+// after rate-limit answers allows the next call, and a Kombo slot is free; a waiting message
+// holds no slot.
+func (c *Consumer) awaitTurn(ctx context.Context) (_ Ticket, err error) {
+	first := false // this message makes the first call
+	defer func() {
+		if first && err != nil {
+			c.first.abandon()
+		}
+	}()
 	for {
 		if err := c.pause.wait(ctx); err != nil {
 			return Ticket{}, err
@@ -498,15 +639,43 @@ func (c *Consumer) awaitTurn(ctx context.Context) (Ticket, error) {
 		if err := c.gate.Wait(ctx); err != nil {
 			return Ticket{}, err
 		}
+		if err := c.floor.Wait(ctx); err != nil {
+			return Ticket{}, err
+		}
+		if !first {
+			if first, err = c.first.wait(ctx); err != nil {
+				return Ticket{}, err
+			}
+		}
+		if err := c.pace.wait(ctx); err != nil {
+			return Ticket{}, err
+		}
 		t, err := c.limiter.Acquire(ctx)
 		if err != nil {
 			return Ticket{}, err
 		}
-		if paused, _ := c.pause.state(); !paused && c.gate.Open() {
+		if paused, _ := c.pause.state(); !paused && c.gate.Open() && c.floor.Open() {
 			return t, nil
 		}
 		c.limiter.Release(t, OutcomeOther)
 	}
+}
+
+// retryAfterRefusal is how long a message refused for concurrency waits before it goes
+// back in line for a slot: two mean call durations, ±50 %, within [10 ms, BackoffInitial].
+func (c *Consumer) retryAfterRefusal() time.Duration {
+	d := 2 * time.Duration(max(c.meanCall.Load(), int64(5*time.Millisecond)))
+	d = d/2 + time.Duration(rand.Int64N(int64(d)))
+	return min(max(d, 10*time.Millisecond), c.o.BackoffInitial)
+}
+
+// holdAtFloor starts or extends the hold of c.floor after a refusal at a cap of 1.
+func (c *Consumer) holdAtFloor() {
+	n := min(c.floorStreak.Add(1), 16)
+	hold := 2 * time.Duration(max(c.meanCall.Load(), int64(5*time.Millisecond)))
+	hold = min(hold<<(n-1), floorHoldMax)
+	hold = hold/2 + time.Duration(rand.Int64N(int64(hold))) // ±50 %, so that replicas do not retry in step
+	c.floor.HoldUntil(c.now().Add(hold))
 }
 
 func limiterOutcome(d Decision) Outcome {
@@ -540,16 +709,24 @@ func (c *Consumer) failed(req Request, attempts int, re *ResultError) Result {
 // finish publishes the result, waits for JetStream to store it, then acks (or terminates)
 // the request. When the result cannot be stored before ctx ends, the request is left
 // unacked and comes back after AckWait: its result is then published again and stored
-// once thanks to the Nats-Msg-Id.
-func (c *Consumer) finish(ctx context.Context, msg jetstream.Msg, res Result, term bool, outcome string) {
+// once thanks to the Nats-Msg-Id. meta is the message's metadata; nil reads it again.
+//
+// The ack is a plain one, not DoubleAck: the guarantee rests on the result being stored
+// first, and an ack that gets lost only makes the server redeliver, whose result is then
+// deduplicated, exactly as a failed DoubleAck would. Waiting for the server's confirmation
+// of every ack cost a round trip per request, and a quarter of the throughput in the
+// benchmark without latency (BENCHMARKS.md, scenario 4).
+func (c *Consumer) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, res Result, term bool, outcome string) {
 	res.CompletedAt = completedAt(c.now())
 	subject := c.o.DeletedSubject
 	if res.Status == StatusFailed {
 		subject = c.o.FailedSubject
 	}
-	log := c.log.With("request_id", res.RequestID, "integration_id", res.IntegrationID, "attempts", res.Attempts)
+	ids := [3]slog.Attr{slog.String("request_id", res.RequestID), slog.String("integration_id", res.IntegrationID),
+		slog.Int("attempts", res.Attempts)}
 	if err := c.publish(ctx, subject, res, msg.Headers()); err != nil {
-		log.Error("cannot store the result; the request will be redelivered", "err", err)
+		c.log.LogAttrs(ctx, slog.LevelError, "cannot store the result; the request will be redelivered",
+			ids[0], ids[1], ids[2], slog.Any("err", err))
 		return
 	}
 	if c.crashAfterPublish != nil && c.crashAfterPublish(res) {
@@ -559,54 +736,117 @@ func (c *Consumer) finish(ctx context.Context, msg jetstream.Msg, res Result, te
 	if term {
 		err = msg.TermWithReason(outcome)
 	} else {
-		err = msg.DoubleAck(ctx)
+		err = msg.Ack()
 	}
 	if err != nil {
-		log.Warn("ack failed; the request will be redelivered and its result deduplicated", "err", err)
+		c.log.LogAttrs(ctx, slog.LevelWarn, "ack failed; the request will be redelivered and its result deduplicated",
+			ids[0], ids[1], ids[2], slog.Any("err", err))
 	}
-	c.m.Requests.WithLabelValues(outcome).Inc()
-	attrs := []any{"outcome", outcome}
-	if md, err := msg.Metadata(); err == nil {
-		attrs = append(attrs, "duration", c.now().Sub(md.Timestamp).Round(time.Millisecond), "deliveries", md.NumDelivered)
+	if outcome == "deleted" {
+		c.deleted.Inc()
+	} else {
+		c.m.Requests.WithLabelValues(outcome).Inc()
 	}
+	level, text := slog.LevelInfo, "request done"
 	if res.Error != nil {
-		attrs = append(attrs, "kombo_code", res.Error.Code, "error", res.Error.Message, "log_url", res.Error.LogURL)
-		log.Warn("request failed", attrs...)
+		level, text = slog.LevelWarn, "request failed"
+	}
+	if !c.log.Enabled(ctx, level) {
 		return
 	}
-	log.Info("request done", attrs...)
+	attrs := make([]slog.Attr, 0, 9)
+	attrs = append(attrs, ids[:]...)
+	attrs = append(attrs, slog.String("outcome", outcome))
+	if meta == nil {
+		meta, _ = msg.Metadata()
+	}
+	if meta != nil {
+		attrs = append(attrs, slog.Duration("duration", c.now().Sub(meta.Timestamp).Round(time.Millisecond)),
+			slog.Uint64("deliveries", meta.NumDelivered))
+	}
+	if res.Error != nil {
+		attrs = append(attrs, slog.String("kombo_code", res.Error.Code), slog.String("error", res.Error.Message),
+			slog.String("log_url", res.Error.LogURL))
+	}
+	c.log.LogAttrs(ctx, level, text, attrs...)
 }
 
-// keepAlive tells the server every third of AckWait that msg is still being worked on,
-// so that no other replica gets it while it waits for a slot, a hold or a backoff.
-func (c *Consumer) keepAlive(msg jetstream.Msg) (stop func()) {
-	c.mu.Lock()
-	every := c.ackWait / 3
-	c.mu.Unlock()
-	if every <= 0 {
-		every = 10 * time.Second
+// keeper remembers the messages being handled, so that one goroutine (keepLoop) can tell
+// the server every third of AckWait that each is still being worked on, and no other
+// replica gets it while it waits for a slot, a hold or a backoff. (A timer per message,
+// as before, showed in the CPU profile of the per-message path; a list entry does not.)
+type keeper struct {
+	mu   sync.Mutex
+	ring kept // sentinel of a circular list of the messages held
+}
+
+// kept is one message in the keeper's list.
+type kept struct {
+	msg        jetstream.Msg
+	last       time.Time // when the message was received or last reported in progress
+	prev, next *kept
+}
+
+// add puts msg, received at now, in the list.
+func (k *keeper) add(msg jetstream.Msg, now time.Time) *kept {
+	e := &kept{msg: msg, last: now}
+	k.mu.Lock()
+	if k.ring.next == nil {
+		k.ring.next, k.ring.prev = &k.ring, &k.ring
 	}
-	var (
-		mu      sync.Mutex
-		stopped bool
-		t       *time.Timer
-	)
-	mu.Lock()
-	defer mu.Unlock()
-	t = time.AfterFunc(every, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if stopped {
-			return
+	e.prev, e.next = k.ring.prev, &k.ring
+	k.ring.prev.next = e
+	k.ring.prev = e
+	k.mu.Unlock()
+	return e
+}
+
+// remove takes e out of the list.
+func (k *keeper) remove(e *kept) {
+	k.mu.Lock()
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+	k.mu.Unlock()
+}
+
+// due returns the messages not reported for every or longer, and counts them as reported
+// at now.
+func (k *keeper) due(now time.Time, every time.Duration) []jetstream.Msg {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out []jetstream.Msg
+	if k.ring.next == nil {
+		return nil
+	}
+	for e := k.ring.next; e != &k.ring; e = e.next {
+		if now.Sub(e.last) >= every {
+			e.last = now
+			out = append(out, e.msg)
 		}
-		_ = msg.InProgress()
-		t.Reset(every)
-	})
-	return func() {
-		mu.Lock()
-		defer mu.Unlock()
-		stopped = true
-		t.Stop()
+	}
+	return out
+}
+
+// keepLoop reports the messages being handled as in progress every third of AckWait (it
+// looks four times as often), until done is closed.
+func (c *Consumer) keepLoop(done <-chan struct{}) {
+	for {
+		c.mu.Lock()
+		every := c.ackWait / 3
+		c.mu.Unlock()
+		if every <= 0 {
+			every = 10 * time.Second
+		}
+		t := time.NewTimer(every / 4)
+		select {
+		case <-done:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		for _, m := range c.keep.due(c.now(), every) {
+			_ = m.InProgress()
+		}
 	}
 }
 

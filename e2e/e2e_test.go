@@ -220,16 +220,19 @@ func TestConcurrencyLimitBelowCap(t *testing.T) {
 		}
 	}
 	st := f.stats(t)
-	if st.RejectedConcurrency == 0 {
-		t.Fatalf("Kombo never answered CONCURRENCY_LIMIT_EXCEEDED (stats %+v): the test did not test", st)
+	// Kombo's answers carry Concurrency-Limit: a daemon may learn the limit from them without
+	// ever being refused. Either way Kombo must never see more than its limit for long, and the
+	// cap must come down to it.
+	if st.MaxInFlight > limit && st.RejectedConcurrency == 0 {
+		t.Errorf("Kombo saw %d calls in flight (limit %d) without refusing any: the fake did not limit", st.MaxInFlight, limit)
 	}
 	if st.Deleted != requests {
 		t.Errorf("Kombo deleted %d integrations, want %d", st.Deleted, requests)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if minCap >= maxCap {
-		t.Errorf("the concurrency cap never went below %d (Kombo rejected %d calls for concurrency)", maxCap, st.RejectedConcurrency)
+	if minCap > limit {
+		t.Errorf("the concurrency cap never came down to Kombo's limit %d (lowest %v; Kombo rejected %d calls for concurrency)", limit, minCap, st.RejectedConcurrency)
 	}
 	if maxSeen > maxCap {
 		t.Errorf("the concurrency cap reached %v, above KOMBO_MAX_CONCURRENCY %d", maxSeen, maxCap)

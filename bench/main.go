@@ -1,0 +1,392 @@
+// Command bench is `make bench`: it measures integration-deleter against the bound Kombo sets
+// (N·L/C, Little's law) and against a plain consumer written the usual way, in the same run.
+//
+// It starts an embedded NATS server (file storage), the fake Kombo in this process (real HTTP
+// on loopback), builds the real integration-deleter binary and runs it as a subprocess
+// configured by environment, publishes N requests and measures from the first publish to the
+// last stored result. Each scenario then runs the baseline (bench/baseline.go, started as
+// `bench baseline`, a subprocess too, so that its RSS and CPU are measured the same way) against
+// a fresh stream and a fresh fake with the same settings. It prints a table, writes
+// BENCHMARKS.md with pictures of scenarios 2 and 6 (docs/bench-adaptive.png,
+// docs/bench-replicas.png), and exits 1 when the daemon misses a target (not with -short,
+// which only checks that the harness works; a run that does not finish fails either way).
+//
+//	go run ./bench                   the full run (make bench)
+//	go run ./bench -short            a quick smoke run for CI
+//	go run ./bench -profile DIR      the daemon runs as `bench daemon` (daemon.Run, as the binary
+//	                                 does) and both sides write CPU and allocation profiles to DIR
+//	                                 (go tool pprof DIR/s4-daemon-1.cpu.pprof)
+//	go run ./bench -daemon-bin FILE  measure a prebuilt binary, to compare two builds
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kombo-ops/integration-deleter/config"
+	"github.com/kombo-ops/integration-deleter/daemon"
+	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
+)
+
+func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "baseline":
+			os.Exit(runBaseline(os.Args[2:]))
+		case "daemon":
+			os.Exit(runProfiledDaemon())
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+// errTargetsMissed is returned by a full run in which the daemon missed a target.
+var errTargetsMissed = errors.New("the daemon missed a target")
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `bench measures integration-deleter against Little's-law bounds and a plain baseline.
+
+Usage: go run ./bench [flags]      (make bench)
+       go run ./bench -short       (CI smoke: small N, targets reported, not enforced)
+
+Scenarios: 1 Bound, 2 Adaptive, 3 Rate limit, 4 Overhead, 5 Memory (from 1 and 4), 6 Two replicas.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	var (
+		p          params
+		only       string
+		mdPath     string
+		pngPath    string
+		profile    string
+		keep       bool
+		verbose    bool
+		memLimMiB  float64
+		quietWait  time.Duration
+		roundsFlag int
+		daemonBin  string
+	)
+	fs.IntVar(&p.n, "n", 5000, "requests in scenarios 1, 2 and 6")
+	fs.IntVar(&p.nRate, "n-rate", 5000, "requests in scenario 3")
+	fs.IntVar(&p.nOverhead, "n-overhead", 20000, "requests in scenario 4")
+	fs.DurationVar(&p.latency, "l", 20*time.Millisecond, "latency L of each Kombo call (scenarios 1, 2, 3, 6)")
+	fs.IntVar(&p.limit, "c", 8, "scenario 1: Kombo's concurrency limit C, and KOMBO_MAX_CONCURRENCY")
+	fs.IntVar(&p.adaptiveLimit, "c-adaptive", 4, "scenarios 2 and 6: Kombo's concurrency limit")
+	fs.IntVar(&p.adaptiveMax, "max-adaptive", 32, "scenarios 2 and 6: KOMBO_MAX_CONCURRENCY of each replica (and the baseline's semaphore)")
+	fs.Float64Var(&p.rate, "rate", 50, "scenario 3: Kombo's rate limit, calls per second")
+	fs.IntVar(&p.burst, "burst", 10, "scenario 3: the rate limit's burst")
+	fs.IntVar(&p.rateConc, "c-rate", 8, "scenario 3: KOMBO_MAX_CONCURRENCY (and the baseline's semaphore)")
+	fs.IntVar(&p.overheadConc, "c-overhead", 8, "scenario 4: KOMBO_MAX_CONCURRENCY (and the baseline's semaphore)")
+	fs.DurationVar(&p.earlyGrace, "early-grace", 5*time.Millisecond,
+		"scenario 3: a call arriving this soon after a 429 is not counted as inside the announced wait (it was sent before the 429 was read)")
+	fs.Float64Var(&memLimMiB, "mem-target", 25, "scenario 5: peak RSS target, MiB")
+	fs.StringVar(&only, "scenarios", "1,2,3,4,5,6", "which scenarios to run (5 needs 1 and 4, and runs them)")
+	fs.BoolVar(&p.short, "short", false, "CI smoke run: N=300 (scenario 3: 150, scenario 4: 1000); targets reported, not enforced; writes no files unless -md/-png are given")
+	fs.StringVar(&mdPath, "md", "", "write the report here (default BENCHMARKS.md in a full run, nothing with -short)")
+	fs.StringVar(&pngPath, "png", "", "write scenario 2's picture here (default docs/bench-adaptive.png in a full run, nothing with -short)")
+	fs.StringVar(&profile, "profile", "", "run the daemon in-process as \"bench daemon\" and write CPU and allocation profiles of each replica into this `dir`")
+	fs.IntVar(&roundsFlag, "rounds", 3, "scenarios 1 and 4 run daemon and baseline this many times, interleaved, and keep each one's best run (the least disturbed by other work on the machine); 1 with -short")
+	fs.DurationVar(&quietWait, "quiet-wait", 2*time.Minute, "before each run, wait up to this long for the machine to be nearly idle (other work < 0.5 CPU); 0 = do not wait (the default with -short)")
+	fs.StringVar(&daemonBin, "daemon-bin", "", "run this integration-deleter binary instead of building one (to compare builds)")
+	fs.BoolVar(&keep, "keep", false, "keep the work directory (logs of every process, NATS store)")
+	fs.BoolVar(&verbose, "v", false, "print progress")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q (see -h)", fs.Args())
+	}
+	p.memLimit = uint64(memLimMiB * (1 << 20))
+	p.boundTarget, p.adaptTarget = 0.95, 0.9
+	set := map[string]bool{}
+	for f := range strings.SplitSeq(only, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			set[f] = true
+		}
+	}
+	if set["5"] {
+		set["1"], set["4"] = true, true
+	}
+	if p.short {
+		if !flagGiven(fs, "quiet-wait") {
+			quietWait = 0
+		}
+		if !flagGiven(fs, "rounds") {
+			roundsFlag = 1
+		}
+		if !flagGiven(fs, "n") {
+			p.n = 300
+		}
+		if !flagGiven(fs, "n-rate") {
+			p.nRate = 150
+		}
+		if !flagGiven(fs, "n-overhead") {
+			p.nOverhead = 1000
+		}
+	} else {
+		if !flagGiven(fs, "md") {
+			mdPath = "BENCHMARKS.md"
+		}
+		if !flagGiven(fs, "png") {
+			pngPath = "docs/bench-adaptive.png"
+		}
+	}
+	p.rounds = max(roundsFlag, 1)
+	if profile != "" {
+		if err := os.MkdirAll(profile, 0o755); err != nil {
+			return err
+		}
+	}
+
+	started := time.Now()
+	e, err := newEnv(ctx, profile, daemonBin, verbose)
+	if err != nil {
+		return err
+	}
+	defer e.close(keep)
+	if keep {
+		fmt.Fprintln(stderr, "work directory:", e.dir)
+	}
+
+	var (
+		figures []figure
+		byID    = map[string][2]*runResult{}
+		runErrs []error
+	)
+	for _, s := range scenarios(p) {
+		if !set[s.id] {
+			continue
+		}
+		var pair [2]*runResult
+		rounds := 1
+		if s.id == "1" || s.id == "4" {
+			rounds = p.rounds
+		}
+		for round := range rounds {
+			for i, spec := range []runSpec{s.daemon, s.baseline} {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				quiet := 0.0
+				if quietWait > 0 {
+					quiet = waitQuiet(ctx, quietWait)
+				}
+				label := ""
+				if rounds > 1 {
+					label = fmt.Sprintf(" round %d/%d", round+1, rounds)
+				}
+				fmt.Fprintf(stderr, "scenario %s (%s): %s, N=%d%s …", s.id, s.title, spec.kind, spec.n, label)
+				r := e.run(ctx, spec)
+				r.quietLoad = quiet
+				fmt.Fprintf(stderr, " %.2fs, %d results, %.0f/s, CPU %.2fs, peak RSS %s; other load %.2f CPUs\n",
+					r.elapsed.Seconds(), r.results, r.perSecond(), r.cpuTotal(), mib(r.rssMax()), r.otherLoad)
+				if verbose {
+					fmt.Fprintf(stderr, "  %s\n", r.diagnostics())
+					if len(r.samples) > 0 {
+						fmt.Fprintln(stderr, r.capHistory())
+					}
+				}
+				if r.err != nil {
+					fmt.Fprintf(stderr, "  error: %v\n", r.err)
+					runErrs = append(runErrs, fmt.Errorf("scenario %s %s: %w", s.id, spec.kind, r.err))
+				}
+				pair[i] = better(pair[i], r)
+			}
+		}
+		byID[s.id] = pair
+		figs := s.judge(pair[0], pair[1])
+		if s.id == "1" {
+			figs = append(figs, ceilingFigure(ctx, p, rounds, quietWait, stderr))
+		}
+		for _, f := range figs {
+			f.scenario = s.id + " " + s.title
+			figures = append(figures, f)
+		}
+	}
+	if set["5"] {
+		for _, f := range memoryFigures(p, byID) {
+			f.scenario = "5 Memory"
+			figures = append(figures, f)
+		}
+	}
+	slices.SortStableFunc(figures, func(a, b figure) int { return strings.Compare(a.scenario[:1], b.scenario[:1]) })
+
+	table := renderTable(figures)
+	fmt.Fprintln(stdout)
+	fmt.Fprint(stdout, table)
+	wall := time.Since(started)
+	fmt.Fprintf(stdout, "\nbench wall time: %s\n", wall.Round(time.Second))
+
+	replicasPNG := ""
+	if pngPath != "" {
+		if r, ok := byID["2"]; ok && len(r[0].samples) > 0 {
+			if err := plotAdaptive(pngPath, r[0], r[1], p); err != nil {
+				return fmt.Errorf("picture: %w", err)
+			}
+			fmt.Fprintln(stdout, "wrote", pngPath)
+		}
+		if r, ok := byID["6"]; ok && len(r[0].samples) > 0 {
+			replicasPNG = filepath.Join(filepath.Dir(pngPath), "bench-replicas.png")
+			if err := plotReplicas(replicasPNG, r[0], r[1], p); err != nil {
+				return fmt.Errorf("picture: %w", err)
+			}
+			fmt.Fprintln(stdout, "wrote", replicasPNG)
+		}
+	}
+	if mdPath != "" {
+		md := renderMarkdown(p, figures, byID, pngPath, replicasPNG, mdPath, wall)
+		if err := os.WriteFile(mdPath, []byte(md), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "wrote", mdPath)
+	}
+	if err := errors.Join(runErrs...); err != nil {
+		return err // a run that did not finish is a broken harness, also with -short
+	}
+	missed := 0
+	for _, f := range figures {
+		if !f.info && !f.ok {
+			missed++
+		}
+	}
+	if missed > 0 {
+		if p.short {
+			fmt.Fprintf(stdout, "%d target(s) missed (not enforced with -short)\n", missed)
+			return nil
+		}
+		return fmt.Errorf("%w: %d target(s)", errTargetsMissed, missed)
+	}
+	return nil
+}
+
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			given = true
+		}
+	})
+	return given
+}
+
+// runProfiledDaemon is `bench daemon`: the daemon exactly as cmd/integration-deleter runs it
+// (config from the environment, daemon.Run), with a CPU profile over the whole run and an
+// allocation profile at the end, written to $BENCH_PROFILE.cpu.pprof and .allocs.pprof.
+func runProfiledDaemon() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg, err := config.Load()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench daemon:", err)
+		return 2
+	}
+	if base := os.Getenv("BENCH_PROFILE"); base != "" {
+		defer startProfiles(base)()
+	}
+	log := daemon.NewLogger(cfg, os.Stderr)
+	if err := daemon.Run(ctx, cfg, daemon.Options{Version: "bench", Logger: log}); err != nil {
+		log.Error("daemon failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// better returns the better of two runs of the same kind: one without error, then the faster;
+// its peak RSS is the highest of both (memory is judged over every run) and its CPU the
+// lowest per result.
+func better(a, b *runResult) *runResult {
+	if a == nil {
+		return b
+	}
+	best, other := a, b
+	if (b.err == nil && a.err != nil) || (b.err == nil) == (a.err == nil) && b.elapsed < a.elapsed {
+		best, other = b, a
+	}
+	out := *best
+	out.rss = slices.Clone(best.rss)
+	for i := range min(len(out.rss), len(other.rss)) {
+		out.rss[i] = max(out.rss[i], other.rss[i])
+	}
+	if other.err == nil && other.results > 0 && best.results > 0 &&
+		other.cpuTotal()/float64(other.results) < best.cpuTotal()/float64(best.results) {
+		out.cpu = other.cpu
+		out.results = other.results
+	}
+	return &out
+}
+
+// ceilingFigure measures scenario 1 without NATS (see ceiling), best of rounds.
+func ceilingFigure(ctx context.Context, p params, rounds int, quietWait time.Duration, stderr io.Writer) figure {
+	bound := boundOf(p.n, p.latency, p.limit)
+	var best, mean time.Duration
+	for range rounds {
+		if quietWait > 0 {
+			waitQuiet(ctx, quietWait)
+		}
+		el, m, err := ceiling(ctx, p.n, p.limit, kombotest.Options{Latency: p.latency, ConcurrencyLimit: p.limit})
+		if err != nil {
+			fmt.Fprintf(stderr, "ceiling: %v\n", err)
+			continue
+		}
+		fmt.Fprintf(stderr, "scenario 1 (Bound): HTTP-only ceiling … %.2fs, mean call at Kombo %.2fms\n", el.Seconds(), float64(m)/1e6)
+		if best == 0 || el < best {
+			best, mean = el, m
+		}
+	}
+	f := figure{measure: fmt.Sprintf("ceiling: %d goroutines calling the fake with the daemon's Kombo client, no NATS (mean call at Kombo %.2f ms)",
+		p.limit, float64(mean)/1e6), daemon: "–", baseline: "–", info: true}
+	if best > 0 {
+		f.daemon = fmt.Sprintf("%.3f", bound.Seconds()/best.Seconds())
+		f.baseline = f.daemon
+	}
+	return f
+}
+
+// startProfiles starts a CPU profile written to base.cpu.pprof; the function it returns
+// stops it and writes the allocations to base.allocs.pprof. Errors are reported on stderr.
+func startProfiles(base string) (stop func()) {
+	f, err := os.Create(base + ".cpu.pprof")
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: profile:", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		var buf bytes.Buffer
+		runtime.GC()
+		if err := pprof.Lookup("allocs").WriteTo(&buf, 0); err == nil {
+			_ = os.WriteFile(base+".allocs.pprof", buf.Bytes(), 0o644)
+		}
+	}
+}

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"fmt"
+	"image/color"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+var (
+	blue   = color.RGBA{R: 31, G: 119, B: 180, A: 255}
+	orange = color.RGBA{R: 255, G: 127, B: 14, A: 255}
+	red    = color.RGBA{R: 214, G: 39, B: 40, A: 255}
+	grey   = color.RGBA{R: 90, G: 90, B: 90, A: 255}
+)
+
+// plotAdaptive draws scenario 2: on top the daemon's cap and calls in flight (from its
+// /metrics every 50 ms), below the baseline's calls in flight as Kombo saw them; each with
+// Kombo's limit and the calls it rejected per 100 ms.
+func plotAdaptive(path string, d, b *runResult, p params) error {
+	limit := float64(p.adaptiveLimit)
+	top := plot.New()
+	top.Title.Text = fmt.Sprintf("integration-deleter: Kombo allows %d calls at once, KOMBO_MAX_CONCURRENCY=%d (N=%d, L=%s)",
+		p.adaptiveLimit, p.adaptiveMax, p.n, p.latency)
+	top.Y.Label.Text = "calls"
+	var capXY, inXY plotter.XYs
+	for _, s := range d.samples {
+		capXY = append(capXY, plotter.XY{X: s.t, Y: s.cap})
+		inXY = append(inXY, plotter.XY{X: s.t, Y: s.inFlight})
+	}
+	capLine, err := plotter.NewLine(capXY)
+	if err != nil {
+		return err
+	}
+	capLine.StepStyle = plotter.PostStep
+	capLine.Color, capLine.Width = blue, vg.Points(2)
+	inLine, err := plotter.NewLine(inXY)
+	if err != nil {
+		return err
+	}
+	inLine.Color, inLine.Width = orange, vg.Points(1)
+	top.Add(plotter.NewGrid(), capLine, inLine)
+	top.Legend.Add("concurrency cap (integration_deleter_concurrency_cap)", capLine)
+	top.Legend.Add("calls in flight (integration_deleter_kombo_calls_in_flight)", inLine)
+	if err := addLimitAndRejects(top, d, limit); err != nil {
+		return err
+	}
+
+	bottom := plot.New()
+	bottom.Title.Text = fmt.Sprintf("plain baseline: fixed semaphore of %d, per-worker backoff", p.adaptiveMax)
+	bottom.X.Label.Text = "seconds since the first publish"
+	bottom.Y.Label.Text = "calls"
+	bLine, err := plotter.NewLine(komboInFlight(b, 0.05))
+	if err != nil {
+		return err
+	}
+	bLine.Color, bLine.Width = orange, vg.Points(1)
+	bottom.Add(plotter.NewGrid(), bLine)
+	bottom.Legend.Add("calls in flight at Kombo", bLine)
+	if err := addLimitAndRejects(bottom, b, limit); err != nil {
+		return err
+	}
+
+	return saveTwo(path, top, bottom, max(d.elapsed.Seconds(), b.elapsed.Seconds()), float64(p.adaptiveMax)+2)
+}
+
+func addLimitAndRejects(pl *plot.Plot, r *runResult, limit float64) error {
+	lim := plotter.NewFunction(func(float64) float64 { return limit })
+	lim.Color, lim.Width, lim.Dashes = grey, vg.Points(1), []vg.Length{vg.Points(4), vg.Points(3)}
+	pl.Add(lim)
+	pl.Legend.Add(fmt.Sprintf("Kombo's limit (%.0f)", limit), lim)
+	rej := rejectsPer(r, 0.1)
+	if len(rej) == 0 {
+		return nil
+	}
+	sc, err := plotter.NewScatter(rej)
+	if err != nil {
+		return err
+	}
+	sc.GlyphStyle.Color, sc.GlyphStyle.Shape, sc.GlyphStyle.Radius = red, draw.CrossGlyph{}, vg.Points(2.5)
+	pl.Add(sc)
+	pl.Legend.Add("calls rejected (CONCURRENCY_LIMIT_EXCEEDED) per 100 ms", sc)
+	return nil
+}
+
+// rejectsPer returns, for each bin of the run with rejections, how many calls Kombo rejected.
+func rejectsPer(r *runResult, bin float64) plotter.XYs {
+	counts := map[int]int{}
+	for _, c := range r.calls {
+		if c.code == "PLATFORM.CONCURRENCY_LIMIT_EXCEEDED" {
+			counts[int(c.start.Sub(r.t0).Seconds()/bin)]++
+		}
+	}
+	keys := make([]int, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	out := make(plotter.XYs, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, plotter.XY{X: (float64(k) + 0.5) * bin, Y: float64(counts[k])})
+	}
+	return out
+}
+
+// komboInFlight returns the calls Kombo admitted that were in flight, every step seconds.
+func komboInFlight(r *runResult, step float64) plotter.XYs {
+	n := int(r.elapsed.Seconds()/step) + 1
+	diff := make([]int, n+1)
+	for _, c := range r.calls {
+		if c.code == "PLATFORM.CONCURRENCY_LIMIT_EXCEEDED" || c.end.IsZero() {
+			continue
+		}
+		a := int(c.start.Sub(r.t0).Seconds()/step + 0.999999)
+		z := int(c.end.Sub(r.t0).Seconds()/step + 0.999999)
+		a, z = max(a, 0), min(z, n)
+		if a < z {
+			diff[a]++
+			diff[z]--
+		}
+	}
+	out := make(plotter.XYs, n)
+	cur := 0
+	for i := range n {
+		cur += diff[i]
+		out[i] = plotter.XY{X: float64(i) * step, Y: float64(cur)}
+	}
+	return out
+}
+
+// plotReplicas draws scenario 6: each replica's cap, the sum of the caps and of the calls in
+// flight, Kombo's limit and the calls it rejected per 100 ms; below, the two baseline
+// replicas' calls in flight as Kombo saw them.
+func plotReplicas(path string, d, b *runResult, p params) error {
+	limit := float64(p.adaptiveLimit)
+	top := plot.New()
+	top.Title.Text = fmt.Sprintf("two integration-deleter replicas on one consumer: Kombo allows %d calls at once, each KOMBO_MAX_CONCURRENCY=%d",
+		p.adaptiveLimit, p.adaptiveMax)
+	top.Y.Label.Text = "calls"
+	colors := []color.Color{blue, color.RGBA{R: 44, G: 160, B: 44, A: 255}}
+	latestCap := make([]float64, d.spec.replicas)
+	latestIn := make([]float64, d.spec.replicas)
+	var sumCap, sumIn plotter.XYs
+	per := make([]plotter.XYs, d.spec.replicas)
+	samples := slices.Clone(d.samples)
+	slices.SortFunc(samples, func(a, b sample) int {
+		switch {
+		case a.t < b.t:
+			return -1
+		case a.t > b.t:
+			return 1
+		}
+		return 0
+	})
+	for _, s := range samples {
+		latestCap[s.replica], latestIn[s.replica] = s.cap, s.inFlight
+		per[s.replica] = append(per[s.replica], plotter.XY{X: s.t, Y: s.cap})
+		c, in := 0.0, 0.0
+		for i := range latestCap {
+			c += latestCap[i]
+			in += latestIn[i]
+		}
+		sumCap = append(sumCap, plotter.XY{X: s.t, Y: c})
+		sumIn = append(sumIn, plotter.XY{X: s.t, Y: in})
+	}
+	top.Add(plotter.NewGrid())
+	sumLine, err := plotter.NewLine(sumCap)
+	if err != nil {
+		return err
+	}
+	sumLine.StepStyle = plotter.PostStep
+	sumLine.Color, sumLine.Width = grey, vg.Points(2.5)
+	top.Add(sumLine)
+	top.Legend.Add("sum of the caps", sumLine)
+	for i, xy := range per {
+		l, err := plotter.NewLine(xy)
+		if err != nil {
+			return err
+		}
+		l.StepStyle = plotter.PostStep
+		l.Color, l.Width = colors[i%len(colors)], vg.Points(1.5)
+		top.Add(l)
+		top.Legend.Add(fmt.Sprintf("replica %d: concurrency cap", i+1), l)
+	}
+	inLine, err := plotter.NewLine(sumIn)
+	if err != nil {
+		return err
+	}
+	inLine.Color, inLine.Width = orange, vg.Points(0.7)
+	top.Add(inLine)
+	top.Legend.Add("sum of the calls in flight", inLine)
+	if err := addLimitAndRejects(top, d, limit); err != nil {
+		return err
+	}
+
+	bottom := plot.New()
+	bottom.Title.Text = fmt.Sprintf("two plain baseline replicas: fixed semaphores of %d, per-worker backoff", p.adaptiveMax)
+	bottom.X.Label.Text = "seconds since the first publish"
+	bottom.Y.Label.Text = "calls"
+	bLine, err := plotter.NewLine(komboInFlight(b, 0.05))
+	if err != nil {
+		return err
+	}
+	bLine.Color, bLine.Width = orange, vg.Points(1)
+	bottom.Add(plotter.NewGrid(), bLine)
+	bottom.Legend.Add("calls in flight at Kombo", bLine)
+	if err := addLimitAndRejects(bottom, b, limit); err != nil {
+		return err
+	}
+	return saveTwo(path, top, bottom, max(d.elapsed.Seconds(), b.elapsed.Seconds()), 2*limit+2)
+}
+
+// saveTwo aligns two plots one above the other on common axes and writes them as a PNG.
+func saveTwo(path string, top, bottom *plot.Plot, xmax, ymax float64) error {
+	for _, pl := range []*plot.Plot{top, bottom} {
+		pl.X.Min, pl.X.Max = 0, xmax
+		pl.Y.Min, pl.Y.Max = 0, ymax
+		pl.Legend.Top = true
+		pl.Legend.TextStyle.Font.Size = vg.Points(9)
+		pl.Title.TextStyle.Font.Size = vg.Points(11)
+	}
+	const w, h = 10 * vg.Inch, 7 * vg.Inch
+	img := vgimg.New(w, h)
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: 2, Cols: 1, PadX: vg.Millimeter, PadY: 4 * vg.Millimeter,
+		PadTop: 2 * vg.Millimeter, PadBottom: 2 * vg.Millimeter, PadLeft: 2 * vg.Millimeter, PadRight: 4 * vg.Millimeter}
+	canvases := plot.Align([][]*plot.Plot{{top}, {bottom}}, tiles, dc)
+	top.Draw(canvases[0][0])
+	bottom.Draw(canvases[1][0])
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+func verdict(f figure) string {
+	switch {
+	case f.info:
+		return ""
+	case f.ok:
+		return "met"
+	default:
+		return "MISSED"
+	}
+}
+
+// renderTable is the table printed on stdout.
+func renderTable(figs []figure) string {
+	var sb strings.Builder
+	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "scenario\tmeasure\tdaemon\tbaseline\ttarget\t")
+	last := ""
+	for _, f := range figs {
+		sc := f.scenario
+		if sc == last {
+			sc = ""
+		}
+		last = f.scenario
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", sc, f.measure, f.daemon, f.baseline, targetText(f), verdict(f))
+	}
+	tw.Flush()
+	return sb.String()
+}
+
+func targetText(f figure) string {
+	if f.info {
+		return "–"
+	}
+	return f.target
+}
+
+// renderMarkdown is BENCHMARKS.md.
+func renderMarkdown(p params, figs []figure, byID map[string][2]*runResult, pngPath, replicasPNG, mdPath string, wall time.Duration) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	w("# Benchmarks\n\n")
+	w("Written by `make bench` (`go run ./bench`); do not edit by hand. ")
+	w("Each scenario runs the real `integration-deleter` binary (built by the bench, configured by environment, ")
+	w("as a subprocess) and then, in the same run, a **plain baseline** (`bench/baseline.go`: nats.go `jetstream` ")
+	w("`Consume`, a fixed semaphore, a per-worker exponential backoff of 100 ms…5 s with jitter on anything but a final ")
+	w("answer, publish the result and wait for the PubAck, then ack), also a subprocess, against the same embedded NATS ")
+	w("server (file storage; a fresh stream and durable consumer per run, `MAX_ACK_PENDING` 256) and a fresh fake Kombo ")
+	w("(`kombo/kombotest`, in the bench's process, real HTTP on loopback) with the same settings. Time runs from the ")
+	w("first publish to the last stored result; CPU is utime+stime of the measured process over that time ")
+	w("(`/proc/<pid>/stat`), memory its peak RSS (`VmHWM`). The baseline runs as `bench baseline`, inside the bench's ")
+	w("own binary, which also links the NATS server and the plotting library: its RSS carries a few MiB of code ")
+	w("the daemon's does not.\n\n")
+
+	w("## Machine\n\n")
+	w("| | |\n| --- | --- |\n")
+	w("| date | %s |\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	w("| CPUs (`nproc`) | %d |\n", runtime.NumCPU())
+	w("| CPU | %s |\n", cpuModel())
+	w("| Go | %s %s/%s |\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	w("| bench wall time | %s |\n\n", wall.Round(time.Second))
+
+	w("## Results\n\n")
+	w("| scenario | measure | daemon | baseline | target | |\n| --- | --- | --- | --- | --- | --- |\n")
+	last := ""
+	for _, f := range figs {
+		sc := f.scenario
+		if sc == last {
+			sc = ""
+		}
+		last = f.scenario
+		v := verdict(f)
+		if v == "met" {
+			v = "✅ met"
+		} else if v == "MISSED" {
+			v = "❌ missed"
+		}
+		w("| %s | %s | %s | %s | %s | %s |\n", sc, f.measure, f.daemon, f.baseline, targetText(f), v)
+	}
+	w("\n")
+
+	w("## Scenarios\n\n")
+	w("1. **Bound**: N=%d, L=%s, Kombo allows C=%d calls at once, `KOMBO_MAX_CONCURRENCY=%d`. Ratio of the bound N·L/C to the time taken.\n",
+		p.n, p.latency, p.limit, p.limit)
+	w("2. **Adaptive**: Kombo allows %d at once (and says so in `Concurrency-Limit`), `KOMBO_MAX_CONCURRENCY=%d`. Share of calls rejected with "+
+		"`CONCURRENCY_LIMIT_EXCEEDED` (over the run, and over calls made in its second half) and ratio to N·L/%d.\n",
+		p.adaptiveLimit, p.adaptiveMax, p.adaptiveLimit)
+	w("3. **Rate limit**: Kombo admits %.0f calls/s (token bucket, burst %d) and answers the others 429 with `ratelimit-reset` "+
+		"(whole seconds, as Kombo documents). Calls that arrive inside an announced wait (later than %s after the 429 that announced it), "+
+		"and results per second. N=%d, L=%s, `KOMBO_MAX_CONCURRENCY=%d`.\n", p.rate, p.burst, p.earlyGrace, p.nRate, p.latency, p.rateConc)
+	w("4. **Overhead**: L=0, no limits, N=%d, `KOMBO_MAX_CONCURRENCY=%d` (the baseline's semaphore too). Results per second and CPU-seconds per 1000 requests; "+
+		"the daemon logs one line per request (`LOG_LEVEL=info`, JSON) as in production, the baseline logs nothing.\n", p.nOverhead, p.overheadConc)
+	w("5. **Memory**: the daemon's peak RSS during scenarios 1 and 4.\n")
+	w("6. **Two replicas** of the daemon on one durable consumer (and two baseline replicas), each `KOMBO_MAX_CONCURRENCY=%d`, Kombo allows %d: as 2.\n\n",
+		p.adaptiveMax, p.adaptiveLimit)
+
+	w("## Noise\n\n")
+	w("The machine is shared. Before each run the bench waits (up to a limit) until other work uses less than half a CPU; ")
+	w("during each run it measures the CPU used by anything but the measured processes and the bench itself (NATS, fake Kombo). ")
+	w("Scenarios 1 and 4 keep the best of %d interleaved rounds of each side.\n\n", max(p.rounds, 1))
+	w("| scenario | daemon: other load before / during (CPUs) | baseline: other load before / during (CPUs) |\n| --- | --- | --- |\n")
+	for _, id := range []string{"1", "2", "3", "4", "6"} {
+		if r, ok := byID[id]; ok {
+			w("| %s | %.2f / %.2f | %.2f / %.2f |\n", id, r[0].quietLoad, r[0].otherLoad, r[1].quietLoad, r[1].otherLoad)
+		}
+	}
+	w("\n")
+
+	if pngPath != "" {
+		if _, ok := byID["2"]; ok {
+			rel, err := filepath.Rel(filepath.Dir(mdPath), pngPath)
+			if err != nil {
+				rel = pngPath
+			}
+			w("## Scenario 2 in a picture\n\n")
+			w("The daemon's concurrency cap and calls in flight (from its `/metrics`, every 50 ms), above the baseline's calls in flight as Kombo saw them; ")
+			w("red crosses count the calls Kombo rejected per 100 ms.\n\n")
+			w("![cap and calls in flight during scenario 2](%s)\n\n", filepath.ToSlash(rel))
+		}
+	}
+	if replicasPNG != "" {
+		rel, err := filepath.Rel(filepath.Dir(mdPath), replicasPNG)
+		if err != nil {
+			rel = replicasPNG
+		}
+		w("## Scenario 6 in a picture\n\n")
+		w("Each replica's cap, their sum, and the sum of their calls in flight (from their `/metrics`, every 50 ms), above the two baseline replicas' calls in flight as Kombo saw them.\n\n")
+		w("![two replicas sharing Kombo's limit](%s)\n\n", filepath.ToSlash(rel))
+	}
+	if notes := notesFor(); notes != "" {
+		w("%s", notes)
+	}
+	w("## Reproduce\n\n")
+	w("```sh\nmake bench                 # go run ./bench: all scenarios, writes BENCHMARKS.md and docs/bench-adaptive.png\n")
+	w("go run ./bench -short      # CI smoke run (small N; targets reported, not enforced)\n")
+	w("go run ./bench -scenarios 4 -profile /tmp/prof   # CPU and allocation profiles of the daemon\n```\n")
+	return b.String()
+}
+
+// notesFor returns the hand-written part of the report (what the profiles showed, what was
+// changed), kept in bench/NOTES.md so that a new run keeps it.
+func notesFor() string {
+	root, err := moduleRoot()
+	if err != nil {
+		return ""
+	}
+	data, err := os.ReadFile(filepath.Join(root, "bench", "NOTES.md"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimRight(string(data), "\n") + "\n\n"
+}
+
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}

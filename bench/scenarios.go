@@ -1,0 +1,209 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
+)
+
+// params are the knobs of the scenarios (flags).
+type params struct {
+	n, nRate, nOverhead      int
+	latency                  time.Duration
+	limit                    int     // scenario 1: Kombo's concurrency limit and KOMBO_MAX_CONCURRENCY
+	adaptiveLimit            int     // scenarios 2 and 6: Kombo's concurrency limit
+	adaptiveMax              int     // scenarios 2 and 6: KOMBO_MAX_CONCURRENCY of each replica
+	rate                     float64 // scenario 3: Kombo's rate limit (calls per second)
+	burst                    int     // scenario 3: its burst
+	rateConc                 int     // scenario 3: KOMBO_MAX_CONCURRENCY
+	overheadConc             int     // scenario 4: KOMBO_MAX_CONCURRENCY
+	earlyGrace               time.Duration
+	rounds                   int    // of scenarios 1 and 4
+	memLimit                 uint64 // scenario 5: bytes
+	short                    bool
+	boundTarget, adaptTarget float64
+}
+
+// figure is one line of the table: a measure, the daemon's and the baseline's values, the
+// target and whether the daemon met it.
+type figure struct {
+	scenario, measure string
+	daemon, baseline  string
+	target            string
+	ok                bool
+	info              bool // reported only, no target
+}
+
+// scenario is a pair of runs (daemon, baseline) and how to judge them.
+type scenario struct {
+	id, title string
+	daemon    runSpec
+	baseline  runSpec
+	judge     func(d, b *runResult) []figure
+}
+
+func boundOf(n int, l time.Duration, c int) time.Duration {
+	return time.Duration(float64(n) * float64(l) / float64(c))
+}
+
+func timeoutFor(ideal time.Duration) time.Duration { return time.Minute + 5*ideal }
+
+func scenarios(p params) []scenario {
+	pct := func(v float64) string { return fmt.Sprintf("%.2f %%", 100*v) }
+	x := func(v float64) string { return fmt.Sprintf("%.3f", v) }
+
+	// 1. Bound.
+	b1 := boundOf(p.n, p.latency, p.limit)
+	s1 := scenario{id: "1", title: "Bound",
+		daemon: runSpec{scenario: "1", kind: "daemon", replicas: 1, n: p.n, maxConc: p.limit,
+			fake: kombotest.Options{Latency: p.latency, ConcurrencyLimit: p.limit}, timeout: timeoutFor(b1)},
+		judge: func(d, b *runResult) []figure {
+			rd, rb := b1.Seconds()/d.elapsed.Seconds(), b1.Seconds()/b.elapsed.Seconds()
+			return []figure{
+				{measure: fmt.Sprintf("N·L/C ÷ time (N=%d, L=%s, C=%d; bound %.2fs)", p.n, p.latency, p.limit, b1.Seconds()),
+					daemon: x(rd), baseline: x(rb), target: fmt.Sprintf("≥ %.2f", p.boundTarget), ok: rd >= p.boundTarget},
+				{measure: "time (s)", daemon: secs(d.elapsed), baseline: secs(b.elapsed), info: true},
+				{measure: "mean call at Kombo (ms) / mean calls in flight at Kombo", daemon: d.komboFigures(), baseline: b.komboFigures(), info: true},
+				{measure: "calls rejected for concurrency", daemon: fmt.Sprint(d.stats.RejectedConcurrency),
+					baseline: fmt.Sprint(b.stats.RejectedConcurrency), info: true},
+			}
+		}}
+	s1.baseline = s1.daemon
+	s1.baseline.kind = "baseline"
+
+	// 2. Adaptive.
+	b2 := boundOf(p.n, p.latency, p.adaptiveLimit)
+	adaptive := func(replicas int) func(d, b *runResult) []figure {
+		return func(d, b *runResult) []figure {
+			da, d2 := d.rejected()
+			ba, b2h := b.rejected()
+			rd, rb := b2.Seconds()/d.elapsed.Seconds(), b2.Seconds()/b.elapsed.Seconds()
+			settle := "never"
+			if t, ok := settleTime(d.samples, replicas, float64(p.adaptiveLimit)); ok {
+				settle = fmt.Sprintf("%.2f s", t)
+			}
+			return []figure{
+				{measure: "calls rejected (CONCURRENCY_LIMIT_EXCEEDED), whole run", daemon: pct(da), baseline: pct(ba),
+					target: "≤ 3 %", ok: da <= 0.03},
+				{measure: "calls rejected, second half", daemon: pct(d2), baseline: pct(b2h), target: "≤ 1 %", ok: d2 <= 0.01},
+				{measure: fmt.Sprintf("N·L/%d ÷ time (N=%d; bound %.2fs)", p.adaptiveLimit, p.n, b2.Seconds()),
+					daemon: x(rd), baseline: x(rb), target: fmt.Sprintf("≥ %.2f", p.adaptTarget), ok: rd >= p.adaptTarget},
+				{measure: fmt.Sprintf("time until the cap (sum over replicas) first is ≤ %d", p.adaptiveLimit), daemon: settle, baseline: "–", info: true},
+				{measure: "DELETE calls / rejected", daemon: fmt.Sprintf("%d / %d", d.stats.Deletes, d.stats.RejectedConcurrency),
+					baseline: fmt.Sprintf("%d / %d", b.stats.Deletes, b.stats.RejectedConcurrency), info: true},
+				{measure: "most calls in flight at Kombo", daemon: fmt.Sprint(d.stats.MaxInFlight), baseline: fmt.Sprint(b.stats.MaxInFlight), info: true},
+				{measure: "requests that ended failed (retries used up)", daemon: fmt.Sprint(d.failed), baseline: fmt.Sprint(b.failed), info: true},
+			}
+		}
+	}
+	s2 := scenario{id: "2", title: "Adaptive",
+		daemon: runSpec{scenario: "2", kind: "daemon", replicas: 1, n: p.n, maxConc: p.adaptiveMax, scrape: true,
+			fake: kombotest.Options{Latency: p.latency, ConcurrencyLimit: p.adaptiveLimit}, timeout: timeoutFor(b2)},
+		judge: adaptive(1)}
+	s2.baseline = s2.daemon
+	s2.baseline.kind, s2.baseline.scrape = "baseline", false
+
+	// 3. Rate limit.
+	ideal3 := time.Duration(float64(p.nRate) / p.rate * float64(time.Second))
+	s3 := scenario{id: "3", title: "Rate limit",
+		daemon: runSpec{scenario: "3", kind: "daemon", replicas: 1, n: p.nRate, maxConc: p.rateConc,
+			fake: kombotest.Options{Latency: p.latency, RateLimit: p.rate, RateBurst: p.burst,
+				RateLimitHeader: kombotest.HintRateLimitReset, EarlyGrace: p.earlyGrace},
+			timeout: timeoutFor(ideal3)},
+		judge: func(d, b *runResult) []figure {
+			td, tb := d.perSecond(), b.perSecond()
+			return []figure{
+				{measure: fmt.Sprintf("calls inside an announced wait (N=%d; grace %s)", p.nRate, p.earlyGrace),
+					daemon: fmt.Sprint(d.stats.EarlyForRateLimit), baseline: fmt.Sprint(b.stats.EarlyForRateLimit), target: "0",
+					ok: d.stats.EarlyForRateLimit == 0},
+				{measure: fmt.Sprintf("results/s (Kombo allows %.0f/s, burst %d)", p.rate, p.burst),
+					daemon: fmt.Sprintf("%.1f", td), baseline: fmt.Sprintf("%.1f", tb),
+					target: fmt.Sprintf("≥ %.1f", 0.9*p.rate), ok: td >= 0.9*p.rate},
+				{measure: "calls answered RATE_LIMIT_EXCEEDED", daemon: fmt.Sprint(d.stats.RejectedRate),
+					baseline: fmt.Sprint(b.stats.RejectedRate), info: true},
+				{measure: "requests that ended failed (retries used up)", daemon: fmt.Sprint(d.failed), baseline: fmt.Sprint(b.failed), info: true},
+			}
+		}}
+	s3.baseline = s3.daemon
+	s3.baseline.kind = "baseline"
+
+	// 4. Overhead.
+	s4 := scenario{id: "4", title: "Overhead",
+		daemon: runSpec{scenario: "4", kind: "daemon", replicas: 1, n: p.nOverhead, maxConc: p.overheadConc,
+			timeout: 5 * time.Minute},
+		judge: func(d, b *runResult) []figure {
+			rd, rb := d.perSecond(), b.perSecond()
+			cd, cb := 1000*d.cpuTotal()/float64(d.results), 1000*b.cpuTotal()/float64(b.results)
+			return []figure{
+				{measure: fmt.Sprintf("results/s (N=%d, L=0, no limit; C=%d)", p.nOverhead, p.overheadConc),
+					daemon: fmt.Sprintf("%.0f", rd), baseline: fmt.Sprintf("%.0f", rb), info: true},
+				{measure: "results/s, daemon ÷ baseline", daemon: fmt.Sprintf("%.2f×", rd/rb), baseline: "1.00×",
+					target: "≥ 1.0×", ok: rd >= rb},
+				{measure: "CPU-seconds per 1000 requests", daemon: fmt.Sprintf("%.3f", cd), baseline: fmt.Sprintf("%.3f", cb),
+					target: "≤ baseline", ok: cd <= cb},
+			}
+		}}
+	s4.baseline = s4.daemon
+	s4.baseline.kind = "baseline"
+
+	// 6. Two replicas.
+	s6 := scenario{id: "6", title: "Two replicas",
+		daemon: runSpec{scenario: "6", kind: "daemon", replicas: 2, n: p.n, maxConc: p.adaptiveMax, scrape: true,
+			fake: kombotest.Options{Latency: p.latency, ConcurrencyLimit: p.adaptiveLimit}, timeout: timeoutFor(b2)},
+		judge: adaptive(2)}
+	s6.baseline = s6.daemon
+	s6.baseline.kind, s6.baseline.scrape = "baseline", false
+
+	return []scenario{s1, s2, s3, s4, s6}
+}
+
+// memoryFigures is scenario 5: the daemon's peak RSS during scenarios 1 and 4.
+func memoryFigures(p params, byID map[string][2]*runResult) []figure {
+	var out []figure
+	for _, id := range []string{"1", "4"} {
+		r, ok := byID[id]
+		if !ok {
+			continue
+		}
+		d, b := r[0].rssMax(), r[1].rssMax()
+		out = append(out, figure{measure: fmt.Sprintf("peak RSS during scenario %s (MAX_ACK_PENDING=256)", id),
+			daemon: mib(d), baseline: mib(b), target: fmt.Sprintf("≤ %s", mib(p.memLimit)), ok: d > 0 && d <= p.memLimit})
+	}
+	return out
+}
+
+// settleTime returns the seconds from the first publish until the sum of the replicas' caps
+// first is at or under limit.
+func settleTime(samples []sample, replicas int, limit float64) (float64, bool) {
+	s := slices.Clone(samples)
+	slices.SortFunc(s, func(a, b sample) int {
+		switch {
+		case a.t < b.t:
+			return -1
+		case a.t > b.t:
+			return 1
+		}
+		return 0
+	})
+	latest := make([]float64, replicas)
+	have := make([]bool, replicas)
+	for _, v := range s {
+		latest[v.replica], have[v.replica] = v.cap, true
+		if !slices.Contains(have, false) {
+			sum := 0.0
+			for _, c := range latest {
+				sum += c
+			}
+			if sum <= limit {
+				return max(v.t, 0), true
+			}
+		}
+	}
+	return 0, false
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }
+
+func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
