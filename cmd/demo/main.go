@@ -79,8 +79,10 @@ func batch() []request {
 
 func run(ctx context.Context, out io.Writer) error {
 	const (
-		fakeLimit = 3
-		daemonMax = 8
+		fakeLimit  = 4 // Kombo's concurrency limit at first
+		fakeLower  = 2 // … and after it lowers it mid-run
+		daemonMax  = 8
+		lowerAfter = 10 // results
 	)
 	logFile, err := os.CreateTemp("", "integration-deleter-demo-*.log")
 	if err != nil {
@@ -122,7 +124,8 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 
 	fmt.Fprintf(out, "integration-deleter demo: embedded NATS at %s, fake Kombo at %s\n", emb.ClientURL(), cfg.KomboBaseURL)
-	fmt.Fprintf(out, "fake Kombo: 150±50 ms per call, concurrency limit %d; daemon: KOMBO_MAX_CONCURRENCY=%d\n", fakeLimit, daemonMax)
+	fmt.Fprintf(out, "fake Kombo: 150±50 ms per call, concurrency limit %d (lowered to %d after %d results); daemon: KOMBO_MAX_CONCURRENCY=%d\n",
+		fakeLimit, fakeLower, lowerAfter, daemonMax)
 	fmt.Fprintf(out, "daemon logs: %s\n\n", logFile.Name())
 
 	dctx, stopDaemon := context.WithCancel(ctx)
@@ -187,17 +190,23 @@ func run(ctx context.Context, out io.Writer) error {
 		}
 		kinds[r.reqID] = r.kind
 	}
-	fmt.Fprintf(out, "published %d requests; the cap adapts as the fake answers CONCURRENCY_LIMIT_EXCEEDED:\n", len(reqs))
+	fmt.Fprintf(out, "published %d requests; the first answer's Concurrency-Limit sets the cap, refusals cut it:\n", len(reqs))
 
 	got := map[string]consumer.Result{}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.After(90 * time.Second)
 	lastLine := ""
+	lowered := false
 	for len(got) < len(reqs) {
 		select {
 		case r := <-results:
 			got[r.RequestID] = r
+			if !lowered && len(got) >= lowerAfter {
+				lowered = true
+				fake.SetConcurrencyLimit(fakeLower)
+				fmt.Fprintf(out, "  Kombo lowers its concurrency limit to %d: calls beyond it are refused, the cap follows\n", fakeLower)
+			}
 		case <-tick.C:
 			m := scrape(metricsURL)
 			line := fmt.Sprintf("  t=%4.1fs  cap=%s  in flight=%s  results=%d/%d  rejected by Kombo=%d",
