@@ -29,7 +29,9 @@ const (
 type Options struct {
 	// APIKey is the bearer key the fake expects; "" accepts any non-empty bearer key.
 	APIKey string
-	// Latency is added to every admitted DELETE; the wait ends early when the client gives up.
+	// Latency is added to every admitted DELETE, counted from the call's arrival; the wait
+	// ends early when the client gives up. The fake aims its timers early by their measured
+	// lateness (at most 2 ms or a tenth of the wait), so that the mean wait is Latency.
 	// 0 answers at once.
 	Latency time.Duration
 	// LatencyJitter adds a uniform random 0..LatencyJitter to Latency; 0 adds nothing.
