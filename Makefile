@@ -43,6 +43,7 @@ test-faults: ## the fault suite: real binaries under kill -9, NATS restarts, Kom
 FUZZTIME ?= 20s
 fuzz: ## run each fuzz target for FUZZTIME (default 20s)
 	go test -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./consumer/
+	go test -run '^$$' -fuzz '^FuzzPlainFields$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./consumer/
 	go test -run '^$$' -fuzz '^FuzzResponse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./kombo/
 
 vulncheck: ## govulncheck ./... (pinned tool) against the pinned golang.org/x/vulndb module (no vuln.go.dev needed)
