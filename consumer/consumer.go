@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -499,6 +500,9 @@ func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job)
 		}
 		d := Decide(res, err)
 		c.limiter.Release(ticket, limiterOutcome(d))
+		// The slot may have gone to a message waiting for it: let its call start now rather
+		// than after this one's result is published (Kombo's slots are the scarce resource).
+		runtime.Gosched()
 		if d.ConcurrencyBound > 0 {
 			c.limiter.SetBound(d.ConcurrencyBound)
 		}
