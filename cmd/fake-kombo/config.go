@@ -42,7 +42,7 @@ var settings = []setting{
 		usage: `bearer key to expect; "" accepts any non-empty key`,
 		apply: func(c *config, v string) error { c.opts.APIKey = v; return nil }},
 	{flag: "latency", env: "FAKE_KOMBO_LATENCY", def: "0s", arg: "DURATION",
-		usage: "added to every DELETE",
+		usage: "added to every DELETE, counted from its arrival (exact on average)",
 		apply: func(c *config, v string) error { return parseDuration(v, &c.opts.Latency) }},
 	{flag: "latency-jitter", env: "FAKE_KOMBO_LATENCY_JITTER", def: "0s", arg: "DURATION",
 		usage: "random extra latency, uniform between 0 and this",
