@@ -148,6 +148,8 @@ func New(js jetstream.JetStream, d Deleter, o Options) (*Consumer, error) {
 	c.floor = NewGate(c.now)
 	c.first = newScout()
 	c.pace = newPacer(c.now)
+	pace := c.pace.current
+	c.m.pace.Store(&pace)
 	c.okCalls = c.m.KomboCalls.WithLabelValues("200", "")
 	c.deleted = c.m.Requests.WithLabelValues("deleted")
 	c.m.ConcurrencyCap.Set(float64(c.limiter.Limit()))

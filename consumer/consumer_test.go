@@ -15,6 +15,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/kombo-ops/integration-deleter/consumer"
 	"github.com/kombo-ops/integration-deleter/internal/natstest"
@@ -455,8 +457,17 @@ func TestRateLimitHoldsEveryWorker(t *testing.T) {
 	for i := range 24 {
 		e.request(fmt.Sprintf("personio:rl-%02d", i))
 	}
-	e.start(nil)
+	reg := prometheus.NewRegistry()
+	m := consumer.NewMetrics(reg)
+	if got := gaugeValue(t, m.Pace); got != 0 {
+		t.Fatalf("pace gauge %v before any call, want 0", got)
+	}
+	e.start(nil, func(o *consumer.Options) { o.Metrics = m })
 	results := e.waitResults(24)
+	// The first refusal starts a probing pace that holds for seconds: the gauge shows it.
+	if got := gaugeValue(t, m.Pace); got <= 0 {
+		t.Errorf("pace gauge %v after a rate-limit answer, want > 0", got)
+	}
 	for id, r := range results {
 		if r.Status != "deleted" {
 			t.Errorf("%s: %+v", id, r)
@@ -623,4 +634,14 @@ func TestUnboundWithoutProvisioningUntilRecreated(t *testing.T) {
 		t.Errorf("got %+v, want deleted", got)
 	}
 	waitFor(t, 10*time.Second, "ready again", func() bool { return r.c.Ready() == nil })
+}
+
+// gaugeValue reads a gauge as a scrape would.
+func gaugeValue(t *testing.T, g prometheus.Metric) float64 {
+	t.Helper()
+	var out dto.Metric
+	if err := g.Write(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out.GetGauge().GetValue()
 }

@@ -417,6 +417,16 @@ func (p *pacer) rateLocked(now time.Time) float64 {
 	return p.est * (paceBelow + p.growth*t)
 }
 
+// current returns the pace now, in calls per second, or 0 while not pacing.
+func (p *pacer) current() float64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.pacing {
+		return 0
+	}
+	return p.rateLocked(p.now())
+}
+
 // wait takes the next start time of the pace and sleeps until it; without
 // a pace it returns at once. It returns ctx.Err() when ctx ends first.
 func (p *pacer) wait(ctx context.Context) error {

@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"strconv"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -20,6 +21,10 @@ type Metrics struct {
 	RateLimitHolds  prometheus.Counter
 	AuthProbes      *prometheus.CounterVec
 	PublishFailures prometheus.Counter
+	// Pace reads the pace of the consumer that uses these metrics, when scraped.
+	Pace prometheus.GaugeFunc
+
+	pace atomic.Pointer[func() float64] // set by the consumer
 }
 
 // NewMetrics creates the consumer's metrics and registers them with reg (nil: not registered).
@@ -76,6 +81,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Failed attempts to publish a result to JetStream.",
 		}),
 	}
+	m.Pace = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: ns, Name: "rate_pace_per_second",
+		Help: "Calls per second the pacer allows after Kombo's rate limit showed itself; 0 while calls are not paced.",
+	}, func() float64 {
+		if f := m.pace.Load(); f != nil {
+			return (*f)()
+		}
+		return 0
+	})
 	for _, o := range []string{"deleted", "not_found", "failed", "invalid"} {
 		m.Requests.WithLabelValues(o)
 	}
@@ -84,7 +98,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Requests, m.KomboCalls, m.KomboLatency, m.InFlight, m.ConcurrencyCap,
-			m.Retries, m.Redeliveries, m.Held, m.Paused, m.RateLimitHolds, m.AuthProbes, m.PublishFailures)
+			m.Retries, m.Redeliveries, m.Held, m.Paused, m.RateLimitHolds, m.AuthProbes, m.PublishFailures, m.Pace)
 	}
 	return m
 }
