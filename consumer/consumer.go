@@ -58,7 +58,8 @@ type Options struct {
 	Now func() time.Time
 }
 
-// floorHoldMax bounds the hold after rejections at a cap of 1 (see Consumer.floor).
+// floorHoldMax bounds the doubling of the hold after rejections at a cap of 1 (see
+// Consumer.floor); the ±50 % jitter comes after it, so a hold lasts at most 1.5 floorHoldMax.
 const floorHoldMax = time.Second
 
 // handBackDelay is the redelivery delay of a message handed back at shutdown. It is short,

@@ -514,8 +514,20 @@ func (p *pacer) limited(start, until time.Time, inFlight int) (pace float64, pro
 		// The first refusal: what got through bounds the bucket. Search between
 		// the rate that would have emptied it over this epoch and its wait, and
 		// the rate at which calls were answered lately.
-		p.burst = max(float64(p.admitted)+float64(inFlight)/2, 1) // about half the calls still on their way get through
+		admitted := float64(p.admitted)
+		p.burst = max(admitted+float64(inFlight)/2, 1) // about half the calls still on their way get through
 		low := p.burst / (active + hold.Seconds())
+		if window := float64(paceSlots) / 10; active > 2*window {
+			// A daemon that ran for a while before it was refused: only the
+			// last window tells the bucket. Before it, calls came at a rate q;
+			// if Kombo allowed q, the bucket was full when the window began
+			// and Kombo refilled it at R ≥ q during it: B = n - R·window ≤
+			// n - q·window. Over the whole epoch Kombo let through all but B
+			// of the calls at R at least.
+			q := (admitted - float64(n)) / (active - window)
+			p.burst = max(float64(n)-q*window+float64(inFlight)/2, 1)
+			low = max(p.burst/(window+hold.Seconds()), (admitted-p.burst)/(active+hold.Seconds()))
+		}
 		p.probe, p.lo, p.hi = true, 0, 0
 		p.est = math.Sqrt(low * max(answered, 4*low))
 	} else {
