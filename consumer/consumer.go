@@ -492,10 +492,10 @@ func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job)
 		t0 := c.now()
 		res, err := c.kombo.DeleteIntegration(callCtx, j.req.IntegrationID)
 		took := c.now().Sub(t0)
-		c.first.answered()
 		j.calls++
 		if err != nil && hard.Err() != nil {
 			// The shutdown deadline cut the call: its outcome is unknown, redeliver.
+			c.first.answered()
 			c.limiter.Release(ticket, OutcomeOther)
 			_ = msg.NakWithDelay(handBackDelay)
 			j.log(c.log).Warn("call cut by the shutdown deadline; request handed back", "attempt", j.prev+j.calls)
@@ -503,12 +503,15 @@ func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job)
 		}
 		d := Decide(res, err)
 		c.limiter.Release(ticket, limiterOutcome(d))
-		// The slot may have gone to a message waiting for it: let its call start now rather
-		// than after this one's result is published (Kombo's slots are the scarce resource).
-		runtime.Gosched()
 		if d.ConcurrencyBound > 0 {
 			c.limiter.SetBound(d.ConcurrencyBound)
 		}
+		// Only now may the calls that waited for the first answer go: under the cap its
+		// Concurrency-Limit set.
+		c.first.answered()
+		// The slot may have gone to a message waiting for it: let its call start now rather
+		// than after this one's result is published (Kombo's slots are the scarce resource).
+		runtime.Gosched()
 		limit, inFlight := c.limiter.usage()
 		c.m.InFlight.Set(float64(inFlight))
 		c.m.ConcurrencyCap.Set(float64(limit))

@@ -449,6 +449,30 @@ func TestRedeliveryAfterCrashStoresOneResult(t *testing.T) {
 	}
 }
 
+// TestFirstAnswerSetsTheCap: with KOMBO_MAX_CONCURRENCY far above Kombo's limit, the very
+// first call goes alone and its answer's Concurrency-Limit caps the calls after it, so
+// Kombo refuses none of them for concurrency (no burst of MaxConcurrency calls at start).
+func TestFirstAnswerSetsTheCap(t *testing.T) {
+	for round := range 5 {
+		t.Run(fmt.Sprint("round ", round), func(t *testing.T) {
+			e := newEnv(t, kombotest.Options{Latency: 10 * time.Millisecond, ConcurrencyLimit: 2})
+			for i := range 40 {
+				e.request(fmt.Sprintf("personio:cap-%02d", i))
+			}
+			e.start(nil, func(o *consumer.Options) { o.MaxConcurrency = 32 })
+			for id, r := range e.waitResults(40) {
+				if r.Status != "deleted" {
+					t.Errorf("%s: %+v", id, r)
+				}
+			}
+			if s := e.fake.Stats(); s.RejectedConcurrency != 0 || s.MaxInFlight > 2 {
+				t.Errorf("Kombo refused %d calls for concurrency and had up to %d in flight, want 0 and at most 2",
+					s.RejectedConcurrency, s.MaxInFlight)
+			}
+		})
+	}
+}
+
 func TestRateLimitHoldsEveryWorker(t *testing.T) {
 	e := newEnv(t, kombotest.Options{Latency: 20 * time.Millisecond})
 	const hold = 400 * time.Millisecond
