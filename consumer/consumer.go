@@ -406,7 +406,12 @@ func (c *Consumer) handle(ctx, hard context.Context, msg jetstream.Msg) {
 	defer func() {
 		c.held.Add(-1)
 		c.m.Held.Set(float64(c.held.Load()))
-		c.kick()
+		// Wake the pull loop only if it may pull now: it pulls in batches, so most
+		// messages that end leave it nothing to do (every change that can make pulling
+		// possible checks this after making it, so no wake-up is lost).
+		if c.pullable() > 0 {
+			c.kick()
+		}
 	}()
 	kept := c.keep.add(msg, c.now())
 	defer c.keep.remove(kept)
@@ -502,16 +507,19 @@ func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job)
 			return
 		}
 		d := Decide(res, err)
-		c.limiter.Release(ticket, limiterOutcome(d))
+		granted := c.limiter.release(ticket, limiterOutcome(d))
 		if d.ConcurrencyBound > 0 {
 			c.limiter.SetBound(d.ConcurrencyBound)
 		}
 		// Only now may the calls that waited for the first answer go: under the cap its
 		// Concurrency-Limit set.
 		c.first.answered()
-		// The slot may have gone to a message waiting for it: let its call start now rather
-		// than after this one's result is published (Kombo's slots are the scarce resource).
-		runtime.Gosched()
+		if granted {
+			// The slot went to a message waiting for it: let its call start now rather
+			// than after this one's result is published (Kombo's slots are the scarce
+			// resource).
+			runtime.Gosched()
+		}
 		limit, inFlight := c.limiter.usage()
 		c.m.InFlight.Set(float64(inFlight))
 		c.m.ConcurrencyCap.Set(float64(limit))

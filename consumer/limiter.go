@@ -165,19 +165,24 @@ func (l *Limiter) Acquire(ctx context.Context) (Ticket, error) {
 // use. Releasing the zero Ticket, a Ticket already released or a Ticket of
 // another Limiter has no effect.
 func (l *Limiter) Release(t Ticket, o Outcome) {
+	l.release(t, o)
+}
+
+// release is Release, and reports whether it handed a slot to a waiter.
+func (l *Limiter) release(t Ticket, o Outcome) (granted bool) {
 	c := t.c
 	if c == nil || c.l != l {
-		return
+		return false
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.releaseLocked(c, o)
+	return l.releaseLocked(c, o)
 }
 
-// releaseLocked is Release of l's own call c.
-func (l *Limiter) releaseLocked(c *limiterCall, o Outcome) {
+// releaseLocked is release of l's own call c.
+func (l *Limiter) releaseLocked(c *limiterCall, o Outcome) (granted bool) {
 	if c.released {
-		return
+		return false
 	}
 	c.released = true
 	l.inFlight--
@@ -193,8 +198,10 @@ func (l *Limiter) releaseLocked(c *limiterCall, o Outcome) {
 			l.cap = math.Min(l.cap+l.stepLocked(), float64(l.ceil))
 		}
 	}
+	waiting := l.waiters.Len()
 	l.grantLocked()
 	l.notifyLocked()
+	return l.waiters.Len() < waiting
 }
 
 // SetBound records a Concurrency-Limit header value n: from now on the cap

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -68,6 +69,8 @@ type Client struct {
 	userAgent string
 	timeout   time.Duration
 	now       func() time.Time
+	// authorization and userAgentValue are the header values, made once.
+	authorization, userAgentValue []string
 	// transport sends each request once: calling it directly (not through an
 	// http.Client) means no redirect is ever followed, not even one whose
 	// Location cannot be parsed (http.Client fails those before CheckRedirect).
@@ -103,6 +106,7 @@ func New(o Options) (*Client, error) {
 	if c.userAgent == "" {
 		c.userAgent = DefaultUserAgent
 	}
+	c.authorization, c.userAgentValue = []string{"Bearer " + c.apiKey}, []string{c.userAgent}
 	if c.timeout == 0 {
 		c.timeout = DefaultTimeout
 	}
@@ -185,8 +189,7 @@ func (c *Client) DeleteIntegration(ctx context.Context, id string) (DeleteResult
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	op := fmt.Sprintf("delete integration %q", id)
-	r, err := c.call(ctx, op, http.MethodDelete, c.endpoint("integrations", id), []byte("{}"))
+	r, err := c.call(ctx, operation{"delete integration", id}, http.MethodDelete, c.endpoint("integrations", id), []byte("{}"))
 	if err != nil {
 		return DeleteResult{}, err
 	}
@@ -208,7 +211,7 @@ type KeyInfo struct {
 func (c *Client) CheckAPIKey(ctx context.Context) (KeyInfo, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	const op = "check API key"
+	op := operation{name: "check API key"}
 	r, err := c.call(ctx, op, http.MethodGet, c.endpoint("check-api-key"), nil)
 	if err != nil {
 		return KeyInfo{}, err
@@ -274,21 +277,25 @@ var errBodyTooLarge = fmt.Errorf("body longer than %d bytes", maxBodyBytes)
 
 // call sends one request. It returns a reply for a 200, an *Error for any
 // other answer, and a transport error, wrapped with op, otherwise.
-func (c *Client) call(ctx context.Context, op, method string, u *url.URL, body []byte) (reply, error) {
+func (c *Client) call(ctx context.Context, op operation, method string, u *url.URL, body []byte) (reply, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	// The URL is set as built rather than printed and parsed again (which also keeps
+	// RawPath exactly as built); with Request.Host empty, the Host header is u.Host.
+	req, err := http.NewRequestWithContext(ctx, method, "", rd)
 	if err != nil {
 		return reply{}, fmt.Errorf("kombo: %s: %w", op, err)
 	}
-	req.URL = u // keeps RawPath exactly as built
-	req.Header.Set("Authorization", "Bearer "+c.apiKey)
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", c.userAgent)
+	req.URL = u
+	// Canonical names, values made once per client: no work per call but the map.
+	req.Header = make(http.Header, 6)
+	req.Header["Authorization"] = c.authorization
+	req.Header["Accept"] = acceptJSON
+	req.Header["User-Agent"] = c.userAgentValue
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header["Content-Type"] = acceptJSON
 	}
 	if t, ok := ctx.Value(traceKey{}).(traceHeaders); ok {
 		if t.parent != "" && validHeaderValue(t.parent) {
@@ -325,6 +332,20 @@ func (c *Client) call(ctx context.Context, op, method string, u *url.URL, body [
 	}
 	return reply{}, c.newError(resp, data, truncated)
 }
+
+// operation names a call in errors; formatted only when there is an error.
+type operation struct{ name, id string }
+
+func (o operation) String() string {
+	if o.id == "" {
+		return o.name
+	}
+	return o.name + " " + strconv.Quote(o.id)
+}
+
+// acceptJSON is the value of the Accept and Content-Type headers. Header values are
+// shared between requests and never changed.
+var acceptJSON = []string{"application/json"}
 
 // readBody reads at most maxBodyBytes of r and tells whether there was more.
 func readBody(r io.Reader) (data []byte, truncated bool, err error) {
