@@ -109,7 +109,7 @@ Flags:
 	fs.StringVar(&mdPath, "md", "", "write the report here (default BENCHMARKS.md in a full run, nothing with -short)")
 	fs.StringVar(&pngPath, "png", "", "write scenario 2's picture here (default docs/bench-adaptive.png in a full run, nothing with -short)")
 	fs.StringVar(&profile, "profile", "", "run the daemon in-process as \"bench daemon\" and write CPU and allocation profiles of each replica into this `dir`")
-	fs.IntVar(&roundsFlag, "rounds", 3, "scenarios 1 and 4 run daemon and baseline this many times, interleaved, and keep each one's best run (the least disturbed by other work on the machine); 1 with -short")
+	fs.IntVar(&roundsFlag, "rounds", 5, "scenarios 1 and 4 run daemon and baseline this many times, interleaved, and keep each one's best run (the least disturbed by other work on the machine); 1 with -short")
 	fs.DurationVar(&quietWait, "quiet-wait", 2*time.Minute, "before each run, wait up to this long for the machine to be nearly idle (other work < 0.5 CPU); 0 = do not wait (the default with -short)")
 	fs.StringVar(&daemonBin, "daemon-bin", "", "run this integration-deleter binary instead of building one (to compare builds)")
 	fs.BoolVar(&keep, "keep", false, "keep the work directory (logs of every process, NATS store)")
@@ -185,6 +185,7 @@ Flags:
 			continue
 		}
 		var pair [2]*runResult
+		var every [2][]*runResult
 		rounds := 1
 		if s.id == "1" || s.id == "4" {
 			rounds = p.rounds
@@ -218,10 +219,14 @@ Flags:
 					runErrs = append(runErrs, fmt.Errorf("scenario %s %s: %w", s.id, spec.kind, r.err))
 				}
 				pair[i] = better(pair[i], r)
+				every[i] = append(every[i], r)
 			}
 		}
 		byID[s.id] = pair
 		figs := s.judge(pair[0], pair[1])
+		if rounds > 1 {
+			figs = append(figs, roundsFigure(s.id, every))
+		}
 		if s.id == "1" {
 			figs = append(figs, ceilingFigure(ctx, p, rounds, quietWait, stderr))
 		}
@@ -340,6 +345,28 @@ func better(a, b *runResult) *runResult {
 		out.results = other.results
 	}
 	return &out
+}
+
+// roundsFigure lists every round of each side, so that the spread the best run was
+// chosen from is in the report: results/s and, for scenario 4, CPU-seconds per 1000.
+func roundsFigure(id string, every [2][]*runResult) figure {
+	f := figure{measure: "every round: results/s", info: true}
+	if id == "4" {
+		f.measure += " (CPU-s per 1000)"
+	}
+	col := func(runs []*runResult) string {
+		var parts []string
+		for _, r := range runs {
+			v := fmt.Sprintf("%.0f", r.perSecond())
+			if id == "4" && r.results > 0 {
+				v += fmt.Sprintf(" (%.3f)", r.cpuTotal()/float64(r.results)*1000)
+			}
+			parts = append(parts, v)
+		}
+		return strings.Join(parts, ", ")
+	}
+	f.daemon, f.baseline = col(every[0]), col(every[1])
+	return f
 }
 
 // ceilingFigure measures scenario 1 without NATS (see ceiling), best of rounds.
