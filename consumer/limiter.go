@@ -609,29 +609,35 @@ type scout struct {
 	mu    sync.Mutex
 	going bool          // the first call is on its way
 	done  chan struct{} // closed when open becomes true
+	freed chan struct{} // closed (and replaced) when the first call is abandoned
 }
 
-func newScout() *scout { return &scout{done: make(chan struct{})} }
+func newScout() *scout { return &scout{done: make(chan struct{}), freed: make(chan struct{})} }
 
 // wait returns at once, with first true, for the caller that is to make the
 // first call, and with first false once a call has been answered; the others
 // wait until then, or until ctx ends.
 func (s *scout) wait(ctx context.Context) (first bool, err error) {
-	if s.open.Load() {
-		return false, nil
-	}
-	s.mu.Lock()
-	if !s.going && !s.open.Load() {
-		s.going = true
+	for {
+		if s.open.Load() {
+			return false, nil
+		}
+		s.mu.Lock()
+		if !s.going && !s.open.Load() {
+			s.going = true
+			s.mu.Unlock()
+			return true, nil
+		}
+		freed := s.freed
 		s.mu.Unlock()
-		return true, nil
-	}
-	s.mu.Unlock()
-	select {
-	case <-s.done:
-		return false, nil
-	case <-ctx.Done():
-		return false, ctx.Err()
+		select {
+		case <-s.done:
+			return false, nil
+		case <-freed:
+			// The first call was abandoned: one of those waiting takes its place.
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
 	}
 }
 
@@ -639,8 +645,12 @@ func (s *scout) wait(ctx context.Context) (first bool, err error) {
 // the next caller of wait makes it.
 func (s *scout) abandon() {
 	s.mu.Lock()
-	s.going = false
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if s.going {
+		s.going = false
+		close(s.freed)
+		s.freed = make(chan struct{})
+	}
 }
 
 // answered says that a call has been answered: every caller goes from now on.

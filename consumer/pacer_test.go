@@ -985,8 +985,9 @@ func TestScoutAbandon(t *testing.T) {
 	}{
 		{name: "abandoned before others call", steps: "wawx", want: []string{"first", "first"}},
 		{name: "abandoned twice", steps: "wawawx", want: []string{"first", "first", "first"}},
-		{name: "a new caller takes the role, not the one waiting", steps: "wwaw", want: []string{"first", "blocked", "first"}},
-		{name: "the waiter goes after the new first is answered", steps: "wwawx", want: []string{"first", "second", "first"}},
+		{name: "a waiter takes the abandoned role", steps: "wwa", want: []string{"first", "first"}},
+		{name: "a later caller waits for the new first", steps: "wwaw", want: []string{"first", "first", "blocked"}},
+		{name: "and goes once it is answered", steps: "wwawx", want: []string{"first", "first", "second"}},
 		{name: "abandon after the answer changes nothing", steps: "wxaw", want: []string{"first", "second"}},
 		{name: "answered without a first call", steps: "xw", want: []string{"second"}},
 	}
@@ -1277,7 +1278,7 @@ func TestFloorHoldHoldsOffAwaitTurn(t *testing.T) {
 
 func TestScoutThroughAwaitTurn(t *testing.T) {
 	// awaitTurn lets the first caller through alone; when that caller gives
-	// up before its call, the role passes to the next caller of awaitTurn.
+	// up before its call, the role passes to one that waits.
 	synctest.Test(t, func(t *testing.T) {
 		c := newFloorConsumer(t, 1, nil)
 		held := acquireNow(t, c.limiter) // the only slot: the first caller waits in Acquire
@@ -1327,18 +1328,19 @@ func TestScoutThroughAwaitTurn(t *testing.T) {
 		if r := next("A"); !errors.Is(r.err, context.Canceled) {
 			t.Fatalf("A's awaitTurn = %v, want %v", r.err, context.Canceled)
 		}
-		go turn(t.Context(), "C") // takes the role A abandoned
+		// B, which was waiting, takes the role A abandoned and waits for the slot.
+		go turn(t.Context(), "C") // waits for the first call's answer: B's
 		none()
 		c.limiter.Release(held, OutcomeOther)
-		r := next("C")
+		r := next("B")
 		if r.err != nil {
-			t.Fatalf("C's awaitTurn = %v", r.err)
+			t.Fatalf("B's awaitTurn = %v", r.err)
 		}
-		none() // B waits for C's answer
+		none() // C waits for B's answer
 		c.first.answered()
 		c.limiter.Release(r.tk, OutcomeSuccess)
-		if r := next("B"); r.err != nil {
-			t.Fatalf("B's awaitTurn = %v", r.err)
+		if r := next("C"); r.err != nil {
+			t.Fatalf("C's awaitTurn = %v", r.err)
 		} else {
 			c.limiter.Release(r.tk, OutcomeOther)
 		}
