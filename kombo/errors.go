@@ -153,16 +153,17 @@ func (c *Client) newError(resp *http.Response, body []byte, truncated bool) *Err
 	case !truncated && json.Unmarshal(body, &kombo) == nil && kombo.Error != nil:
 		ke := kombo.Error
 		e.Code, e.Title, e.Message, e.LogURL = ke.Code, ke.Title, ke.Message, ke.LogURL
-		if e.Message == "" {
+		if strings.TrimSpace(e.Message) == "" {
 			e.Message = e.Title
 		}
-		if e.Message == "" {
+		if strings.TrimSpace(e.Message) == "" {
 			e.Message = fmt.Sprintf("HTTP %d with a Kombo error without a message", e.Status)
 		}
 	default:
 		e.Message = describeBody(resp, body, truncated)
 	}
-	// A proxy may echo the request, Authorization header included.
+	// A proxy may echo the request, Authorization header included, into any field.
+	e.Code = c.redact(e.Code)
 	e.Title = c.redact(e.Title)
 	e.Message = c.redact(e.Message)
 	e.LogURL = c.redact(e.LogURL)

@@ -101,7 +101,7 @@ func FuzzResponse(f *testing.F) {
 		if strings.TrimSpace(kerr.Message) == "" {
 			t.Fatalf("%d with body %q: empty Message (%+v)", status, body, kerr)
 		}
-		if kerr.Code != "" && kerr.Code != jsonCode(body) {
+		if want := strings.ReplaceAll(jsonCode(body), testKey, "[redacted]"); kerr.Code != "" && kerr.Code != want {
 			t.Fatalf("%d with body %q: Code %q does not come from the JSON body", status, body, kerr.Code)
 		}
 		if status >= 300 && status < 400 && kerr.Code != "" {
