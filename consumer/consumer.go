@@ -100,6 +100,7 @@ type Consumer struct {
 	maxPending int
 	bindErr    error // why the consumer is not bound; nil when bound
 	stopping   bool
+	checking   bool // the API key check at start has not answered yet
 
 	work        chan jetstream.Msg // hands a message to an idle worker
 	quit        chan struct{}      // closed when Run stops pulling: idle workers end
@@ -123,18 +124,19 @@ func New(js jetstream.JetStream, d Deleter, o Options) (*Consumer, error) {
 		o.PullWait = 2 * time.Second
 	}
 	c := &Consumer{
-		js:      js,
-		kombo:   d,
-		o:       o,
-		log:     o.Logger,
-		m:       o.Metrics,
-		now:     o.Now,
-		limiter: NewLimiter(o.MaxConcurrency),
-		pause:   newPauser(),
-		wake:    make(chan struct{}, 1),
-		work:    make(chan jetstream.Msg),
-		quit:    make(chan struct{}),
-		bindErr: errors.New("not bound to the consumer yet"),
+		js:       js,
+		kombo:    d,
+		o:        o,
+		log:      o.Logger,
+		m:        o.Metrics,
+		now:      o.Now,
+		limiter:  NewLimiter(o.MaxConcurrency),
+		pause:    newPauser(),
+		wake:     make(chan struct{}, 1),
+		work:     make(chan jetstream.Msg),
+		quit:     make(chan struct{}),
+		bindErr:  errors.New("not bound to the consumer yet"),
+		checking: true,
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -161,7 +163,7 @@ func New(js jetstream.JetStream, d Deleter, o Options) (*Consumer, error) {
 // otherwise an error saying why not.
 func (c *Consumer) Ready() error {
 	c.mu.Lock()
-	stopping, bindErr := c.stopping, c.bindErr
+	stopping, bindErr, checking := c.stopping, c.bindErr, c.checking
 	c.mu.Unlock()
 	if stopping {
 		return errors.New("shutting down")
@@ -171,6 +173,9 @@ func (c *Consumer) Ready() error {
 	}
 	if paused, why := c.pause.state(); paused {
 		return fmt.Errorf("paused: Kombo rejects the API key (%s)", why)
+	}
+	if checking {
+		return errors.New("starting: checking the API key with Kombo")
 	}
 	return nil
 }
@@ -207,6 +212,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return err
 	}
 	c.checkKeyAtStart(ctx)
+	c.mu.Lock()
+	c.checking = false
+	c.mu.Unlock()
 
 	var wg sync.WaitGroup
 	keepDone := make(chan struct{})

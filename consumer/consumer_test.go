@@ -524,6 +524,34 @@ func TestRateLimitHoldsEveryWorker(t *testing.T) {
 	}
 }
 
+// TestNotReadyUntilTheKeyCheckAnswers: between binding and the answer to the API key check
+// at start, Ready says the consumer is starting (not ready, and not yet known to be paused).
+func TestNotReadyUntilTheKeyCheckAnswers(t *testing.T) {
+	e := newEnv(t, kombotest.Options{})
+	e.fake.ScriptCheckAPIKey(kombotest.Answer{Status: 200, Hang: true})
+	c, err := consumer.New(e.js, e.client, e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	waitFor(t, 10*time.Second, "the key check at start", func() bool { return e.fake.Stats().CheckAPIKey == 1 })
+	if err := c.Ready(); err == nil || !strings.Contains(err.Error(), "checking the API key") {
+		t.Errorf("Ready() = %v while the key check is unanswered, want starting: checking the API key", err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run() = %v after cancel during the key check, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel during the key check")
+	}
+}
+
 func TestPausesWhileKeyRejectedAndResumes(t *testing.T) {
 	e := newEnv(t, kombotest.Options{RejectKey: true})
 	var reqIDs []string
