@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"image/color"
 	"os"
@@ -20,6 +21,33 @@ var (
 	red    = color.RGBA{R: 214, G: 39, B: 40, A: 255}
 	grey   = color.RGBA{R: 90, G: 90, B: 90, A: 255}
 )
+
+// baselinePanel is the lower panel of both pictures: the baseline's calls in flight as
+// Kombo saw them, Kombo's limit and the calls it rejected.
+func baselinePanel(title string, b *runResult, limit float64) (*plot.Plot, error) {
+	bottom := plot.New()
+	bottom.Title.Text = title
+	bottom.X.Label.Text = "seconds since the first publish"
+	bottom.Y.Label.Text = "calls"
+	bLine, err := plotter.NewLine(komboInFlight(b, 0.05))
+	if err != nil {
+		return nil, err
+	}
+	bLine.Color, bLine.Width = orange, vg.Points(1)
+	bottom.Add(plotter.NewGrid(), bLine)
+	bottom.Legend.Add("calls in flight at Kombo", bLine)
+	if err := addLimitAndRejects(bottom, b, limit); err != nil {
+		return nil, err
+	}
+	return bottom, nil
+}
+
+// byTime returns a copy of samples sorted by time (replicas are sampled in turn).
+func byTime(samples []sample) []sample {
+	s := slices.Clone(samples)
+	slices.SortFunc(s, func(a, b sample) int { return cmp.Compare(a.t, b.t) })
+	return s
+}
 
 // plotAdaptive draws scenario 2: on top the daemon's cap and calls in flight (from its
 // /metrics every 50 ms), below the baseline's calls in flight as Kombo saw them; each with
@@ -53,18 +81,8 @@ func plotAdaptive(path string, d, b *runResult, p params) error {
 		return err
 	}
 
-	bottom := plot.New()
-	bottom.Title.Text = fmt.Sprintf("plain baseline: fixed semaphore of %d, per-worker backoff", p.adaptiveMax)
-	bottom.X.Label.Text = "seconds since the first publish"
-	bottom.Y.Label.Text = "calls"
-	bLine, err := plotter.NewLine(komboInFlight(b, 0.05))
+	bottom, err := baselinePanel(fmt.Sprintf("plain baseline: fixed semaphore of %d, per-worker backoff", p.adaptiveMax), b, limit)
 	if err != nil {
-		return err
-	}
-	bLine.Color, bLine.Width = orange, vg.Points(1)
-	bottom.Add(plotter.NewGrid(), bLine)
-	bottom.Legend.Add("calls in flight at Kombo", bLine)
-	if err := addLimitAndRejects(bottom, b, limit); err != nil {
 		return err
 	}
 
@@ -149,16 +167,7 @@ func plotReplicas(path string, d, b *runResult, p params) error {
 	latestIn := make([]float64, d.spec.replicas)
 	var sumCap, sumIn plotter.XYs
 	per := make([]plotter.XYs, d.spec.replicas)
-	samples := slices.Clone(d.samples)
-	slices.SortFunc(samples, func(a, b sample) int {
-		switch {
-		case a.t < b.t:
-			return -1
-		case a.t > b.t:
-			return 1
-		}
-		return 0
-	})
+	samples := byTime(d.samples)
 	for _, s := range samples {
 		latestCap[s.replica], latestIn[s.replica] = s.cap, s.inFlight
 		per[s.replica] = append(per[s.replica], plotter.XY{X: s.t, Y: s.cap})
@@ -200,18 +209,8 @@ func plotReplicas(path string, d, b *runResult, p params) error {
 		return err
 	}
 
-	bottom := plot.New()
-	bottom.Title.Text = fmt.Sprintf("two plain baseline replicas: fixed semaphores of %d, per-worker backoff", p.adaptiveMax)
-	bottom.X.Label.Text = "seconds since the first publish"
-	bottom.Y.Label.Text = "calls"
-	bLine, err := plotter.NewLine(komboInFlight(b, 0.05))
+	bottom, err := baselinePanel(fmt.Sprintf("two plain baseline replicas: fixed semaphores of %d, per-worker backoff", p.adaptiveMax), b, limit)
 	if err != nil {
-		return err
-	}
-	bLine.Color, bLine.Width = orange, vg.Points(1)
-	bottom.Add(plotter.NewGrid(), bLine)
-	bottom.Legend.Add("calls in flight at Kombo", bLine)
-	if err := addLimitAndRejects(bottom, b, limit); err != nil {
 		return err
 	}
 	return saveTwo(path, top, bottom, max(d.elapsed.Seconds(), b.elapsed.Seconds()), 2*limit+2)

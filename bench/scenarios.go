@@ -177,16 +177,7 @@ func memoryFigures(p params, byID map[string][2]*runResult) []figure {
 // settleTime returns the seconds from the first publish until the sum of the replicas' caps
 // first is at or under limit.
 func settleTime(samples []sample, replicas int, limit float64) (float64, bool) {
-	s := slices.Clone(samples)
-	slices.SortFunc(s, func(a, b sample) int {
-		switch {
-		case a.t < b.t:
-			return -1
-		case a.t > b.t:
-			return 1
-		}
-		return 0
-	})
+	s := byTime(samples)
 	latest := make([]float64, replicas)
 	have := make([]bool, replicas)
 	for _, v := range s {

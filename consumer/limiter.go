@@ -461,12 +461,8 @@ func (p *pacer) wait(ctx context.Context) error {
 func (p *pacer) done(start time.Time, admitted bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	now := p.now()
-	p.countLocked(now)
-	if p.epoch.IsZero() {
-		p.epoch = start
-	}
-	if !admitted || start.Before(p.epoch) {
+	now, current := p.answerLocked(start)
+	if !admitted || !current {
 		return // refused, or of an epoch already ended (counted as in flight then)
 	}
 	p.admitted++
@@ -497,12 +493,8 @@ func (p *pacer) done(start time.Time, admitted bool) {
 func (p *pacer) limited(start, until time.Time, inFlight int) (pace float64, probe, changed bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	now := p.now()
-	p.countLocked(now)
-	if p.epoch.IsZero() {
-		p.epoch = start
-	}
-	if start.Before(p.epoch) {
+	now, current := p.answerLocked(start)
+	if !current {
 		return 0, false, false // answered before the epoch: its refusal was accounted for
 	}
 	active := max(now.Sub(p.epoch).Seconds(), 0.001)
@@ -521,8 +513,8 @@ func (p *pacer) limited(start, until time.Time, inFlight int) (pace float64, pro
 		// The first refusal: what got through bounds the bucket. Search between
 		// the rate that would have emptied it over this epoch and its wait, and
 		// the rate at which calls were answered lately.
-		admitted := float64(p.admitted)
-		p.burst = max(admitted+float64(inFlight)/2, 1) // about half the calls still on their way get through
+		got := float64(p.admitted)
+		p.burst = max(got+float64(inFlight)/2, 1) // about half the calls still on their way get through
 		low := p.burst / (active + hold.Seconds())
 		if window := float64(paceSlots) / 10; active > 2*window {
 			// A daemon that ran for a while before it was refused: only the
@@ -531,9 +523,9 @@ func (p *pacer) limited(start, until time.Time, inFlight int) (pace float64, pro
 			// and Kombo refilled it at R ≥ q during it: B = n - R·window ≤
 			// n - q·window. Over the whole epoch Kombo let through all but B
 			// of the calls at R at least.
-			q := (admitted - float64(n)) / (active - window)
+			q := (got - float64(n)) / (active - window)
 			p.burst = max(float64(n)-q*window+float64(inFlight)/2, 1)
-			low = max(p.burst/(window+hold.Seconds()), (admitted-p.burst)/(active+hold.Seconds()))
+			low = max(p.burst/(window+hold.Seconds()), (got-p.burst)/(active+hold.Seconds()))
 		}
 		p.probe, p.lo, p.hi = true, 0, 0
 		p.est = math.Sqrt(low * max(answered, 4*low))
@@ -582,6 +574,17 @@ func (p *pacer) limited(start, until time.Time, inFlight int) (pace float64, pro
 	p.epoch, p.base, p.prevHold, p.admitted = until, until, hold, 0
 	p.startPace = p.rateLocked(until)
 	return p.startPace, p.probe, true
+}
+
+// answerLocked counts an answer to a call started at start, and reports the time and
+// whether the call belongs to the current epoch (the first call begins the first one).
+func (p *pacer) answerLocked(start time.Time) (now time.Time, current bool) {
+	now = p.now()
+	p.countLocked(now)
+	if p.epoch.IsZero() {
+		p.epoch = start
+	}
+	return now, !start.Before(p.epoch)
 }
 
 // countLocked counts an answer at now in its 100 ms slot.
