@@ -20,6 +20,7 @@ import (
 
 	"github.com/kombo-ops/integration-deleter/consumer"
 	"github.com/kombo-ops/integration-deleter/internal/natstest"
+	"github.com/kombo-ops/integration-deleter/internal/testwait"
 	"github.com/kombo-ops/integration-deleter/kombo"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
@@ -123,7 +124,7 @@ func (e *env) startPrepared(d consumer.Deleter, prepare func(*consumer.Consumer)
 	r := &running{c: c, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- c.Run(ctx) }()
 	e.t.Cleanup(func() { r.stop(e.t) })
-	waitFor(e.t, 10*time.Second, "consumer bound", func() bool { return c.Ready() == nil || isPaused(c) })
+	testwait.For(e.t, 10*time.Second, "consumer bound", func() bool { return c.Ready() == nil || isPaused(c) })
 	return r
 }
 
@@ -216,7 +217,7 @@ func (e *env) storedResults() []consumer.Result {
 func (e *env) waitResults(n int) map[string]consumer.Result {
 	e.t.Helper()
 	var got []consumer.Result
-	waitFor(e.t, 20*time.Second, fmt.Sprintf("%d results", n), func() bool {
+	testwait.For(e.t, 20*time.Second, fmt.Sprintf("%d results", n), func() bool {
 		got = e.storedResults()
 		return len(got) >= n
 	})
@@ -236,7 +237,7 @@ func (e *env) waitResults(n int) map[string]consumer.Result {
 // settled waits until the consumer has nothing pending or unacknowledged.
 func (e *env) settled() {
 	e.t.Helper()
-	waitFor(e.t, 20*time.Second, "consumer settled", func() bool {
+	testwait.For(e.t, 20*time.Second, "consumer settled", func() bool {
 		c, err := e.js.Consumer(context.Background(), streamName, "integration-deleter")
 		if err != nil {
 			return false
@@ -244,17 +245,6 @@ func (e *env) settled() {
 		info, err := c.Info(context.Background())
 		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
 	})
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func TestTreatmentTable(t *testing.T) {
@@ -435,7 +425,7 @@ func TestRedeliveryAfterCrashStoresOneResult(t *testing.T) {
 			return crash
 		})
 	})
-	waitFor(t, 20*time.Second, "a second DELETE after redelivery", func() bool {
+	testwait.For(t, 20*time.Second, "a second DELETE after redelivery", func() bool {
 		return len(e.fake.CallsFor("personio:crashy")) >= 2
 	})
 	e.settled()
@@ -537,7 +527,7 @@ func TestNotReadyUntilTheKeyCheckAnswers(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	waitFor(t, 10*time.Second, "the key check at start", func() bool { return e.fake.Stats().CheckAPIKey == 1 })
+	testwait.For(t, 10*time.Second, "the key check at start", func() bool { return e.fake.Stats().CheckAPIKey == 1 })
 	if err := c.Ready(); err == nil || !strings.Contains(err.Error(), "checking the API key") {
 		t.Errorf("Ready() = %v while the key check is unanswered, want starting: checking the API key", err)
 	}
@@ -562,7 +552,7 @@ func TestPausesWhileKeyRejectedAndResumes(t *testing.T) {
 	if !isPaused(r.c) {
 		t.Fatalf("Ready() = %v, want paused after a rejected key at start", r.c.Ready())
 	}
-	waitFor(t, 10*time.Second, "three key probes", func() bool { return e.fake.Stats().CheckAPIKey >= 3 })
+	testwait.For(t, 10*time.Second, "three key probes", func() bool { return e.fake.Stats().CheckAPIKey >= 3 })
 	if s := e.fake.Stats(); s.Deletes != 0 {
 		t.Fatalf("paused consumer made %d DELETE calls", s.Deletes)
 	}
@@ -596,7 +586,7 @@ func TestShutdownFinishesCallsInFlight(t *testing.T) {
 	}
 	e.fake.SetLatency(300*time.Millisecond, 0)
 	r := e.start(nil)
-	waitFor(t, 10*time.Second, "4 calls in flight", func() bool { return e.fake.Stats().InFlight == 4 })
+	testwait.For(t, 10*time.Second, "4 calls in flight", func() bool { return e.fake.Stats().InFlight == 4 })
 	inFlight := map[string]bool{}
 	for _, c := range e.fake.Calls() {
 		if c.End.IsZero() {
@@ -673,7 +663,7 @@ func TestUnboundWithoutProvisioningUntilRecreated(t *testing.T) {
 	if err := e.js.DeleteConsumer(context.Background(), streamName, "integration-deleter"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "not ready, naming the consumer", func() bool {
+	testwait.For(t, 10*time.Second, "not ready, naming the consumer", func() bool {
 		err := r.c.Ready()
 		return err != nil && strings.Contains(err.Error(), "integration-deleter")
 	})
@@ -685,7 +675,7 @@ func TestUnboundWithoutProvisioningUntilRecreated(t *testing.T) {
 	if got := e.waitResults(1)[reqID]; got.Status != "deleted" {
 		t.Errorf("got %+v, want deleted", got)
 	}
-	waitFor(t, 10*time.Second, "ready again", func() bool { return r.c.Ready() == nil })
+	testwait.For(t, 10*time.Second, "ready again", func() bool { return r.c.Ready() == nil })
 }
 
 // gaugeValue reads a gauge as a scrape would.

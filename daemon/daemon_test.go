@@ -31,6 +31,7 @@ import (
 	"github.com/kombo-ops/integration-deleter/consumer"
 	"github.com/kombo-ops/integration-deleter/daemon"
 	"github.com/kombo-ops/integration-deleter/internal/natstest"
+	"github.com/kombo-ops/integration-deleter/internal/testwait"
 	"github.com/kombo-ops/integration-deleter/kombo"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
@@ -171,7 +172,7 @@ func (r *running) get(path string) (int, string, error) {
 func (r *running) waitStatus(path string, status int, timeout time.Duration) string {
 	r.t.Helper()
 	var body string
-	waitFor(r.t, timeout, fmt.Sprintf("%s answering %d", path, status), func() bool {
+	testwait.For(r.t, timeout, fmt.Sprintf("%s answering %d", path, status), func() bool {
 		code, b, err := r.get(path)
 		body = b
 		return err == nil && code == status
@@ -233,17 +234,6 @@ func seriesName(name string, labels map[string]string) string {
 	return name + "{" + strings.Join(parts, ",") + "}"
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // connect is the test's own connection to NATS, as another service's.
 func connect(t *testing.T, url string) jetstream.JetStream {
 	t.Helper()
@@ -262,7 +252,7 @@ func connect(t *testing.T, url string) jetstream.JetStream {
 // waitBound waits until the daemon has created the stream, so that requests are stored.
 func waitBound(t *testing.T, js jetstream.JetStream) {
 	t.Helper()
-	waitFor(t, 10*time.Second, "the daemon's consumer", func() bool {
+	testwait.For(t, 10*time.Second, "the daemon's consumer", func() bool {
 		_, err := js.Consumer(context.Background(), streamName, "integration-deleter")
 		return err == nil
 	})
@@ -292,7 +282,7 @@ type stored struct {
 func waitResult(t *testing.T, js jetstream.JetStream, requestID string) stored {
 	t.Helper()
 	var found []stored
-	waitFor(t, 15*time.Second, "the result of "+requestID, func() bool {
+	testwait.For(t, 15*time.Second, "the result of "+requestID, func() bool {
 		found = results(t, js, requestID)
 		return len(found) > 0
 	})
@@ -490,7 +480,7 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	var fams map[string]*dto.MetricFamily
-	waitFor(t, 10*time.Second, "3 deleted requests counted", func() bool {
+	testwait.For(t, 10*time.Second, "3 deleted requests counted", func() bool {
 		fams = d.metrics()
 		n, _ := sample(fams, "integration_deleter_requests_total", map[string]string{"outcome": "deleted"})
 		return n == 3
@@ -545,7 +535,7 @@ func TestReadyzWhileKeyRejected(t *testing.T) {
 
 	publish(t, js, `{"integration_id":"personio:waits","request_id":"k-1"}`, nil)
 	var body string
-	waitFor(t, 10*time.Second, "/readyz saying paused", func() bool {
+	testwait.For(t, 10*time.Second, "/readyz saying paused", func() bool {
 		code, b, err := d.get("/readyz")
 		body = b
 		return err == nil && code == http.StatusServiceUnavailable && strings.Contains(b, "paused")
@@ -556,7 +546,7 @@ func TestReadyzWhileKeyRejected(t *testing.T) {
 	if code, _, err := d.get("/healthz"); err != nil || code != http.StatusOK {
 		t.Errorf("GET /healthz while paused = %d %v, want 200", code, err)
 	}
-	waitFor(t, 10*time.Second, "the key check at start and two probes", func() bool { return fake.Stats().CheckAPIKey >= 3 })
+	testwait.For(t, 10*time.Second, "the key check at start and two probes", func() bool { return fake.Stats().CheckAPIKey >= 3 })
 	if s := fake.Stats(); s.Deletes != 0 {
 		t.Errorf("a paused daemon made %d DELETEs", s.Deletes)
 	}
@@ -585,7 +575,7 @@ func TestReadyzDuringShutdown(t *testing.T) {
 	d.waitStatus("/readyz", http.StatusOK, 10*time.Second)
 
 	publish(t, js, `{"integration_id":"personio:slow","request_id":"s-1"}`, nil)
-	waitFor(t, 10*time.Second, "the call in flight", func() bool { return fake.Stats().InFlight == 1 })
+	testwait.For(t, 10*time.Second, "the call in flight", func() bool { return fake.Stats().InFlight == 1 })
 	d.cancel()
 
 	// The HTTP server answers until Run is about to return, so a 503 seen here was seen

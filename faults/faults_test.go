@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kombo-ops/integration-deleter/internal/testwait"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
 
@@ -29,7 +30,7 @@ func TestCase1Kill9(t *testing.T) {
 	thresholds := []int{n * (10 + r.IntN(15)) / 100, n * (35 + r.IntN(15)) / 100, n * (60 + r.IntN(20)) / 100}
 	var kills []string
 	for i, th := range thresholds {
-		waitFor(t, 2*time.Minute, fmt.Sprintf("%d results before kill %d", th, i+1), func() bool { return resultCount(w.js) >= th })
+		testwait.For(t, 2*time.Minute, fmt.Sprintf("%d results before kill %d", th, i+1), func() bool { return resultCount(w.js) >= th })
 		time.Sleep(time.Duration(r.IntN(50)) * time.Millisecond) // a random moment, not a wait for a condition
 		inFlight := w.fake.Stats().InFlight
 		d.kill()
@@ -62,13 +63,13 @@ func TestCase2NATSRestart(t *testing.T) {
 
 	began := time.Now()
 	publish(t, w.js, reqs)
-	waitFor(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
+	testwait.For(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
 	before := resultCount(w.js)
 	inFlight := w.fake.Stats().InFlight
 	w.nats.stop()
 	down := time.Now()
 	var readyz string
-	waitFor(t, 15*time.Second, "/readyz to answer 503 while NATS is down", func() bool {
+	testwait.For(t, 15*time.Second, "/readyz to answer 503 while NATS is down", func() bool {
 		code, body := d.get("/readyz")
 		readyz = strings.TrimSpace(body)
 		return code == http.StatusServiceUnavailable
@@ -105,7 +106,7 @@ func TestCase3ConsumerDeletedProvision(t *testing.T) {
 
 	began := time.Now()
 	publish(t, w.js, reqs)
-	waitFor(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
+	testwait.For(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
 	at := resultCount(w.js)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -113,7 +114,7 @@ func TestCase3ConsumerDeletedProvision(t *testing.T) {
 		t.Fatalf("delete the consumer: %v", err)
 	}
 	deleted := time.Now()
-	waitFor(t, 30*time.Second, "the daemon to recreate the consumer", w.consumerExists)
+	testwait.For(t, 30*time.Second, "the daemon to recreate the consumer", w.consumerExists)
 	recreated := time.Since(deleted)
 	tl := waitDone(t, w.js, ids(reqs), 3*time.Minute)
 	took := time.Since(began)
@@ -145,13 +146,13 @@ func TestCase3ConsumerDeletedNoProvision(t *testing.T) {
 
 	began := time.Now()
 	publish(t, w.js, reqs)
-	waitFor(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
+	testwait.For(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
 	at := resultCount(w.js)
 	if err := w.js.DeleteConsumer(ctx, streamName, consumerName); err != nil {
 		t.Fatalf("delete the consumer: %v", err)
 	}
 	var readyz string
-	waitFor(t, 30*time.Second, "/readyz to answer 503 naming the consumer", func() bool {
+	testwait.For(t, 30*time.Second, "/readyz to answer 503 naming the consumer", func() bool {
 		code, body := d.get("/readyz")
 		readyz = strings.TrimSpace(body)
 		return code == http.StatusServiceUnavailable && strings.Contains(readyz, "consumer")
@@ -277,13 +278,13 @@ func TestCase5KeyRejected(t *testing.T) {
 
 	began := time.Now()
 	publish(t, w.js, reqs)
-	waitFor(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
+	testwait.For(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
 	if err := w.fake.Update(func(o *kombotest.Options) { o.RejectKey = true }); err != nil {
 		t.Fatal(err)
 	}
 	rejected := time.Now()
 	var readyz string
-	waitFor(t, 10*time.Second, "/readyz to answer 503 (paused)", func() bool {
+	testwait.For(t, 10*time.Second, "/readyz to answer 503 (paused)", func() bool {
 		code, body := d.get("/readyz")
 		readyz = strings.TrimSpace(body)
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "paused")
@@ -469,7 +470,7 @@ func TestCase8MaxDeliver(t *testing.T) {
 	began := time.Now()
 	publish(t, w.js, []request{{ID: "poison", IntegrationID: poison}})
 	for i := 1; i <= 2; i++ {
-		waitFor(t, 30*time.Second, fmt.Sprintf("DELETE %d of %s to hang at Kombo", i, poison), func() bool {
+		testwait.For(t, 30*time.Second, fmt.Sprintf("DELETE %d of %s to hang at Kombo", i, poison), func() bool {
 			return len(w.fake.CallsFor(poison)) >= i
 		})
 		d.kill()
@@ -521,7 +522,7 @@ func TestCase9SIGTERM(t *testing.T) {
 
 	began := time.Now()
 	publish(t, w.js, reqs)
-	waitFor(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
+	testwait.For(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
 	// Slow calls from now on, so that calls are in flight when SIGTERM comes.
 	const slow = 800 * time.Millisecond
 	if err := w.fake.Update(func(o *kombotest.Options) { o.Latency, o.LatencyJitter = slow, 0 }); err != nil {
@@ -529,7 +530,7 @@ func TestCase9SIGTERM(t *testing.T) {
 	}
 	switched := time.Now()
 	var inFlight []string
-	waitFor(t, 10*time.Second, "only slow calls in flight", func() bool {
+	testwait.For(t, 10*time.Second, "only slow calls in flight", func() bool {
 		inFlight = nil
 		for _, c := range w.fake.Calls() {
 			if c.Method == http.MethodDelete && c.End.IsZero() {

@@ -449,18 +449,6 @@ func requireAllDeleted(t *testing.T, tl tally) {
 	}
 }
 
-// waitFor polls cond every 20ms until it holds, failing t after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // resultCount returns how many results the stream holds (-1 when it cannot be read).
 func resultCount(js jetstream.JetStream) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

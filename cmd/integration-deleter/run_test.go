@@ -22,6 +22,7 @@ import (
 	"github.com/kombo-ops/integration-deleter/config"
 	"github.com/kombo-ops/integration-deleter/consumer"
 	"github.com/kombo-ops/integration-deleter/internal/natstest"
+	"github.com/kombo-ops/integration-deleter/internal/testwait"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
 
@@ -334,7 +335,7 @@ func TestRequestWait(t *testing.T) {
 		}
 	}()
 	addr := waitListening(t, &daemonErr, done)
-	waitFor(t, 10*time.Second, "/readyz answering 200", func() bool {
+	testwait.For(t, 10*time.Second, "/readyz answering 200", func() bool {
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err != nil {
 			return false
@@ -386,7 +387,7 @@ func TestRequestWait(t *testing.T) {
 		if out := stdout.String(); !strings.HasPrefix(out, "published request_id=cli-") || !strings.Contains(out, "integration_id=personio:nowait") {
 			t.Errorf("stdout = %q, want the published request", out)
 		}
-		waitFor(t, 10*time.Second, "the daemon to delete personio:nowait", func() bool { return fake.IsDeleted("personio:nowait") })
+		testwait.For(t, 10*time.Second, "the daemon to delete personio:nowait", func() bool { return fake.IsDeleted("personio:nowait") })
 	})
 
 	cancel()
@@ -414,7 +415,7 @@ func TestRequestWait(t *testing.T) {
 func waitListening(t *testing.T, logs *syncBuffer, done <-chan error) string {
 	t.Helper()
 	var addr string
-	waitFor(t, 15*time.Second, "the daemon's HTTP server", func() bool {
+	testwait.For(t, 15*time.Second, "the daemon's HTTP server", func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("the daemon stopped at start: %v\n%s", err, logs.String())
@@ -451,17 +452,6 @@ func resultLines(t *testing.T, out string) []consumer.Result {
 	}
 	slices.SortFunc(rs, func(a, b consumer.Result) int { return strings.Compare(a.IntegrationID, b.IntegrationID) })
 	return rs
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // closedPort returns a loopback port nothing listens on.
