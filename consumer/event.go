@@ -159,8 +159,19 @@ func DecodeRequest(data []byte, hdr nats.Header, stream string, seq uint64) (Req
 	return req, nil
 }
 
-// knownFields are the request fields the daemon reads.
-var knownFields = map[string]bool{"integration_id": true, "request_id": true, "requested_by": true, "reason": true}
+// knownNames are the request fields the daemon reads (knownJSON's tags too).
+var knownNames = [...]string{"integration_id", "request_id", "requested_by", "reason"}
+
+// knownFields and quotedKnown are knownNames as a set, and in quotes as they appear in a
+// payload.
+var knownFields, quotedKnown = func() (map[string]bool, [len(knownNames)][]byte) {
+	set := map[string]bool{}
+	var quoted [len(knownNames)][]byte
+	for i, n := range knownNames {
+		set[n], quoted[i] = true, []byte(`"`+n+`"`)
+	}
+	return set, quoted
+}()
 
 // knownJSON holds the raw JSON values of the known fields; nil where a field is absent.
 type knownJSON struct {
@@ -174,9 +185,6 @@ func knownFromMap(fields map[string]json.RawMessage) knownJSON {
 	return knownJSON{IntegrationID: fields["integration_id"], RequestID: fields["request_id"],
 		RequestedBy: fields["requested_by"], Reason: fields["reason"]}
 }
-
-// quotedKnown are the known field names in quotes, as they appear in a payload.
-var quotedKnown = [...][]byte{[]byte(`"integration_id"`), []byte(`"request_id"`), []byte(`"requested_by"`), []byte(`"reason"`)}
 
 // plainFields is the fast way to read the known fields of a plain event, as almost every
 // event is: ASCII without escapes, in which each known name appears at most once as a
