@@ -2,9 +2,12 @@ package consumer
 
 import (
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kombo-ops/integration-deleter/kombo"
 )
 
 // Metrics are the consumer's Prometheus metrics.
@@ -104,6 +107,38 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 func (m *Metrics) call(status int, code string, seconds float64) {
-	m.KomboCalls.WithLabelValues(strconv.Itoa(status), code).Inc()
+	m.KomboCalls.WithLabelValues(strconv.Itoa(status), codeLabel(code)).Inc()
 	m.KomboLatency.Observe(seconds)
+}
+
+// otherCode is the code label of calls whose code is none of the bounded ones below.
+const otherCode = "other"
+
+// codeLabel bounds the code label of kombo_calls_total. The code comes from the body of
+// an answer and can be any string, so only "" (no answer or no code), Kombo's known codes,
+// HTTP.<three digits> (EffectiveCode where Kombo gave none) and the daemon's own codes
+// pass; any other code is otherCode.
+func codeLabel(code string) string {
+	switch code {
+	case "", CodeEventInvalid, CodeRetriesExhausted, CodeInternal, CodeMaxDeliveries:
+		return code
+	}
+	if kombo.KnownCode(code) || isHTTPCode(code) {
+		return code
+	}
+	return otherCode
+}
+
+// isHTTPCode reports whether code is "HTTP." and three digits, such as "HTTP.502".
+func isHTTPCode(code string) bool {
+	digits, ok := strings.CutPrefix(code, "HTTP.")
+	if !ok || len(digits) != 3 {
+		return false
+	}
+	for i := range len(digits) {
+		if digits[i] < '0' || digits[i] > '9' {
+			return false
+		}
+	}
+	return true
 }

@@ -34,6 +34,19 @@ const (
 	CodeTaskTimedOut = "PLATFORM.TASK_TIMED_OUT"
 )
 
+// KnownCode reports whether code is one of the codes above, the ones Kombo's
+// delete-integration endpoint declares today. It is the one list of them:
+// anything else (a code Kombo added later, one a proxy made up, "") is not
+// known.
+func KnownCode(code string) bool {
+	switch code {
+	case CodeRateLimitExceeded, CodeConcurrencyLimitExceeded, CodeIntegrationNotFound, CodeInputInvalid,
+		CodeUnknownError, CodeIPNotWhitelisted, CodeAuthenticationInvalid, CodeTaskTimedOut:
+		return true
+	}
+	return false
+}
+
 // Sentinels for errors.Is; each matches any *Error with its code.
 var (
 	// ErrRateLimitExceeded happens when the environment sent too many

@@ -122,3 +122,28 @@ func TestEffectiveCode(t *testing.T) {
 		})
 	}
 }
+
+func TestKnownCode(t *testing.T) {
+	// Every code Kombo's delete endpoint declares (KOMBO.md, "Errors"), and each sentinel's.
+	known := []string{
+		"PLATFORM.RATE_LIMIT_EXCEEDED", "PLATFORM.CONCURRENCY_LIMIT_EXCEEDED", "PLATFORM.INTEGRATION_NOT_FOUND",
+		"PLATFORM.INPUT_INVALID", "PLATFORM.UNKNOWN_ERROR", "PLATFORM.IP_NOT_WHITELISTED",
+		"PLATFORM.AUTHENTICATION_INVALID", "PLATFORM.TASK_TIMED_OUT",
+	}
+	for _, s := range []*kombo.Error{kombo.ErrRateLimitExceeded, kombo.ErrConcurrencyLimitExceeded,
+		kombo.ErrIntegrationNotFound, kombo.ErrInputInvalid, kombo.ErrUnknownError, kombo.ErrIPNotWhitelisted,
+		kombo.ErrAuthenticationInvalid, kombo.ErrTaskTimedOut} {
+		known = append(known, s.Code)
+	}
+	for _, code := range known {
+		if !kombo.KnownCode(code) {
+			t.Errorf("KnownCode(%q) = false, want true", code)
+		}
+	}
+	for _, code := range []string{"", "HTTP.502", "PLATFORM.SOMETHING_NEW", "platform.rate_limit_exceeded",
+		" PLATFORM.INPUT_INVALID", "PLATFORM.INPUT_INVALID\n", "DELETER.INTERNAL", "SOMETHING.WEIRD.123"} {
+		if kombo.KnownCode(code) {
+			t.Errorf("KnownCode(%q) = true, want false", code)
+		}
+	}
+}
