@@ -82,7 +82,7 @@ func hostPort(natsURL string) (string, int, error) {
 	}
 	u, err := url.Parse(first)
 	if err != nil {
-		return "", 0, err
+		return "", 0, redactErr(natsURL, err)
 	}
 	host, portStr, err := net.SplitHostPort(u.Host)
 	if err != nil {
@@ -90,7 +90,7 @@ func hostPort(natsURL string) (string, int, error) {
 	}
 	port, err := strconv.Atoi(portStr)
 	if err != nil {
-		return "", 0, fmt.Errorf("port %q: %w", portStr, err)
+		return "", 0, redactErr(natsURL, fmt.Errorf("port %q: %w", portStr, err))
 	}
 	if port == 0 {
 		port = -1
@@ -98,14 +98,81 @@ func hostPort(natsURL string) (string, int, error) {
 	return host, port, nil
 }
 
-// redactURL hides passwords and tokens in a list of NATS URLs.
+// redactURL hides passwords and tokens in a list of NATS URLs. A password may hold
+// "/", "?", "#" or "@", which end the authority of a parsed URL early (or make it
+// unparsable), and an entry may have no scheme; so unless url.Parse put the entry's
+// every "@" in its user info, everything from the scheme's "//" (or the start of the
+// entry) to its last "@" is hidden.
 func redactURL(list string) string {
 	parts := strings.Split(list, ",")
 	for i, p := range parts {
-		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+		p = strings.TrimSpace(p)
+		if !strings.Contains(p, "@") {
+			continue // no user info
+		}
+		if u, err := url.Parse(p); err == nil && u.User != nil &&
+			!strings.Contains(u.Opaque+u.Path+u.RawPath+u.RawQuery+u.Fragment+u.RawFragment, "@") {
 			u.User = url.User("redacted")
 			parts[i] = u.String()
+			continue
 		}
+		at := strings.LastIndex(p, "@")
+		parts[i] = p[:min(authorityStart(p), at)] + "redacted" + p[at:]
 	}
 	return strings.Join(parts, ",")
+}
+
+// authorityStart returns where the authority of the URL e begins: after "scheme://" or
+// "//" at its start, else 0. A "//" further on may be part of a password, so only a
+// scheme made of scheme characters (RFC 3986) counts.
+func authorityStart(e string) int {
+	if strings.HasPrefix(e, "//") {
+		return len("//")
+	}
+	for i := 0; i < len(e); i++ {
+		c := e[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		case i > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'):
+		case i > 0 && strings.HasPrefix(e[i:], "://"):
+			return i + len("://")
+		default:
+			return 0
+		}
+	}
+	return 0
+}
+
+// redactedError is an error whose text had the passwords of a URL list taken out.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// redactErr returns err with every entry of the URL list (and any password in it) in its
+// text replaced by the redacted entry: errors from url.Parse and nats.Connect quote the
+// URL whole.
+func redactErr(list string, err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	for entry := range strings.SplitSeq(list, ",") {
+		if entry = strings.TrimSpace(entry); entry == "" {
+			continue
+		}
+		msg = strings.ReplaceAll(msg, entry, redactURL(entry))
+		// The user info alone, as a parser may quote a part of the URL.
+		rest := entry
+		if i := strings.Index(rest, "://"); i >= 0 {
+			rest = rest[i+3:]
+		}
+		if at := strings.LastIndex(rest, "@"); at > 0 {
+			msg = strings.ReplaceAll(msg, rest[:at], "xxxxx")
+		}
+	}
+	return &redactedError{msg: msg, err: err}
 }
