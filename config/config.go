@@ -136,6 +136,14 @@ type Config struct {
 	// MaxAckPending is how many messages the consumer holds unacknowledged at
 	// once. Zero is an error.
 	MaxAckPending int `envconfig:"MAX_ACK_PENDING" default:"256"`
+	// LedgerBucket is the KV bucket recording each request's outcome (letters,
+	// digits, '-' and '_'); created when missing while provisioning. Empty is an
+	// error.
+	LedgerBucket string `envconfig:"LEDGER_BUCKET" default:"INTEGRATION_DELETE_LEDGER"`
+	// LedgerMaxAge is how long an outcome is kept: 0 forever, otherwise at least
+	// StreamMaxAge when that is not 0 (an outcome must outlive the request it
+	// answers).
+	LedgerMaxAge time.Duration `envconfig:"LEDGER_MAX_AGE" default:"2160h"`
 
 	// HTTPAddr is the host:port serving /healthz, /readyz and /metrics; port
 	// 0 picks a free port. Empty is an error.
@@ -468,6 +476,10 @@ func (c *Config) checkBaseURL(p *problems) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
+		if strings.Contains(c.KomboBaseURL, "@") { // the parser's message can quote a password
+			p.add(name, "not a URL (the message is not shown: the URL has user info, which it must not)")
+			return
+		}
 		p.add(name, "not a URL: %v", err)
 		return
 	}
@@ -532,6 +544,12 @@ func (c *Config) checkDurations(p *problems) {
 		p.add("STREAM_MAX_AGE", "must not be negative (0 keeps messages forever), got %s", c.StreamMaxAge)
 	case c.StreamMaxAge > 0 && c.DuplicateWindow > 0 && c.StreamMaxAge < c.DuplicateWindow:
 		p.add("STREAM_MAX_AGE", "must be 0 (forever) or at least DUPLICATE_WINDOW (%s), got %s", c.DuplicateWindow, c.StreamMaxAge)
+	}
+	switch {
+	case c.LedgerMaxAge < 0:
+		p.add("LEDGER_MAX_AGE", "must not be negative (0 keeps outcomes forever), got %s", c.LedgerMaxAge)
+	case c.LedgerMaxAge > 0 && c.LedgerMaxAge < c.StreamMaxAge:
+		p.add("LEDGER_MAX_AGE", "must be 0 (forever) or at least STREAM_MAX_AGE (%s): an outcome must outlive the request it answers; got %s", c.StreamMaxAge, c.LedgerMaxAge)
 	}
 	if c.JetStreamProvision && c.DuplicateWindow > 0 && c.KomboRetryMaxElapsed > 0 && c.AckWait > 0 {
 		if least := c.KomboRetryMaxElapsed + 2*c.AckWait; c.DuplicateWindow <= least {
@@ -609,6 +627,12 @@ func (c *Config) checkSubjects(p *problems) {
 }
 
 func (c *Config) checkNames(p *problems) {
+	switch {
+	case c.LedgerBucket == "":
+		p.add("LEDGER_BUCKET", "must not be empty")
+	case strings.TrimLeft(c.LedgerBucket, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != "":
+		p.add("LEDGER_BUCKET", "must hold only letters, digits, '-' and '_' (a KV bucket name), got %q", c.LedgerBucket)
+	}
 	for _, n := range []named{
 		{"STREAM_NAME", c.StreamName},
 		{"CONSUMER_NAME", c.ConsumerName},
@@ -714,7 +738,12 @@ func (c *Config) checkNATSURL(p *problems) {
 		if port := u.Port(); port != "" {
 			// Port 0 lets an embedded server pick a free port.
 			if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 || (n == 0 && !c.NATSEmbedded) {
-				p.add(name, "%s: port must be 1 to 65535 (0 only with NATS_EMBEDDED=true), got %q", redactURLs(entry), port)
+				if strings.Contains(entry, "@") { // a misread password can look like a port: never print it
+					port = "(not shown: the URL has user info)"
+				} else {
+					port = strconv.Quote(port)
+				}
+				p.add(name, "%s: port must be 1 to 65535 (0 only with NATS_EMBEDDED=true), got %s", redactURLs(entry), port)
 			}
 		}
 	}
@@ -784,23 +813,52 @@ func parseLevel(s string) (slog.Level, bool) {
 
 // redactURLs returns s, a URL or a comma separated list of them, with the
 // user info of each replaced by "xxxxx": NATS takes a token or a password
-// there.
+// there. The user info runs from the scheme's "//" (or the start of an
+// entry without one) to the entry's last "@", wherever that is: a password
+// may hold "/", "?", "#" or "@", which end the authority of a parsed URL
+// early (or make it unparsable), so the entry is never cut there first.
 func redactURLs(s string) string {
 	entries := strings.Split(s, ",")
 	for i, e := range entries {
-		start := 0
-		if j := strings.Index(e, "//"); j >= 0 {
-			start = j + len("//")
-		}
-		authority := e[start:]
-		if end := strings.IndexAny(authority, "/?#"); end >= 0 {
-			authority = authority[:end]
-		}
-		if at := strings.LastIndex(authority, "@"); at >= 0 {
-			entries[i] = e[:start] + "xxxxx" + e[start+at:]
-		}
+		entries[i] = redactUserinfo(e, "xxxxx")
 	}
 	return strings.Join(entries, ",")
+}
+
+// redactUserinfo replaces everything between the start of e's authority
+// (see authorityStart) and e's last "@" by mask; e without "@" is returned
+// as it is.
+func redactUserinfo(e, mask string) string {
+	at := strings.LastIndex(e, "@")
+	if at < 0 {
+		return e
+	}
+	start := min(authorityStart(e), at)
+	return e[:start] + mask + e[at:]
+}
+
+// authorityStart returns where the authority of the URL e begins: after
+// "scheme://" or "//" at its start (after leading blanks), else where e's
+// text begins. A "//" further on may be part of a password, so only a
+// scheme made of scheme characters (RFC 3986) counts.
+func authorityStart(e string) int {
+	lead := len(e) - len(strings.TrimLeft(e, " \t\r\n"))
+	rest := e[lead:]
+	if strings.HasPrefix(rest, "//") {
+		return lead + len("//")
+	}
+	for i := 0; i < len(rest); i++ {
+		c := rest[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		case i > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'):
+		case i > 0 && strings.HasPrefix(rest[i:], "://"):
+			return lead + i + len("://")
+		default:
+			return lead
+		}
+	}
+	return lead
 }
 
 // Names lists every environment variable the configuration reads, in field order.

@@ -113,6 +113,8 @@ func TestDefaultValues(t *testing.T) {
 		MaxDeliver:           -1,
 		DuplicateWindow:      20 * time.Minute,
 		MaxAckPending:        256,
+		LedgerBucket:         "INTEGRATION_DELETE_LEDGER",
+		LedgerMaxAge:         2160 * time.Hour,
 		HTTPAddr:             ":8080",
 		ShutdownTimeout:      25 * time.Second,
 		LogLevel:             "info",
@@ -512,7 +514,7 @@ func TestValidateReportsEverything(t *testing.T) {
 		"ACK_WAIT", "AUTH_PROBE_INTERVAL", "CONSUMER_NAME", "DELETED_SUBJECT", "DUPLICATE_WINDOW",
 		"FAILED_SUBJECT", "HTTP_ADDR", "KOMBO_API_KEY", "KOMBO_BACKOFF_INITIAL", "KOMBO_BACKOFF_MAX",
 		"KOMBO_BASE_URL", "KOMBO_MAX_ATTEMPTS", "KOMBO_MAX_CONCURRENCY", "KOMBO_RETRY_MAX_ELAPSED",
-		"KOMBO_TIMEOUT", "LOG_FORMAT", "LOG_LEVEL", "MAX_ACK_PENDING", "MAX_DELIVER", "NATS_URL",
+		"KOMBO_TIMEOUT", "LEDGER_BUCKET", "LOG_FORMAT", "LOG_LEVEL", "MAX_ACK_PENDING", "MAX_DELIVER", "NATS_URL",
 		"REQUEST_SUBJECT", "SHUTDOWN_TIMEOUT", "STREAM_NAME", "STREAM_REPLICAS", "STREAM_SUBJECTS",
 	}
 	if diff := cmp.Diff(got, want); diff != "" {
@@ -732,6 +734,65 @@ func TestNamesListsEveryVariable(t *testing.T) {
 	for _, want := range []string{"KOMBO_API_KEY", "NATS_URL", "SHUTDOWN_TIMEOUT", "LOG_FORMAT"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("Names() lacks %s", want)
+		}
+	}
+}
+
+// TestRedactURLsOddPasswords checks that a password or token in a URL is hidden whatever
+// characters it holds: "/", "?", "#" and "@" (raw or escaped) end the authority of a
+// parsed URL, so the user info must end at the last "@" of an entry, and no "//" inside a
+// password may be taken for the scheme's.
+func TestRedactURLsOddPasswords(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"nats://user:pw@a:4222,b:4222,tok@c", "nats://xxxxx@a:4222,b:4222,xxxxx@c"},
+		{"nats://a:4222, nats://b:4222", "nats://a:4222, nats://b:4222"},
+		{"https://api.kombo.dev/v1", "https://api.kombo.dev/v1"},
+		{"", ""},
+		{"nats://user:pa/ss@host:4222", "nats://xxxxx@host:4222"},
+		{"nats://user:pa%2Fss@host:4222", "nats://xxxxx@host:4222"},
+		{"nats://user:pa?ss@host:4222", "nats://xxxxx@host:4222"},
+		{"nats://user:pa#ss@host:4222", "nats://xxxxx@host:4222"},
+		{"nats://user:p@ss/w?r#d@host:4222", "nats://xxxxx@host:4222"},
+		{"nats://tok/en@host", "nats://xxxxx@host"},
+		{"user:pa/ss@host:4222", "xxxxx@host:4222"},
+		{"user:pa//ss@host:4222", "xxxxx@host:4222"},
+		{"a:4222,tls://user:pa/ss@b:4222", "a:4222,tls://xxxxx@b:4222"},
+		{"//u:pa/ss@kombo.dev/v1", "//xxxxx@kombo.dev/v1"},
+	}
+	for _, tt := range tests {
+		if got := redactURLs(tt.in); got != tt.want {
+			t.Errorf("redactURLs(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+
+	// Whatever a password holds, neither of its halves shows, in redactURLs, in the logged
+	// configuration, or in Load's errors.
+	const left, right = "PWLEFT7", "PWRIGHT7"
+	for _, sep := range []string{"", "/", "//", "%2F", "?", "#", "@", ":", "%", "%zz", " ", "/?#@", "://"} {
+		secret := left + sep + right
+		for _, form := range []string{
+			"nats://user:%s@host:4222", "nats://%s@host:4222", "user:%s@host:4222", "%s@host:4222",
+			"a:4222,tls://user:%s@b:4222", "nats://user:%s@host:99999", "wss://%s@host",
+		} {
+			if sep == "://" && strings.HasPrefix(form, "%s") {
+				continue // "PWLEFT7://…" is a URL with scheme PWLEFT7, nothing else
+			}
+			in := fmt.Sprintf(form, secret)
+			outputs := []string{redactURLs(in)}
+			setEnv(t, map[string]string{"KOMBO_API_KEY": "k", "NATS_URL": in})
+			c, err := Load()
+			if err != nil {
+				outputs = append(outputs, err.Error())
+			} else {
+				var buf bytes.Buffer
+				slog.New(slog.NewJSONHandler(&buf, nil)).Info("start", "config", c)
+				outputs = append(outputs, buf.String())
+			}
+			for _, out := range outputs {
+				if strings.Contains(out, left) || strings.Contains(out, right) {
+					t.Errorf("NATS_URL %q shows its password:\n%s", in, out)
+				}
+			}
 		}
 	}
 }

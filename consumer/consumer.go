@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kombo-ops/integration-deleter/internal/ledger"
 	"github.com/kombo-ops/integration-deleter/kombo"
 )
 
@@ -33,6 +34,8 @@ type Deleter interface {
 type Options struct {
 	// Stream says which stream and durable consumer to bind, and how to provision them.
 	Stream StreamOptions
+	// Ledger says where outcomes are recorded.
+	Ledger ledger.Options
 	// DeletedSubject and FailedSubject receive the results.
 	DeletedSubject, FailedSubject string
 	// MaxConcurrency is the upper bound of Kombo calls in flight.
@@ -99,6 +102,10 @@ type Consumer struct {
 	ackWait    time.Duration
 	maxPending int
 	bindErr    error // why the consumer is not bound; nil when bound
+	storage    error // why outcomes cannot be stored now; nil when they can
+	ledger     *ledger.Ledger
+	floorSaved uint64        // the ack floor last saved in the ledger
+	dupWindow  time.Duration // the stream's duplicate window
 	stopping   bool
 	checking   bool // the API key check at start has not answered yet
 
@@ -110,9 +117,9 @@ type Consumer struct {
 	wanting     atomic.Int64 // messages that want a Kombo slot now: received and not yet called, or retrying
 	wake        chan struct{}
 
-	// crashAfterPublish, set by tests, makes finish skip the ack of results it returns
-	// true for, as a process that crashed between publishing and acking would.
-	crashAfterPublish func(Result) bool
+	// crashAfterPublish, set by tests, makes settle skip the ack of the request ids it
+	// returns true for, as a process that crashed between publishing and acking would.
+	crashAfterPublish func(requestID string) bool
 }
 
 // New returns a consumer; Run starts it.
@@ -171,6 +178,9 @@ func (c *Consumer) Ready() error {
 	if bindErr != nil {
 		return bindErr
 	}
+	if err := c.storageErr(); err != nil {
+		return err
+	}
 	if paused, why := c.pause.state(); paused {
 		return fmt.Errorf("paused: Kombo rejects the API key (%s)", why)
 	}
@@ -225,6 +235,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		c.log.Warn("cannot watch MAX_DELIVERIES advisories", "err", err)
 	}
 	wg.Go(func() { c.probeLoop(ctx) })
+	wg.Go(func() { c.watchLoop(ctx) })
 	c.pullLoop(ctx, hard, &wg)
 
 	c.mu.Lock()
@@ -263,7 +274,7 @@ func (c *Consumer) pullable() int {
 	c.mu.Lock()
 	bound, maxPending := c.bindErr == nil, c.maxPending
 	c.mu.Unlock()
-	if !bound {
+	if !bound || c.storageErr() != nil {
 		return 0
 	}
 	out := int(c.outstanding.Load())
@@ -394,15 +405,18 @@ func (c *Consumer) worker(ctx, hard context.Context, msg jetstream.Msg) {
 
 // job is one delivery of one request being handled.
 type job struct {
-	req       Request
-	meta      *jetstream.MsgMetadata
-	start     time.Time
-	pausedAt0 time.Duration               // pausedTotal when the job started
-	prev      int                         // DELETE calls made by earlier deliveries, as far as the delivery count tells
-	calls     int                         // DELETE calls made by this delivery
-	counted   int                         // calls whose answers use up KOMBO_MAX_ATTEMPTS
-	bo        *backoff.ExponentialBackOff // made at the first retry
-	wanting   *bool                       // counted in Consumer.wanting
+	msg         jetstream.Msg
+	req         Request
+	meta        *jetstream.MsgMetadata
+	claim       *ledger.Claim // this handler's hold on the request id
+	start       time.Time
+	pausedAt0   time.Duration               // pausedTotal when the job started
+	prev        int                         // DELETE calls answered before this delivery (the ledger's count)
+	prevCounted int                         // of those, the ones that use up KOMBO_MAX_ATTEMPTS
+	calls       int                         // DELETE calls made by this delivery
+	counted     int                         // of those, the ones that use up KOMBO_MAX_ATTEMPTS
+	bo          *backoff.ExponentialBackOff // made at the first retry
+	wanting     *bool                       // counted in Consumer.wanting
 }
 
 // log returns the consumer's logger with the job's ids, for the lines about one request.
@@ -433,19 +447,24 @@ func (c *Consumer) handle(ctx, hard context.Context, msg jetstream.Msg) {
 	var (
 		meta *jetstream.MsgMetadata
 		req  Request
+		cl   *ledger.Claim
 		j    *job
 	)
 	defer func() {
 		if r := recover(); r != nil {
 			c.log.Error("panic while handling a request", "request_id", req.RequestID,
 				"integration_id", req.IntegrationID, "panic", fmt.Sprint(r))
-			attempts := 0
-			if j != nil {
-				attempts = j.prev + j.calls
+			if cl == nil {
+				_ = msg.NakWithDelay(storageWait)
+				return
 			}
-			res := c.failed(req, attempts, &ResultError{Code: CodeInternal, Title: "Internal error",
+			calls, counted := cl.Prior()
+			if j != nil {
+				calls, counted = j.prev+j.calls, j.prevCounted+j.counted
+			}
+			res := c.failed(req, calls, &ResultError{Code: CodeInternal, Title: "Internal error",
 				Message: fmt.Sprintf("the daemon failed while handling this request: %v", r)})
-			c.finish(hard, msg, meta, res, true, "failed")
+			c.finish(hard, msg, meta, cl, res, counted, true, "failed")
 		}
 	}()
 
@@ -458,18 +477,24 @@ func (c *Consumer) handle(ctx, hard context.Context, msg jetstream.Msg) {
 	if meta.NumDelivered > 1 {
 		c.m.Redeliveries.Inc()
 	}
-	req, err = DecodeRequest(msg.Data(), msg.Headers(), meta.Stream, meta.Sequence.Stream)
-	if err != nil {
+	req, decodeErr := DecodeRequest(msg.Data(), msg.Headers(), meta.Stream, meta.Sequence.Stream)
+	if cl = c.claim(ctx, hard, msg, meta, req, decodeErr == nil); cl == nil {
+		return
+	}
+	c.keep.setClaim(kept, cl)
+	if decodeErr != nil {
 		var inv *InvalidEventError
-		errors.As(err, &inv)
+		errors.As(decodeErr, &inv)
 		res := c.failed(req, 0, &ResultError{Code: CodeEventInvalid, Title: "Invalid request event", Message: inv.Reason})
-		c.finish(hard, msg, meta, res, true, "invalid")
+		c.finish(hard, msg, meta, cl, res, 0, true, "invalid")
 		return
 	}
 	injectFault(req)
+	injectCrash("claimed", req.IntegrationID)
 	now := c.now()
-	j = &job{req: req, meta: meta, start: now, pausedAt0: c.pause.pausedTotal(now), prev: int(meta.NumDelivered) - 1,
-		wanting: &wanting}
+	calls, counted := cl.Prior()
+	j = &job{msg: msg, req: req, meta: meta, claim: cl, start: now, pausedAt0: c.pause.pausedTotal(now), prev: calls,
+		prevCounted: counted, wanting: &wanting}
 	c.process(ctx, hard, msg, j)
 }
 
@@ -486,6 +511,9 @@ func (c *Consumer) newBackoff() *backoff.ExponentialBackOff {
 // process calls Kombo until the request is done, failed, paused or shutdown interrupts.
 func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job) {
 	for {
+		if j.calls > 0 && !c.countCall(j) { // the first call was counted by the claim
+			return
+		}
 		if !*j.wanting {
 			c.wanting.Add(1)
 			*j.wanting = true
@@ -494,68 +522,25 @@ func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job)
 		c.wanting.Add(-1)
 		*j.wanting = false
 		if err != nil {
-			_ = msg.NakWithDelay(handBackDelay) // shutting down before the call: another replica takes it
+			c.release(j, handBackDelay) // shutting down before the call: another replica takes it
 			return
 		}
-		c.m.InFlight.Set(float64(c.limiter.InFlight()))
-		callCtx := hard
-		if j.req.Traceparent != "" || j.req.Tracestate != "" {
-			callCtx = kombo.WithTrace(hard, j.req.Traceparent, j.req.Tracestate)
+		if err := c.storageErr(); err != nil {
+			// No DELETE starts whose outcome cannot be stored.
+			c.limiter.Release(ticket, OutcomeOther)
+			c.first.abandon()
+			c.release(j, storageWait)
+			return
 		}
-		t0 := c.now()
-		res, err := c.kombo.DeleteIntegration(callCtx, j.req.IntegrationID)
-		took := c.now().Sub(t0)
-		j.calls++
+		res, err, took, t0 := c.call(hard, j, ticket)
+		injectCrash("called", j.req.IntegrationID)
 		if err != nil && hard.Err() != nil {
 			// The shutdown deadline cut the call: its outcome is unknown, redeliver.
-			c.first.answered()
-			c.limiter.Release(ticket, OutcomeOther)
-			_ = msg.NakWithDelay(handBackDelay)
+			c.release(j, handBackDelay)
 			j.log(c.log).Warn("call cut by the shutdown deadline; request handed back", "attempt", j.prev+j.calls)
 			return
 		}
-		d := Decide(res, err)
-		granted := c.limiter.release(ticket, limiterOutcome(d))
-		if d.ConcurrencyBound > 0 {
-			c.limiter.SetBound(d.ConcurrencyBound)
-		}
-		// Only now may the calls that waited for the first answer go: under the cap its
-		// Concurrency-Limit set.
-		c.first.answered()
-		if granted {
-			// The slot went to a message waiting for it: let its call start now rather
-			// than after this one's result is published (Kombo's slots are the scarce
-			// resource).
-			runtime.Gosched()
-		}
-		limit, inFlight := c.limiter.usage()
-		c.m.InFlight.Set(float64(inFlight))
-		c.m.ConcurrencyCap.Set(float64(limit))
-		var kerr *kombo.Error
-		if err == nil {
-			c.okCalls.Inc()
-			c.m.KomboLatency.Observe(took.Seconds())
-		} else {
-			status := 0
-			if errors.As(err, &kerr) {
-				status = kerr.Status
-			}
-			c.m.call(status, d.Code, took.Seconds())
-		}
-		if d.Action != ActionRetryRateLimited {
-			c.pace.done(t0, err == nil || (kerr != nil && d.Action != ActionRetryConcurrency))
-		}
-		switch {
-		case d.Action == ActionRetryConcurrency && limit == 1:
-			c.holdAtFloor()
-		case limiterOutcome(d) == OutcomeSuccess:
-			c.floorStreak.Store(0)
-			if m := c.meanCall.Load(); m == 0 {
-				c.meanCall.Store(int64(took))
-			} else {
-				c.meanCall.Store(m + (int64(took)-m)/8)
-			}
-		}
+		d, kerr := c.answered(ticket, res, err, took, t0)
 
 		switch d.Action {
 		case ActionDeleted, ActionNotFound:
@@ -570,81 +555,190 @@ func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job)
 			if notFound {
 				outcome = "not_found"
 			}
-			c.finish(hard, msg, j.meta, res, false, outcome)
+			c.finish(hard, msg, j.meta, j.claim, res, j.prevCounted+j.counted, false, outcome)
 			return
 		case ActionFail:
-			c.finish(hard, msg, j.meta, c.failed(j.req, j.prev+j.calls, resultError(kerr, err)), false, "failed")
+			c.finish(hard, msg, j.meta, j.claim, c.failed(j.req, j.prev+j.calls, resultError(kerr, err)),
+				j.prevCounted+j.counted, false, "failed")
 			return
 		case ActionPause:
 			c.pauseFor(err)
-			_ = msg.NakWithDelay(c.o.AuthProbeInterval)
+			c.release(j, c.o.AuthProbeInterval)
 			j.log(c.log).Warn("Kombo rejects the API key; request kept for later", "kombo_code", d.Code, "attempt", j.prev+j.calls)
 			return
 		}
-
-		// A retry.
-		if d.Counts() {
-			j.counted++
-		}
-		if j.bo == nil {
-			j.bo = c.newBackoff()
-		}
-		var delay time.Duration
-		if d.Action == ActionRetryConcurrency {
-			// Not an escalating backoff: after a concurrency refusal the limiter's cut
-			// (and, at a cap of 1, the floor hold) pace the calls; the message only
-			// waits about two call durations, jittered, and goes back in line for a
-			// slot. An escalating wait would leave a message refused a few times in a
-			// row waiting long after Kombo has room again.
-			delay = c.retryAfterRefusal()
-		} else {
-			delay = j.bo.NextBackOff()
-		}
-		reason := "transient"
-		switch d.Action {
-		case ActionRetryRateLimited:
-			reason = "rate_limit"
-			if d.Hint > 0 {
-				delay = d.Hint
-			}
-			c.gate.HoldUntil(c.now().Add(delay))
-			if pace, probe, changed := c.pace.limited(t0, c.gate.Until(), inFlight); changed {
-				c.log.Info("Kombo's rate limit: every worker holds off, then calls are paced",
-					"until", c.gate.Until().UTC().Format(time.RFC3339Nano), "pace_per_second", math.Round(pace*10)/10, "searching", probe)
-			}
-			c.m.RateLimitHolds.Inc()
-		case ActionRetryConcurrency:
-			reason = "concurrency_limit"
-			delay = max(delay, d.Hint)
-		default:
-			delay = max(delay, d.Hint)
-		}
-		now := c.now()
-		active := now.Sub(j.start) - (c.pause.pausedTotal(now) - j.pausedAt0)
-		if j.prev+j.counted >= c.o.MaxAttempts || active+delay > c.o.RetryMaxElapsed {
-			re := resultError(kerr, err)
-			if re.Code == "" {
-				re.Code = CodeRetriesExhausted
-			}
-			re.Message = fmt.Sprintf("gave up after %d attempts over %s: %s", j.prev+j.calls, active.Round(time.Millisecond), re.Message)
-			c.finish(hard, msg, j.meta, c.failed(j.req, j.prev+j.calls, re), false, "failed")
-			return
-		}
-		c.m.Retries.WithLabelValues(reason).Inc()
-		lvl := slog.LevelDebug
-		if d.Action == ActionRetry {
-			lvl = slog.LevelWarn
-		}
-		if c.log.Enabled(ctx, lvl) {
-			j.log(c.log).Log(ctx, lvl, "retrying", "attempt", j.prev+j.calls, "kombo_code", d.Code,
-				"decision", d.Action.String(), "delay", delay, "err", err)
-		}
-		if sleep(ctx, delay) != nil {
-			// Shutting down during the backoff: keep the backoff, but on the server.
-			_ = msg.NakWithDelay(max(handBackDelay, delay-c.now().Sub(now)))
+		if !c.retry(ctx, hard, msg, j, d, kerr, err, t0) {
 			return
 		}
 	}
+}
+
+// call makes one DELETE call in the slot of ticket. The slot is released here only if
+// the call panics; otherwise answered releases it with the answer.
+func (c *Consumer) call(hard context.Context, j *job, ticket Ticket) (_ kombo.DeleteResult, _ error, took time.Duration, t0 time.Time) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.limiter.Release(ticket, OutcomeOther)
+			c.first.answered()
+			panic(r)
+		}
+	}()
+	c.m.InFlight.Set(float64(c.limiter.InFlight()))
+	callCtx := hard
+	if j.req.Traceparent != "" || j.req.Tracestate != "" {
+		callCtx = kombo.WithTrace(hard, j.req.Traceparent, j.req.Tracestate)
+	}
+	t0 = c.now()
+	res, err := c.kombo.DeleteIntegration(callCtx, j.req.IntegrationID)
+	j.calls++
+	if err != nil && hard.Err() != nil {
+		c.first.answered()
+		c.limiter.Release(ticket, OutcomeOther)
+	}
+	return res, err, c.now().Sub(t0), t0
+}
+
+// answered releases the call's slot and feeds its answer to admission (cap, pacer, floor
+// hold) and the metrics; it returns the decision.
+func (c *Consumer) answered(ticket Ticket, res kombo.DeleteResult, err error, took time.Duration, t0 time.Time) (Decision, *kombo.Error) {
+	d := Decide(res, err)
+	granted := c.limiter.release(ticket, limiterOutcome(d))
+	if d.ConcurrencyBound > 0 {
+		c.limiter.SetBound(d.ConcurrencyBound)
+	}
+	// Only now may the calls that waited for the first answer go: under the cap its
+	// Concurrency-Limit set.
+	c.first.answered()
+	if granted {
+		// The slot went to a message waiting for it: let its call start now rather
+		// than after this one's result is published (Kombo's slots are the scarce
+		// resource).
+		runtime.Gosched()
+	}
+	limit, inFlight := c.limiter.usage()
+	c.m.InFlight.Set(float64(inFlight))
+	c.m.ConcurrencyCap.Set(float64(limit))
+	var kerr *kombo.Error
+	if err == nil {
+		c.okCalls.Inc()
+		c.m.KomboLatency.Observe(took.Seconds())
+	} else {
+		status := 0
+		if errors.As(err, &kerr) {
+			status = kerr.Status
+		}
+		c.m.call(status, d.Code, took.Seconds())
+	}
+	if d.Action != ActionRetryRateLimited {
+		c.pace.done(t0, err == nil || (kerr != nil && d.Action != ActionRetryConcurrency))
+	}
+	switch {
+	case d.Action == ActionRetryConcurrency && limit == 1:
+		c.holdAtFloor()
+	case limiterOutcome(d) == OutcomeSuccess:
+		c.floorStreak.Store(0)
+		if m := c.meanCall.Load(); m == 0 {
+			c.meanCall.Store(int64(took))
+		} else {
+			c.meanCall.Store(m + (int64(took)-m)/8)
+		}
+	}
+	return d, kerr
+}
+
+// countCall counts, in the ledger's claim, the call about to start (a retry), before it
+// waits for a slot. It reports false when the claim is no longer this handler's or cannot
+// be written; the message is then left to come back (or handed back) and the caller stops.
+func (c *Consumer) countCall(j *job) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := j.claim.Count(ctx, j.prev+j.calls+1, j.prevCounted+j.counted, c.now())
+	if err == nil {
+		return true
+	}
+	if errors.Is(err, ledger.ErrLost) {
+		j.log(c.log).Warn("another handler took this request over; leaving it to that one", "err", err)
+		return false
+	}
+	c.storageFailed(err)
+	j.log(c.log).Error("cannot count the call in the ledger; the request is handed back", "err", err)
+	c.release(j, storageWait)
+	return false
+}
+
+// retry decides how long to wait after an answer that may succeed later, counts the call,
+// gives up when the budget is used (a failed result), and waits. It reports whether to
+// call again.
+func (c *Consumer) retry(ctx, hard context.Context, msg jetstream.Msg, j *job, d Decision, kerr *kombo.Error, err error, t0 time.Time) bool {
+	if j.bo == nil {
+		j.bo = c.newBackoff()
+	}
+	delay, reason := c.retryDelay(j, d, t0)
+	now := c.now()
+	active := now.Sub(j.start) - (c.pause.pausedTotal(now) - j.pausedAt0)
+	if j.prevCounted+j.counted+boolInt(d.Counts()) >= c.o.MaxAttempts || active+delay > c.o.RetryMaxElapsed {
+		re := resultError(kerr, err)
+		if re.Code == "" {
+			re.Code = CodeRetriesExhausted
+		}
+		re.Message = fmt.Sprintf("gave up after %d attempts over %s: %s", j.prev+j.calls, active.Round(time.Millisecond), re.Message)
+		c.finish(hard, msg, j.meta, j.claim, c.failed(j.req, j.prev+j.calls, re), j.prevCounted+j.counted+boolInt(d.Counts()), false, "failed")
+		return false
+	}
+	if d.Counts() {
+		j.counted++
+	}
+	c.m.Retries.WithLabelValues(reason).Inc()
+	lvl := slog.LevelDebug
+	if d.Action == ActionRetry {
+		lvl = slog.LevelWarn
+	}
+	if c.log.Enabled(ctx, lvl) {
+		j.log(c.log).Log(ctx, lvl, "retrying", "attempt", j.prev+j.calls, "kombo_code", d.Code,
+			"decision", d.Action.String(), "delay", delay, "err", err)
+	}
+	if sleep(ctx, delay) != nil {
+		// Shutting down during the backoff: keep the backoff, but on the server.
+		c.release(j, max(handBackDelay, delay-c.now().Sub(now)))
+		return false
+	}
+	return true
+}
+
+// retryDelay returns how long to wait before the next call, and the reason for the
+// metric; a rate-limit answer also holds every worker off until then.
+func (c *Consumer) retryDelay(j *job, d Decision, t0 time.Time) (time.Duration, string) {
+	switch d.Action {
+	case ActionRetryRateLimited:
+		delay := j.bo.NextBackOff()
+		if d.Hint > 0 {
+			delay = d.Hint
+		}
+		c.gate.HoldUntil(c.now().Add(delay))
+		_, inFlight := c.limiter.usage()
+		if pace, probe, changed := c.pace.limited(t0, c.gate.Until(), inFlight); changed {
+			c.log.Info("Kombo's rate limit: every worker holds off, then calls are paced",
+				"until", c.gate.Until().UTC().Format(time.RFC3339Nano), "pace_per_second", math.Round(pace*10)/10, "searching", probe)
+		}
+		c.m.RateLimitHolds.Inc()
+		return delay, "rate_limit"
+	case ActionRetryConcurrency:
+		// Not an escalating backoff: after a concurrency refusal the limiter's cut
+		// (and, at a cap of 1, the floor hold) pace the calls; the message only waits
+		// about two call durations, jittered, and goes back in line for a slot. An
+		// escalating wait would leave a message refused a few times in a row waiting
+		// long after Kombo has room again.
+		return max(c.retryAfterRefusal(), d.Hint), "concurrency_limit"
+	default:
+		return max(j.bo.NextBackOff(), d.Hint), "transient"
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // awaitTurn waits until the daemon is not paused, no rate-limit hold is on, no hold after
@@ -732,71 +826,6 @@ func (c *Consumer) failed(req Request, attempts int, re *ResultError) Result {
 		Attempts: attempts, Error: re, RequestedBy: req.RequestedBy, Reason: req.Reason}
 }
 
-// finish publishes the result, waits for JetStream to store it, then acks (or terminates)
-// the request. When the result cannot be stored before ctx ends, the request is left
-// unacked and comes back after AckWait: its result is then published again and stored
-// once thanks to the Nats-Msg-Id. meta is the message's metadata; nil reads it again.
-//
-// The ack is a plain one, not DoubleAck: the guarantee rests on the result being stored
-// first, and an ack that gets lost only makes the server redeliver, whose result is then
-// deduplicated, exactly as a failed DoubleAck would. Waiting for the server's confirmation
-// of every ack cost a round trip per request, and a quarter of the throughput in the
-// benchmark without latency (BENCHMARKS.md, scenario 4).
-func (c *Consumer) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, res Result, term bool, outcome string) {
-	res.CompletedAt = completedAt(c.now())
-	subject := c.o.DeletedSubject
-	if res.Status == StatusFailed {
-		subject = c.o.FailedSubject
-	}
-	ids := [3]slog.Attr{slog.String("request_id", res.RequestID), slog.String("integration_id", res.IntegrationID),
-		slog.Int("attempts", res.Attempts)}
-	if err := c.publish(ctx, subject, res, msg.Headers()); err != nil {
-		c.log.LogAttrs(ctx, slog.LevelError, "cannot store the result; the request will be redelivered",
-			ids[0], ids[1], ids[2], slog.Any("err", err))
-		return
-	}
-	if c.crashAfterPublish != nil && c.crashAfterPublish(res) {
-		return
-	}
-	var err error
-	if term {
-		err = msg.TermWithReason(outcome)
-	} else {
-		err = msg.Ack()
-	}
-	if err != nil {
-		c.log.LogAttrs(ctx, slog.LevelWarn, "ack failed; the request will be redelivered and its result deduplicated",
-			ids[0], ids[1], ids[2], slog.Any("err", err))
-	}
-	if outcome == "deleted" {
-		c.deleted.Inc()
-	} else {
-		c.m.Requests.WithLabelValues(outcome).Inc()
-	}
-	level, text := slog.LevelInfo, "request done"
-	if res.Error != nil {
-		level, text = slog.LevelWarn, "request failed"
-	}
-	if !c.log.Enabled(ctx, level) {
-		return
-	}
-	attrs := make([]slog.Attr, 0, 9)
-	attrs = append(attrs, ids[:]...)
-	attrs = append(attrs, slog.String("outcome", outcome))
-	if meta == nil {
-		meta, _ = msg.Metadata()
-	}
-	if meta != nil {
-		attrs = append(attrs, slog.Duration("duration", c.now().Sub(meta.Timestamp).Round(time.Millisecond)),
-			slog.Uint64("deliveries", meta.NumDelivered))
-	}
-	if res.Error != nil {
-		attrs = append(attrs, slog.String("kombo_code", res.Error.Code), slog.String("error", res.Error.Message),
-			slog.String("log_url", res.Error.LogURL))
-	}
-	c.log.LogAttrs(ctx, level, text, attrs...)
-}
-
 // keeper remembers the messages being handled, so that one goroutine (keepLoop) can tell
 // the server every third of AckWait that each is still being worked on, and no other
 // replica gets it while it waits for a slot, a hold or a backoff. (A timer per message,
@@ -809,7 +838,8 @@ type keeper struct {
 // kept is one message in the keeper's list.
 type kept struct {
 	msg        jetstream.Msg
-	last       time.Time // when the message was received or last reported in progress
+	claim      *ledger.Claim // renewed with the in-progress acks; nil until claimed
+	last       time.Time     // when the message was received or last reported in progress
 	prev, next *kept
 }
 
@@ -827,6 +857,13 @@ func (k *keeper) add(msg jetstream.Msg, now time.Time) *kept {
 	return e
 }
 
+// setClaim attaches the ledger claim of e's request, so that it is renewed with e.
+func (k *keeper) setClaim(e *kept, cl *ledger.Claim) {
+	k.mu.Lock()
+	e.claim = cl
+	k.mu.Unlock()
+}
+
 // remove takes e out of the list.
 func (k *keeper) remove(e *kept) {
 	k.mu.Lock()
@@ -835,26 +872,26 @@ func (k *keeper) remove(e *kept) {
 	k.mu.Unlock()
 }
 
-// due returns the messages not reported for every or longer, and counts them as reported
-// at now.
-func (k *keeper) due(now time.Time, every time.Duration) []jetstream.Msg {
+// due returns the messages (and their claims) not reported for every or longer, and
+// counts them as reported at now.
+func (k *keeper) due(now time.Time, every time.Duration) []kept {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	var out []jetstream.Msg
+	var out []kept
 	if k.ring.next == nil {
 		return nil
 	}
 	for e := k.ring.next; e != &k.ring; e = e.next {
 		if now.Sub(e.last) >= every {
 			e.last = now
-			out = append(out, e.msg)
+			out = append(out, kept{msg: e.msg, claim: e.claim})
 		}
 	}
 	return out
 }
 
-// keepLoop reports the messages being handled as in progress every third of AckWait (it
-// looks four times as often), until done is closed.
+// keepLoop reports the messages being handled as in progress, and renews their claims in
+// the ledger, every third of AckWait (it looks four times as often), until done is closed.
 func (c *Consumer) keepLoop(done <-chan struct{}) {
 	for {
 		c.mu.Lock()
@@ -870,8 +907,16 @@ func (c *Consumer) keepLoop(done <-chan struct{}) {
 			return
 		case <-t.C:
 		}
-		for _, m := range c.keep.due(c.now(), every) {
-			_ = m.InProgress()
+		for _, e := range c.keep.due(c.now(), every) {
+			_ = e.msg.InProgress()
+			if e.claim == nil {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), every)
+			if err := e.claim.Renew(ctx, c.now()); err != nil && !errors.Is(err, ledger.ErrLost) {
+				c.log.Warn("cannot renew a claim in the ledger", "err", err)
+			}
+			cancel()
 		}
 	}
 }

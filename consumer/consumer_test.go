@@ -9,7 +9,7 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +19,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/kombo-ops/integration-deleter/consumer"
+	"github.com/kombo-ops/integration-deleter/internal/ledger"
 	"github.com/kombo-ops/integration-deleter/internal/natstest"
 	"github.com/kombo-ops/integration-deleter/internal/testwait"
 	"github.com/kombo-ops/integration-deleter/kombo"
@@ -82,6 +83,7 @@ func testOptions(t *testing.T) consumer.Options {
 			Consumer: "integration-deleter", RequestSubject: requestSubject, Replicas: 1,
 			DuplicateWindow: time.Minute, AckWait: 2 * time.Second, MaxDeliver: -1, MaxAckPending: 64,
 		},
+		Ledger:         ledger.Options{Bucket: "LEDGER", Provision: true, Replicas: 1},
 		DeletedSubject: deletedSubject, FailedSubject: failedSubject,
 		MaxConcurrency: 4, MaxAttempts: 3, RetryMaxElapsed: 20 * time.Second,
 		BackoffInitial: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
@@ -413,29 +415,25 @@ func TestInvalidEvents(t *testing.T) {
 	}
 }
 
-func TestRedeliveryAfterCrashStoresOneResult(t *testing.T) {
+// TestRedeliveryAfterCrashCallsNoMore: a process that stored the result and crashed before
+// acking leaves the request to be redelivered; the redelivery finds the outcome in the
+// ledger, makes no second DELETE call and stores no second result.
+func TestRedeliveryAfterCrashCallsNoMore(t *testing.T) {
 	e := newEnv(t, kombotest.Options{})
 	e.opts.Stream.AckWait = time.Second
 	reqID := e.request("personio:crashy")
-	var once sync.Once
+	var crashes atomic.Int32
 	e.startPrepared(nil, func(c *consumer.Consumer) {
-		consumer.SetCrashAfterPublish(c, func(consumer.Result) bool {
-			crash := false
-			once.Do(func() { crash = true })
-			return crash
-		})
+		consumer.SetCrashAfterPublish(c, func(string) bool { return crashes.Add(1) == 1 })
 	})
-	testwait.For(t, 20*time.Second, "a second DELETE after redelivery", func() bool {
-		return len(e.fake.CallsFor("personio:crashy")) >= 2
-	})
+	testwait.For(t, 20*time.Second, "the redelivery after the crash", func() bool { return crashes.Load() >= 2 })
 	e.settled()
 	got := e.waitResults(1)[reqID]
 	if got.Status != "deleted" || *got.NotFound || got.Attempts != 1 {
-		t.Errorf("stored result %+v, want the first one: deleted, not_found false, attempts 1", got)
+		t.Errorf("stored result %+v, want deleted, not_found false, attempts 1", got)
 	}
-	calls := e.fake.CallsFor("personio:crashy")
-	if len(calls) != 2 || calls[1].Code != kombo.CodeIntegrationNotFound {
-		t.Errorf("Kombo calls %+v, want 2, the second answered not found", calls)
+	if calls := e.fake.CallsFor("personio:crashy"); len(calls) != 1 {
+		t.Errorf("Kombo got %d DELETE calls, want 1: the redelivery must find the outcome recorded", len(calls))
 	}
 }
 
@@ -655,7 +653,7 @@ func TestRecreatesDeletedConsumer(t *testing.T) {
 
 func TestUnboundWithoutProvisioningUntilRecreated(t *testing.T) {
 	e := newEnv(t, kombotest.Options{})
-	cfg := e.opts.Stream.ConsumerConfig()
+	cfg := e.opts.Stream.ConsumerConfig(0)
 	if _, err := e.js.CreateConsumer(context.Background(), streamName, cfg); err != nil {
 		t.Fatal(err)
 	}

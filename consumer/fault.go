@@ -4,3 +4,6 @@ package consumer
 
 // injectFault is a no-op in normal builds; the fault suite builds with -tags faultinject.
 func injectFault(Request) {}
+
+// injectCrash is a no-op in normal builds; the fault suite builds with -tags faultinject.
+func injectCrash(string, string) {}

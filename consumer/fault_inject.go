@@ -2,7 +2,11 @@
 
 package consumer
 
-import "strings"
+import (
+	"os"
+	"strings"
+	"syscall"
+)
 
 // injectFault panics on requests whose integration id starts with "panic:", so that the
 // fault suite can prove a handler panic ends in a DELETER.INTERNAL result and the process
@@ -10,5 +14,17 @@ import "strings"
 func injectFault(req Request) {
 	if strings.HasPrefix(req.IntegrationID, "panic:") {
 		panic("fault injection: panic requested for " + req.IntegrationID)
+	}
+}
+
+// crashAt is the point of the write order (FAULT_CRASH_AT: claimed, called, recorded,
+// published, stored) at which the process kills itself with SIGKILL while handling a
+// request whose integration id starts with "crash:", as kill -9 at that instant would.
+var crashAt = os.Getenv("FAULT_CRASH_AT")
+
+func injectCrash(point, integrationID string) {
+	if point == crashAt && strings.HasPrefix(integrationID, "crash:") {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // the signal ends the process
 	}
 }

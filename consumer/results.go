@@ -5,24 +5,22 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kombo-ops/integration-deleter/internal/ledger"
 	"github.com/kombo-ops/integration-deleter/kombo"
 )
 
 // publish stores a result in JetStream with Nats-Msg-Id result-<request id>, retrying
-// until it is stored or ctx ends.
-func (c *Consumer) publish(ctx context.Context, subject string, res Result, reqHdr nats.Header) error {
-	data, err := json.Marshal(res)
-	if err != nil {
-		return fmt.Errorf("consumer: encode result: %w", err)
-	}
+// until it is stored or ctx ends, and returns the stream sequence it is stored at.
+func (c *Consumer) publish(ctx context.Context, subject, requestID string, data []byte, reqHdr nats.Header) (uint64, error) {
 	m := nats.NewMsg(subject)
 	m.Data = data
-	m.Header.Set(jetstream.MsgIDHeader, "result-"+res.RequestID)
+	m.Header.Set(jetstream.MsgIDHeader, "result-"+requestID)
 	if parent, state := traceHeaders(reqHdr); parent != "" {
 		m.Header.Set("traceparent", parent)
 		if state != "" {
@@ -36,14 +34,17 @@ func (c *Consumer) publish(ctx context.Context, subject string, res Result, reqH
 		cancel()
 		if err == nil {
 			if ack.Duplicate {
-				c.log.Debug("result was already stored (duplicate)", "request_id", res.RequestID)
+				c.log.Debug("result was already stored (duplicate)", "request_id", requestID)
 			}
-			return nil
+			return ack.Sequence, nil
 		}
 		c.m.PublishFailures.Inc()
-		c.log.Warn("publish result failed; retrying", "request_id", res.RequestID, "err", err, "retry_in", wait)
+		if errors.Is(err, jetstream.ErrNoStreamResponse) {
+			c.storageFailed(fmt.Errorf("no stream stores the result subject %s: %w", subject, err))
+		}
+		c.log.Warn("publish result failed; retrying", "request_id", requestID, "err", err, "retry_in", wait)
 		if sleep(ctx, wait) != nil {
-			return fmt.Errorf("consumer: request %s: publish result: %w", res.RequestID, err)
+			return 0, fmt.Errorf("consumer: request %s: publish result: %w", requestID, err)
 		}
 		wait = min(2*wait, 2*time.Second)
 	}
@@ -157,9 +158,34 @@ func (c *Consumer) watchMaxDeliveries(ctx context.Context) (*nats.Subscription, 
 		res := c.failed(req, int(adv.Deliveries), &ResultError{Code: CodeMaxDeliveries, Title: "Delivery limit reached",
 			Message: fmt.Sprintf("JetStream stopped delivering the request after %d deliveries (MAX_DELIVER)", adv.Deliveries)})
 		res.CompletedAt = completedAt(c.now())
-		if err := c.publish(gctx, c.o.FailedSubject, res, raw.Header); err != nil {
+		if cur, ok, err := c.ledger.Lookup(gctx, req.RequestID); err == nil && ok {
+			res.Attempts = cur.Calls
+		}
+		data, _ := json.Marshal(res)
+		rec, busy, err := c.ledger.RecordUnclaimed(gctx, ledger.Entry{RequestID: req.RequestID, IntegrationID: req.IntegrationID,
+			Status: ledger.Failed, Calls: res.Attempts, Code: CodeMaxDeliveries, CompletedAt: res.CompletedAt,
+			Subject: c.o.FailedSubject, Result: data}, c.o.Stream.Consumer+"/"+strconv.FormatUint(adv.StreamSeq, 10), c.now())
+		switch {
+		case err != nil:
+			c.log.Error("cannot record the outcome of an undeliverable request", "request_id", req.RequestID, "err", err)
+			return
+		case busy:
+			c.log.Warn("the server stopped delivering a request another handler holds; that handler records its outcome",
+				"request_id", req.RequestID, "stream_seq", adv.StreamSeq)
+			return
+		case rec.ResultSeq != 0:
+			return // its outcome was recorded and stored before
+		}
+		seq, err := c.publish(gctx, rec.Subject, rec.RequestID, rec.Result, raw.Header)
+		if err != nil {
 			c.log.Error("cannot publish the result of an undeliverable request", "request_id", req.RequestID, "err", err)
 			return
+		}
+		if err := rec.Stored(gctx, seq); err != nil {
+			c.log.Warn("cannot note the stored result in the ledger", "request_id", req.RequestID, "err", err)
+		}
+		if string(rec.Result) != string(data) {
+			return // an earlier outcome, settled again
 		}
 		c.m.Requests.WithLabelValues("failed").Inc()
 		c.log.Warn("request failed", "request_id", req.RequestID, "integration_id", req.IntegrationID,

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kombo-ops/integration-deleter/internal/ledger"
 )
 
 // ErrMissing is returned by Run when the stream or the durable consumer does not exist
@@ -59,12 +62,18 @@ func (o StreamOptions) StreamConfig() jetstream.StreamConfig {
 	}
 }
 
-// ConsumerConfig is the durable consumer this daemon creates.
-func (o StreamOptions) ConsumerConfig() jetstream.ConsumerConfig {
+// ConsumerConfig is the durable consumer this daemon creates. It starts after floor, the
+// ack floor of an earlier consumer of the same name (0: at the start of the stream).
+func (o StreamOptions) ConsumerConfig(floor uint64) jetstream.ConsumerConfig {
+	policy, start := jetstream.DeliverAllPolicy, uint64(0)
+	if floor > 0 {
+		policy, start = jetstream.DeliverByStartSequencePolicy, floor+1
+	}
 	return jetstream.ConsumerConfig{
 		Durable:       o.Consumer,
 		Description:   "integration-deleter: shared by all replicas",
-		DeliverPolicy: jetstream.DeliverAllPolicy,
+		DeliverPolicy: policy,
+		OptStartSeq:   start,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       o.AckWait,
 		MaxDeliver:    o.MaxDeliver,
@@ -79,7 +88,8 @@ func (c *Consumer) bindAtStart(ctx context.Context) error {
 	wait := 200 * time.Millisecond
 	for {
 		err := c.bindOnce(ctx)
-		if err == nil || errors.Is(err, ErrMissing) || errors.Is(err, errUnusable) {
+		if err == nil || errors.Is(err, ErrMissing) || errors.Is(err, errUnusable) ||
+			errors.Is(err, ledger.ErrMissing) || errors.Is(err, ledger.ErrUnusable) {
 			return err
 		}
 		c.setBindErr(err)
@@ -109,6 +119,7 @@ func (c *Consumer) setBindErr(err error) {
 // bindOnce looks up (or creates) the stream and the consumer and remembers the consumer.
 func (c *Consumer) bindOnce(ctx context.Context) error {
 	o := c.o.Stream
+	outer := ctx
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	stream, err := c.js.Stream(ctx, o.Name)
@@ -134,27 +145,50 @@ func (c *Consumer) bindOnce(ctx context.Context) error {
 	}
 
 	cons, err := stream.Consumer(ctx, o.Consumer)
+	missing := errors.Is(err, jetstream.ErrConsumerNotFound)
 	switch {
-	case errors.Is(err, jetstream.ErrConsumerNotFound):
-		if !o.Provision {
-			return fmt.Errorf("%w: consumer %q on stream %q not found", ErrMissing, o.Consumer, o.Name)
+	case missing && !o.Provision:
+		return fmt.Errorf("%w: consumer %q on stream %q not found", ErrMissing, o.Consumer, o.Name)
+	case err != nil && !missing:
+		return fmt.Errorf("consumer: look up consumer %q: %w", o.Consumer, err)
+	}
+	if err := c.openLedger(ctx); err != nil {
+		return err
+	}
+	if err := c.checkResultsStored(ctx); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.dupWindow = stream.CachedInfo().Config.Duplicates
+	c.mu.Unlock()
+	if missing {
+		floor := c.savedFloor(ctx, stream.CachedInfo())
+		if floor == 0 {
+			// The new consumer starts at the start of the stream: first make sure the
+			// ledger knows every result already stored, so that none of those requests
+			// is called again.
+			n, err := c.backfill(outer)
+			if err != nil {
+				return fmt.Errorf("consumer: record the stored results in the ledger before creating the consumer: %w", err)
+			}
+			if n > 0 {
+				c.log.Warn("recorded in the ledger the outcomes of results stored before it knew them", "results", n)
+			}
 		}
-		cons, err = stream.CreateConsumer(ctx, o.ConsumerConfig())
+		cons, err = stream.CreateConsumer(ctx, o.ConsumerConfig(floor))
 		if errors.Is(err, jetstream.ErrConsumerExists) { // another replica was first
 			cons, err = stream.Consumer(ctx, o.Consumer)
 		} else if err == nil {
 			c.log.Info("created consumer", "stream", o.Name, "consumer", o.Consumer, "ack_wait", o.AckWait,
-				"max_deliver", o.MaxDeliver, "max_ack_pending", o.MaxAckPending)
+				"max_deliver", o.MaxDeliver, "max_ack_pending", o.MaxAckPending, "starts_after", floor)
 		}
 		if err != nil {
 			return fmt.Errorf("consumer: create consumer %q: %w", o.Consumer, err)
 		}
-	case err != nil:
-		return fmt.Errorf("consumer: look up consumer %q: %w", o.Consumer, err)
 	}
 	info := cons.CachedInfo()
-	if info.Config.DeliverSubject != "" || info.Config.AckPolicy != jetstream.AckExplicitPolicy {
-		return fmt.Errorf("%w: %q must be a pull consumer with explicit ack", errUnusable, o.Consumer)
+	if err := usable(info.Config, o); err != nil {
+		return err
 	}
 	c.compareConsumer(info.Config)
 	c.mu.Lock()
@@ -225,11 +259,8 @@ func (c *Consumer) compareStream(got jetstream.StreamConfig) {
 }
 
 func (c *Consumer) compareConsumer(got jetstream.ConsumerConfig) {
-	want := c.o.Stream.ConsumerConfig()
+	want := c.o.Stream.ConsumerConfig(0)
 	var diffs []any
-	if got.FilterSubject != want.FilterSubject || len(got.FilterSubjects) > 0 {
-		diffs = append(diffs, "filter_subject", fmt.Sprintf("%q %v (would create %q)", got.FilterSubject, got.FilterSubjects, want.FilterSubject))
-	}
 	if got.AckWait != want.AckWait {
 		diffs = append(diffs, "ack_wait", fmt.Sprintf("%s (would create %s)", got.AckWait, want.AckWait))
 	}
@@ -243,4 +274,22 @@ func (c *Consumer) compareConsumer(got jetstream.ConsumerConfig) {
 		c.log.Info("existing consumer differs from what this daemon would create; leaving it alone",
 			append([]any{"consumer", got.Durable}, diffs...)...)
 	}
+}
+
+// usable says why an existing consumer cannot be used as it is: it must be a pull consumer
+// with explicit ack whose filter is exactly the request subject (a wider one would deliver
+// the daemon's own results as requests).
+func usable(cfg jetstream.ConsumerConfig, o StreamOptions) error {
+	if cfg.DeliverSubject != "" || cfg.AckPolicy != jetstream.AckExplicitPolicy {
+		return fmt.Errorf("%w: %q must be a pull consumer with explicit ack", errUnusable, o.Consumer)
+	}
+	filters := cfg.FilterSubjects
+	if cfg.FilterSubject != "" {
+		filters = append([]string{cfg.FilterSubject}, filters...)
+	}
+	if len(filters) != 1 || filters[0] != o.RequestSubject {
+		return fmt.Errorf("%w: consumer %q must be filtered on exactly REQUEST_SUBJECT %q, its filter is %q: it would deliver other messages (results) as requests",
+			errUnusable, o.Consumer, o.RequestSubject, strings.Join(filters, ","))
+	}
+	return nil
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/kombo-ops/integration-deleter/config"
 	"github.com/kombo-ops/integration-deleter/consumer"
+	"github.com/kombo-ops/integration-deleter/internal/ledger"
 	"github.com/kombo-ops/integration-deleter/kombo"
 )
 
@@ -99,6 +100,13 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			AckWait:            cfg.AckWait,
 			MaxDeliver:         cfg.MaxDeliver,
 			MaxAckPending:      cfg.MaxAckPending,
+		},
+		Ledger: ledger.Options{
+			Bucket:    cfg.LedgerBucket,
+			Provision: cfg.JetStreamProvision,
+			Replicas:  cfg.StreamReplicas,
+			MaxAge:    cfg.LedgerMaxAge,
+			MinMaxAge: cfg.StreamMaxAge,
 		},
 		DeletedSubject:    cfg.DeletedSubject,
 		FailedSubject:     cfg.FailedSubject,
@@ -235,7 +243,7 @@ func Connect(url string, cfg *config.Config, log *slog.Logger) (*nats.Conn, <-ch
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("daemon: connect to NATS at %s: %w", redactURL(url), err)
+		return nil, nil, fmt.Errorf("daemon: connect to NATS at %s: %w", redactURL(url), redactErr(url, err))
 	}
 	log.Info("connected to NATS", "server", nc.ConnectedUrlRedacted())
 	return nc, closed, nil

@@ -30,6 +30,7 @@ import (
 	"github.com/kombo-ops/integration-deleter/config"
 	"github.com/kombo-ops/integration-deleter/consumer"
 	"github.com/kombo-ops/integration-deleter/daemon"
+	"github.com/kombo-ops/integration-deleter/internal/ledger"
 	"github.com/kombo-ops/integration-deleter/internal/natstest"
 	"github.com/kombo-ops/integration-deleter/internal/testwait"
 	"github.com/kombo-ops/integration-deleter/kombo"
@@ -673,6 +674,59 @@ func TestRunFails(t *testing.T) {
 			},
 			wantIs: consumer.ErrMissing,
 			wantIn: []string{"integration-deleter", streamName},
+		},
+		{
+			name: "provisioning off and no ledger bucket",
+			setup: func(t *testing.T, cfg *config.Config, natsURL string) {
+				cfg.JetStreamProvision = false
+				js := connect(t, natsURL)
+				stream, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: streamName, Subjects: []string{"integration.delete.>"}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := stream.CreateConsumer(context.Background(), jetstream.ConsumerConfig{Durable: "integration-deleter",
+					AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: "integration.delete.requested"}); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantIs: ledger.ErrMissing,
+			wantIn: []string{"INTEGRATION_DELETE_LEDGER"},
+		},
+		{
+			name: "ledger forgets before the stream",
+			setup: func(t *testing.T, cfg *config.Config, natsURL string) {
+				js := connect(t, natsURL)
+				if _, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: cfg.LedgerBucket, TTL: time.Hour}); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantIs: ledger.ErrUnusable,
+			wantIn: []string{"INTEGRATION_DELETE_LEDGER", "1h0m0s"},
+		},
+		{
+			name: "consumer filtered wider than the request subject",
+			setup: func(t *testing.T, cfg *config.Config, natsURL string) {
+				js := connect(t, natsURL)
+				stream, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: streamName, Subjects: []string{"integration.delete.>"}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := stream.CreateConsumer(context.Background(), jetstream.ConsumerConfig{Durable: "integration-deleter",
+					AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: "integration.delete.>"}); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantIn: []string{"REQUEST_SUBJECT", "integration.delete.>"},
+		},
+		{
+			name: "no stream stores the results",
+			setup: func(t *testing.T, cfg *config.Config, natsURL string) {
+				js := connect(t, natsURL)
+				if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: streamName, Subjects: []string{"integration.delete.requested"}}); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantIn: []string{"DELETED_SUBJECT", "integration.delete.deleted"},
 		},
 		{
 			name: "NATS unreachable",

@@ -140,6 +140,7 @@ func TestCase3ConsumerDeletedNoProvision(t *testing.T) {
 	if _, err := w.js.CreateConsumer(ctx, streamName, consumerConfig()); err != nil {
 		t.Fatalf("create the consumer: %v", err)
 	}
+	w.createLedger()
 	reqs := requests("consdelnp", n)
 	noProvision := map[string]string{"JETSTREAM_PROVISION": "false"}
 	d := w.start("daemon", noProvision)

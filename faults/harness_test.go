@@ -35,6 +35,7 @@ const (
 	requestSubject = "integration.delete.requested"
 	deletedSubject = "integration.delete.deleted"
 	failedSubject  = "integration.delete.failed"
+	ledgerBucket   = "INTEGRATION_DELETE_LEDGER"
 	apiKey         = "ks_faults_9Qz4rT7wX2vB8nL5"
 )
 

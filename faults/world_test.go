@@ -61,6 +61,18 @@ func consumerConfig() jetstream.ConsumerConfig {
 	}
 }
 
+// createLedger creates the ledger bucket as a team owning the NATS resources would (with
+// JETSTREAM_PROVISION=false the daemon only binds to it).
+func (w *world) createLedger() {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := w.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: ledgerBucket, History: 1,
+		Storage: jetstream.FileStorage}); err != nil {
+		w.t.Fatalf("create the ledger bucket: %v", err)
+	}
+}
+
 // consumerExists reports whether the durable consumer exists.
 func (w *world) consumerExists() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

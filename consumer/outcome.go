@@ -1,0 +1,228 @@
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kombo-ops/integration-deleter/internal/ledger"
+)
+
+// The write order of one request, each write done before the next starts (docs/DESIGN.md
+// lists what a crash after each one leaves):
+//
+//	claim   ledger: claimed {owner, until, calls}   (before waiting for a Kombo slot)
+//	call    Kombo DELETE; a retry writes calls+1 to the claim
+//	record  ledger: the outcome, with the result event (compare-and-set on the claim)
+//	publish the result, Nats-Msg-Id result-<request id>
+//	stored  ledger: the outcome notes the result's stream sequence
+//	ack     the request message
+//
+// A delivery that finds an outcome recorded makes no call: it publishes the recorded result
+// if it is not noted as stored, and acks.
+
+// storageWait is how long a message that cannot be claimed (the ledger does not answer)
+// waits on the server before it comes back.
+const storageWait = 2 * time.Second
+
+// owner names the handler of one message: the durable consumer and the message's stream
+// sequence. A redelivery of the same message is the same owner: the server redelivers only
+// once the earlier delivery is over.
+func (c *Consumer) owner(meta *jetstream.MsgMetadata) string {
+	return c.o.Stream.Consumer + "/" + strconv.FormatUint(meta.Sequence.Stream, 10)
+}
+
+// lease is how long a claim holds without being renewed: twice the AckWait (claims are
+// renewed every third of it, with the in-progress acks).
+func (c *Consumer) lease() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return max(2*c.ackWait, 2*time.Second)
+}
+
+// claim takes the request in the ledger before any call. It returns nil when the message
+// needs nothing more from its caller: its outcome was recorded already (it is then settled
+// here, with no call), or the ledger does not answer, or shutdown came while another
+// handler held the request (the message is then handed back). While another handler
+// holds it, claim waits for that handler's outcome.
+func (c *Consumer) claim(ctx, hard context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, req Request, calling bool) *ledger.Claim {
+	wait := 50 * time.Millisecond
+	for {
+		lctx, cancel := context.WithTimeout(hard, 10*time.Second)
+		r, err := c.ledger.Claim(lctx, req.RequestID, req.IntegrationID, c.owner(meta), c.now(), c.lease(), calling)
+		cancel()
+		switch {
+		case err != nil:
+			c.storageFailed(err)
+			c.log.Error("cannot claim the request in the ledger; no call is made, the message comes back later",
+				"request_id", req.RequestID, "integration_id", req.IntegrationID, "err", err)
+			_ = msg.NakWithDelay(storageWait)
+			return nil
+		case r.Claim != nil:
+			return r.Claim
+		case r.Recorded != nil:
+			c.settle(hard, msg, meta, r.Recorded, false, "already_recorded")
+			return nil
+		}
+		// Another handler holds it (a second event with the same request id): wait for
+		// its outcome, kept alive meanwhile like any waiting message.
+		if sleep(ctx, wait) != nil {
+			_ = msg.NakWithDelay(handBackDelay)
+			return nil
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// release hands the job's request back: the claim ends at once, keeping the counts of the
+// calls really made, and the message comes back after delay.
+func (c *Consumer) release(j *job, delay time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := j.claim.Release(ctx, j.prev+j.calls, j.prevCounted+j.counted, c.now()); err != nil && !errors.Is(err, ledger.ErrLost) {
+		c.log.Warn("cannot release the claim; it expires by itself", "err", err)
+	}
+	_ = j.msg.NakWithDelay(delay)
+}
+
+// finish records the outcome res in the ledger (counted: the calls that used up
+// KOMBO_MAX_ATTEMPTS), then settles it: publish, note, ack (or
+// terminate, for term). When the outcome cannot be recorded, the message comes back and
+// no ack is sent. When another handler recorded an outcome first, that one is settled.
+func (c *Consumer) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, cl *ledger.Claim, res Result, counted int, term bool, outcome string) {
+	res.CompletedAt = completedAt(c.now())
+	subject := c.o.DeletedSubject
+	status := ledger.Deleted
+	code := ""
+	if res.Status == StatusFailed {
+		subject, status = c.o.FailedSubject, ledger.Failed
+		code = res.Error.Code
+	}
+	data, err := json.Marshal(res)
+	if err != nil { // a Result always encodes; kept so that a change that breaks it shows
+		panic(fmt.Sprintf("consumer: encode result: %v", err))
+	}
+	rec, err := cl.Record(ctx, ledger.Entry{RequestID: res.RequestID, IntegrationID: res.IntegrationID, Status: status,
+		Calls: res.Attempts, Counted: counted, Code: code, CompletedAt: res.CompletedAt, Subject: subject, Result: data}, c.now())
+	if err != nil {
+		c.storageFailed(err)
+		c.log.Error("cannot record the outcome in the ledger; the request will be redelivered",
+			"request_id", res.RequestID, "integration_id", res.IntegrationID, "attempts", res.Attempts, "err", err)
+		_ = msg.NakWithDelay(storageWait)
+		return
+	}
+	injectCrash("recorded", res.IntegrationID)
+	if string(rec.Result) != string(data) {
+		c.log.Warn("another handler recorded this request's outcome first; keeping that one",
+			"request_id", res.RequestID, "integration_id", res.IntegrationID, "recorded", rec.Status, "ours", status)
+		outcome = "already_recorded"
+	}
+	c.settle(ctx, msg, meta, rec, term, outcome)
+}
+
+// settle makes sure the recorded outcome's result is stored, notes where, and acks (or
+// terminates) the message.
+func (c *Consumer) settle(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, rec *ledger.Recorded, term bool, outcome string) {
+	ids := [3]slog.Attr{slog.String("request_id", rec.RequestID), slog.String("integration_id", rec.IntegrationID),
+		slog.Int("attempts", rec.Calls)}
+	if rec.ResultSeq == 0 && c.outsideWindow(rec) {
+		// Published long ago, perhaps, and not noted (a crash between the two): the
+		// stream would no longer recognise a second copy, so look for the first.
+		seq, err := c.findStored(ctx, rec.RequestID, rec.RecordedAt.Add(-time.Minute))
+		if err != nil {
+			c.log.LogAttrs(ctx, slog.LevelError, "cannot look for the stored result; the request will be redelivered",
+				ids[0], ids[1], ids[2], slog.Any("err", err))
+			return
+		}
+		if seq != 0 {
+			if err := rec.Stored(ctx, seq); err != nil {
+				c.log.LogAttrs(ctx, slog.LevelWarn, "cannot note the stored result in the ledger",
+					ids[0], ids[1], ids[2], slog.Any("err", err))
+			}
+			rec.ResultSeq = seq
+		}
+	}
+	if rec.ResultSeq == 0 {
+		seq, err := c.publish(ctx, rec.Subject, rec.RequestID, rec.Result, msg.Headers())
+		if err != nil {
+			c.log.LogAttrs(ctx, slog.LevelError, "cannot store the result; the request will be redelivered",
+				ids[0], ids[1], ids[2], slog.Any("err", err))
+			return
+		}
+		injectCrash("published", rec.IntegrationID)
+		if err := rec.Stored(ctx, seq); err != nil {
+			// The result is stored; a later delivery publishes it again and the stream's
+			// duplicate window keeps it one.
+			c.log.LogAttrs(ctx, slog.LevelWarn, "cannot note the stored result in the ledger",
+				ids[0], ids[1], ids[2], slog.Any("err", err))
+		}
+		injectCrash("stored", rec.IntegrationID)
+	}
+	if c.crashAfterPublish != nil && c.crashAfterPublish(rec.RequestID) {
+		return
+	}
+	var err error
+	if term {
+		err = msg.TermWithReason(outcome)
+	} else {
+		err = msg.Ack()
+	}
+	if err != nil {
+		c.log.LogAttrs(ctx, slog.LevelWarn, "ack failed; the request will be redelivered and find its outcome recorded",
+			ids[0], ids[1], ids[2], slog.Any("err", err))
+	}
+	c.logOutcome(ctx, msg, meta, rec, outcome, ids)
+}
+
+// logOutcome counts the outcome and writes the request's one line.
+func (c *Consumer) logOutcome(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, rec *ledger.Recorded, outcome string, ids [3]slog.Attr) {
+	if outcome == "deleted" {
+		c.deleted.Inc()
+	} else {
+		c.m.Requests.WithLabelValues(outcome).Inc()
+	}
+	level, text := slog.LevelInfo, "request done"
+	switch {
+	case outcome == "already_recorded":
+		text = "request already has an outcome; no call made"
+	case rec.Status == ledger.Failed:
+		level, text = slog.LevelWarn, "request failed"
+	}
+	if !c.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 9)
+	attrs = append(attrs, ids[:]...)
+	attrs = append(attrs, slog.String("outcome", outcome))
+	if meta == nil {
+		meta, _ = msg.Metadata()
+	}
+	if meta != nil {
+		attrs = append(attrs, slog.Duration("duration", c.now().Sub(meta.Timestamp).Round(time.Millisecond)),
+			slog.Uint64("deliveries", meta.NumDelivered))
+	}
+	if rec.Status == ledger.Failed {
+		var res Result
+		_ = json.Unmarshal(rec.Result, &res)
+		if res.Error != nil {
+			attrs = append(attrs, slog.String("kombo_code", res.Error.Code), slog.String("error", res.Error.Message),
+				slog.String("log_url", res.Error.LogURL))
+		}
+	}
+	c.log.LogAttrs(ctx, level, text, attrs...)
+}
+
+// outsideWindow reports whether a second publish of rec's result might no longer be
+// deduplicated by the stream: it was recorded more than half the duplicate window ago.
+func (c *Consumer) outsideWindow(rec *ledger.Recorded) bool {
+	c.mu.Lock()
+	window := c.dupWindow
+	c.mu.Unlock()
+	return c.now().Sub(rec.RecordedAt) > window/2
+}

@@ -1,0 +1,149 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Claim is a handler's hold on one request id. Its writes are serialized (the handler and
+// the goroutine that renews claims both write), and each one is a compare-and-set on the
+// revision the previous one wrote: when another handler took the claim over, the write
+// fails with ErrLost.
+type Claim struct {
+	l     *Ledger
+	key   string
+	lease time.Duration
+	prior Entry // the counts before this claim
+
+	mu       sync.Mutex
+	rev      uint64
+	e        Entry
+	recorded bool // the claim became an outcome: it writes no more
+}
+
+// Prior returns the DELETE calls made for the request before this claim (every earlier
+// delivery included) and those of them that use up KOMBO_MAX_ATTEMPTS.
+func (c *Claim) Prior() (calls, counted int) { return c.prior.Calls, c.prior.Counted }
+
+// Calls returns the calls the claim counts now (a call about to start included).
+func (c *Claim) Calls() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.e.Calls
+}
+
+// Count writes the request's call counts (calls: made, or about to start; counted: those
+// that use up KOMBO_MAX_ATTEMPTS) and renews the claim. A call is counted before it
+// starts, so that a crash during the call still counts it.
+func (c *Claim) Count(ctx context.Context, calls, counted int, now time.Time) error {
+	return c.write(ctx, func(e *Entry) {
+		e.Calls, e.Counted = calls, counted
+		e.Until = now.Add(c.lease)
+	})
+}
+
+// Renew extends the claim to now plus the lease.
+func (c *Claim) Renew(ctx context.Context, now time.Time) error {
+	return c.write(ctx, func(e *Entry) { e.Until = now.Add(c.lease) })
+}
+
+// Release ends the claim at once (the message is handed back), so that the next handler
+// need not wait for it to expire, with the counts of the calls really made (a call counted
+// before it started, that did not start, is taken back).
+func (c *Claim) Release(ctx context.Context, calls, counted int, now time.Time) error {
+	return c.write(ctx, func(e *Entry) {
+		e.Calls, e.Counted = calls, counted
+		e.Until = now
+	})
+}
+
+func (c *Claim) write(ctx context.Context, change func(*Entry)) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.recorded {
+		return nil
+	}
+	e := c.e
+	change(&e)
+	rev, err := c.l.put(ctx, c.key, e, c.rev)
+	if conflict(err) {
+		// Taken over, unless the key is gone (the bucket was recreated): then it is
+		// still this handler's to write.
+		if _, _, ok, gerr := c.l.get(ctx, c.key); gerr != nil || ok {
+			return fmt.Errorf("%w: %s", ErrLost, e.RequestID)
+		}
+		rev, err = c.l.put(ctx, c.key, e, 0)
+		if conflict(err) {
+			return fmt.Errorf("%w: %s", ErrLost, e.RequestID)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("ledger: write %s: %w", e.RequestID, err)
+	}
+	c.rev, c.e = rev, e
+	return nil
+}
+
+// Record writes the outcome out in place of the claim; out.Calls and out.Counted are the
+// request's exact counts. When another handler recorded an outcome first, that one is
+// returned and out is dropped: an outcome, once written, is the request's for good. After
+// Record the claim writes nothing.
+func (c *Claim) Record(ctx context.Context, out Entry, now time.Time) (*Recorded, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.recorded {
+		return &Recorded{l: c.l, key: c.key, rev: c.rev, Entry: c.e}, nil
+	}
+	out.RecordedAt = now
+	rev := c.rev
+	for {
+		nrev, err := c.l.put(ctx, c.key, out, rev)
+		if err == nil {
+			c.rev, c.e, c.recorded = nrev, out, true
+			return &Recorded{l: c.l, key: c.key, rev: nrev, Entry: out}, nil
+		}
+		if !conflict(err) {
+			return nil, fmt.Errorf("ledger: record %s: %w", out.RequestID, err)
+		}
+		// Someone else wrote the key: keep their outcome, or overwrite their claim (the
+		// answer this handler has is knowledge a claim does not have).
+		cur, crev, ok, err := c.l.get(ctx, c.key)
+		if err != nil {
+			return nil, err
+		}
+		if ok && cur.Final() {
+			c.rev, c.e, c.recorded = crev, cur, true
+			return &Recorded{l: c.l, key: c.key, rev: crev, Entry: cur}, nil
+		}
+		if ok {
+			out.Calls, out.Counted = max(out.Calls, cur.Calls), max(out.Counted, cur.Counted)
+		}
+		rev = crev
+	}
+}
+
+// Recorded is an outcome in the ledger.
+type Recorded struct {
+	Entry
+	l   *Ledger
+	key string
+	rev uint64
+}
+
+// Stored notes that the result is stored in the stream at seq, so that later deliveries of
+// the request publish nothing.
+func (r *Recorded) Stored(ctx context.Context, seq uint64) error {
+	e := r.Entry
+	e.ResultSeq = seq
+	rev, err := r.l.put(ctx, r.key, e, r.rev)
+	if conflict(err) {
+		return nil // another handler noted it first
+	}
+	if err != nil {
+		return fmt.Errorf("ledger: note stored result of %s: %w", e.RequestID, err)
+	}
+	r.rev, r.Entry = rev, e
+	return nil
+}
