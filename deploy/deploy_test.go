@@ -539,8 +539,13 @@ func TestManifestsParse(t *testing.T) {
 			t.Errorf("kustomization.yaml does not list %s (the %s)", filepath.Base(m.file), want)
 		}
 	}
-	for _, want := range []string{"Secret", "ServiceMonitor", "PrometheusRule", "Stream", "Consumer"} {
-		find(t, ms, want)
+	// Applied on their own (see kustomization.yaml): the Secret comes from a secret store, the
+	// others need CRDs that `kubectl apply -k` must not depend on.
+	for _, want := range []string{"Secret", "ServiceMonitor", "PrometheusRule", "Stream", "Consumer", "KeyValue"} {
+		m := find(t, ms, want)
+		if slices.Contains(k.Resources, filepath.Base(m.file)) {
+			t.Errorf("kustomization.yaml lists %s (the %s), which is applied on its own", filepath.Base(m.file), want)
+		}
 	}
 	compose(t)
 }
@@ -842,6 +847,16 @@ func TestNACKMatchesProvisioning(t *testing.T) {
 		} `yaml:"spec"`
 	}
 	find(t, ms, "Consumer").decode(t, &cons)
+	var kv struct {
+		Spec struct {
+			Bucket   string `yaml:"bucket"`
+			History  int    `yaml:"history"`
+			Storage  string `yaml:"storage"`
+			Replicas int    `yaml:"replicas"`
+			TTL      string `yaml:"ttl"`
+		} `yaml:"spec"`
+	}
+	find(t, ms, "KeyValue").decode(t, &kv)
 
 	dur := func(field, s string) time.Duration {
 		d, err := time.ParseDuration(s)
@@ -850,7 +865,8 @@ func TestNACKMatchesProvisioning(t *testing.T) {
 		}
 		return d
 	}
-	s, c := stream.Spec, cons.Spec
+	s, c, l := stream.Spec, cons.Spec, kv.Spec
+	ttl := dur("ttl", l.TTL)
 	for _, check := range []struct {
 		field     string
 		got, want any
@@ -871,6 +887,11 @@ func TestNACKMatchesProvisioning(t *testing.T) {
 		{"Consumer maxDeliver", c.MaxDeliver, cfg.MaxDeliver},
 		{"Consumer maxAckPending", c.MaxAckPending, cfg.MaxAckPending},
 		{"Consumer replicas", c.Replicas, cfg.StreamReplicas},
+		{"KeyValue bucket", l.Bucket, cfg.LedgerBucket},
+		{"KeyValue history", l.History, 1},
+		{"KeyValue storage", l.Storage, "file"},
+		{"KeyValue replicas", l.Replicas, s.Replicas},
+		{"KeyValue ttl", ttl, cfg.LedgerMaxAge},
 	} {
 		if !reflect.DeepEqual(check.got, check.want) {
 			t.Errorf("%s = %v, want %v (what the daemon provisions)", check.field, check.got, check.want)
@@ -878,6 +899,11 @@ func TestNACKMatchesProvisioning(t *testing.T) {
 	}
 	if least := cfg.KomboRetryMaxElapsed + 2*cfg.AckWait; dur("duplicateWindow", s.DuplicateWindow) <= least {
 		t.Errorf("Stream duplicateWindow %s must exceed KOMBO_RETRY_MAX_ELAPSED + 2×ACK_WAIT = %s", s.DuplicateWindow, least)
+	}
+	// An outcome must outlive the request it answers: the daemon refuses a bucket that forgets
+	// sooner than the stream (a ttl of 0 keeps outcomes forever).
+	if maxAge := dur("maxAge", s.MaxAge); ttl != 0 && ttl < maxAge {
+		t.Errorf("KeyValue ttl %s is shorter than the Stream's maxAge %s", l.TTL, s.MaxAge)
 	}
 }
 
