@@ -1,0 +1,1547 @@
+package ledger_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kombo-ops/integration-deleter/internal/ledger"
+	"github.com/kombo-ops/integration-deleter/internal/natstest"
+)
+
+const (
+	bucket = "TEST_LEDGER"
+	lease  = time.Minute
+)
+
+// t0 is the test's clock: every claim's expiry is computed from times passed explicitly, so
+// nothing depends on the wall clock. It has nanoseconds to check they survive the encoding.
+var t0 = time.Date(2030, 1, 2, 3, 4, 5, 123456789, time.UTC)
+
+// at returns t0 plus d.
+func at(d time.Duration) time.Time { return t0.Add(d) }
+
+// newJS starts a real embedded NATS server and returns a JetStream context on it.
+func newJS(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	s := natstest.Start(t)
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func provisioned() ledger.Options {
+	return ledger.Options{Bucket: bucket, Provision: true, Replicas: 1, MaxAge: 2160 * time.Hour, MinMaxAge: 24 * time.Hour}
+}
+
+// newLedger starts a server and opens a provisioned ledger on it.
+func newLedger(t *testing.T) (*ledger.Ledger, jetstream.JetStream) {
+	t.Helper()
+	js := newJS(t)
+	l, created, err := ledger.Open(t.Context(), js, provisioned())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !created {
+		t.Fatal("Open on an empty server: created = false, want true")
+	}
+	return l, js
+}
+
+// mustClaim claims requestID for owner at now (calling: counting the call about to be
+// made) and fails the test unless a claim was taken.
+func mustClaim(t *testing.T, l *ledger.Ledger, requestID, owner string, now time.Time, calling bool) *ledger.Claim {
+	t.Helper()
+	r, err := l.Claim(t.Context(), requestID, "int-"+requestID, owner, now, lease, calling)
+	if err != nil {
+		t.Fatalf("Claim(%q, %q): %v", requestID, owner, err)
+	}
+	if r.Claim == nil {
+		t.Fatalf("Claim(%q, %q) at %s: got %+v, want a claim", requestID, owner, now, r)
+	}
+	if r.Recorded != nil || !r.BusyUntil.IsZero() {
+		t.Fatalf("Claim(%q, %q): got a claim and also %+v", requestID, owner, r)
+	}
+	return r.Claim
+}
+
+// mustCount writes the claim's counts and fails the test when it cannot.
+func mustCount(t *testing.T, c *ledger.Claim, calls, counted int, now time.Time) {
+	t.Helper()
+	if err := c.Count(t.Context(), calls, counted, now); err != nil {
+		t.Fatalf("Count(%d, %d): %v", calls, counted, err)
+	}
+}
+
+// mustLookup returns the entry of requestID and fails the test when there is none.
+func mustLookup(t *testing.T, l *ledger.Ledger, requestID string) ledger.Entry {
+	t.Helper()
+	e, ok, err := l.Lookup(t.Context(), requestID)
+	if err != nil {
+		t.Fatalf("Lookup(%q): %v", requestID, err)
+	}
+	if !ok {
+		t.Fatalf("Lookup(%q): not found", requestID)
+	}
+	return e
+}
+
+func claimedEntry(requestID, owner string, until time.Time, calls, counted int) ledger.Entry {
+	return ledger.Entry{RequestID: requestID, IntegrationID: "int-" + requestID, Status: ledger.Claimed,
+		Owner: owner, Until: until, Calls: calls, Counted: counted}
+}
+
+// outcome is an outcome as a handler passes it to Record, without counts or RecordedAt.
+func outcome(requestID string, status ledger.Status, code string) ledger.Entry {
+	res, _ := json.Marshal(map[string]string{"request_id": requestID, "status": string(status), "code": code})
+	subject := "integration.delete." + string(status)
+	return ledger.Entry{RequestID: requestID, IntegrationID: "int-" + requestID, Status: status, Code: code,
+		CompletedAt: "2030-01-02T03:04:05.000Z", Subject: subject, Result: res}
+}
+
+// counts is out with the request's counts, as a handler passes it to Record.
+func counts(out ledger.Entry, calls, counted int) ledger.Entry {
+	out.Calls, out.Counted = calls, counted
+	return out
+}
+
+// recorded is out as the ledger stores it: with counts and RecordedAt.
+func recorded(out ledger.Entry, calls, counted int, now time.Time) ledger.Entry {
+	out.Calls, out.Counted, out.RecordedAt = calls, counted, now
+	return out
+}
+
+// checkCalls checks the calls the claim counts now.
+func checkCalls(t *testing.T, c *ledger.Claim, want int) {
+	t.Helper()
+	if got := c.Calls(); got != want {
+		t.Errorf("Calls() = %d, want %d", got, want)
+	}
+}
+
+// checkPrior checks the counts the claim found before it.
+func checkPrior(t *testing.T, c *ledger.Claim, wantCalls, wantCounted int) {
+	t.Helper()
+	if calls, counted := c.Prior(); calls != wantCalls || counted != wantCounted {
+		t.Errorf("Prior() = (%d, %d), want (%d, %d)", calls, counted, wantCalls, wantCounted)
+	}
+}
+
+func checkEntry(t *testing.T, l *ledger.Ledger, requestID string, want ledger.Entry) {
+	t.Helper()
+	if diff := cmp.Diff(mustLookup(t, l, requestID), want); diff != "" {
+		t.Errorf("Lookup(%q) (-got +want):\n%s", requestID, diff)
+	}
+}
+
+func TestOpenProvisionCreatesBucketOnce(t *testing.T) {
+	js := newJS(t)
+	l, created, err := ledger.Open(t.Context(), js, provisioned())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !created {
+		t.Error("first Open: created = false, want true")
+	}
+	if got := l.Bucket(); got != bucket {
+		t.Errorf("Bucket() = %q, want %q", got, bucket)
+	}
+	kv, err := js.KeyValue(t.Context(), bucket)
+	if err != nil {
+		t.Fatalf("the bucket was not created: %v", err)
+	}
+	st, err := kv.Status(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := st.TTL(), 2160*time.Hour; got != want {
+		t.Errorf("created bucket's TTL = %s, want %s", got, want)
+	}
+	if got := st.History(); got != 1 {
+		t.Errorf("created bucket's history = %d, want 1", got)
+	}
+
+	// A second Open (another replica, or a restart) finds it, with or without provisioning.
+	for _, provision := range []bool{true, false} {
+		o := provisioned()
+		o.Provision = provision
+		l2, created, err := ledger.Open(t.Context(), js, o)
+		if err != nil {
+			t.Fatalf("second Open (Provision=%v): %v", provision, err)
+		}
+		if created {
+			t.Errorf("second Open (Provision=%v): created = true, want false", provision)
+		}
+		if err := l2.Check(t.Context()); err != nil {
+			t.Errorf("Check: %v", err)
+		}
+	}
+}
+
+func TestOpenMissingWithoutProvision(t *testing.T) {
+	js := newJS(t)
+	o := provisioned()
+	o.Provision = false
+	l, created, err := ledger.Open(t.Context(), js, o)
+	if !errors.Is(err, ledger.ErrMissing) {
+		t.Fatalf("Open = (%v, %v, %v), want ErrMissing", l, created, err)
+	}
+	if l != nil || created {
+		t.Errorf("Open with an error: got ledger %v, created %v; want nil, false", l, created)
+	}
+	if _, err := js.KeyValue(t.Context(), bucket); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Errorf("bucket after a refused Open: %v, want ErrBucketNotFound (nothing created)", err)
+	}
+}
+
+func TestOpenChecksMaxAge(t *testing.T) {
+	tests := []struct {
+		name      string
+		ttl       time.Duration // the existing bucket's TTL; -1: no bucket, Open provisions it
+		maxAge    time.Duration // Options.MaxAge, used when provisioning
+		minMaxAge time.Duration
+		provision bool
+		wantErr   error
+	}{
+		{name: "shorter than the stream", ttl: time.Hour, minMaxAge: 2 * time.Hour, wantErr: ledger.ErrUnusable},
+		{name: "shorter than the stream, provisioning on", ttl: time.Hour, minMaxAge: 2 * time.Hour, provision: true, wantErr: ledger.ErrUnusable},
+		{name: "as long as the stream", ttl: 2 * time.Hour, minMaxAge: 2 * time.Hour},
+		{name: "longer than the stream", ttl: 3 * time.Hour, minMaxAge: 2 * time.Hour},
+		{name: "forever", ttl: 0, minMaxAge: 2 * time.Hour},
+		{name: "forever, provisioning on", ttl: 0, minMaxAge: 2 * time.Hour, provision: true},
+		{name: "no minimum", ttl: time.Minute, minMaxAge: 0},
+		{name: "provisioned too short", ttl: -1, maxAge: time.Hour, minMaxAge: 2 * time.Hour, provision: true, wantErr: ledger.ErrUnusable},
+		{name: "provisioned forever", ttl: -1, maxAge: 0, minMaxAge: 2 * time.Hour, provision: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			js := newJS(t)
+			if tt.ttl >= 0 {
+				if _, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: bucket, TTL: tt.ttl}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			o := ledger.Options{Bucket: bucket, Provision: tt.provision, Replicas: 1, MaxAge: tt.maxAge, MinMaxAge: tt.minMaxAge}
+			l, _, err := ledger.Open(t.Context(), js, o)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("Open: err = %v, want %v", err, tt.wantErr)
+				}
+				if l != nil {
+					t.Errorf("Open with an error returned a ledger")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			if err := l.Check(t.Context()); err != nil {
+				t.Errorf("Check: %v", err)
+			}
+		})
+	}
+}
+
+func TestCheckFailsAfterBucketDeleted(t *testing.T) {
+	l, js := newLedger(t)
+	if err := l.Check(t.Context()); err != nil {
+		t.Fatalf("Check on a fresh bucket: %v", err)
+	}
+	if err := js.DeleteKeyValue(t.Context(), bucket); err != nil {
+		t.Fatal(err)
+	}
+	err := l.Check(t.Context())
+	if err == nil {
+		t.Fatal("Check after the bucket was deleted: nil, want an error")
+	}
+	if errors.Is(err, ledger.ErrUnusable) {
+		t.Errorf("Check after the bucket was deleted: %v, want an error other than ErrUnusable", err)
+	}
+	if !strings.Contains(err.Error(), bucket) {
+		t.Errorf("Check error %q does not name the bucket", err)
+	}
+}
+
+// TestRequestIDsAnyCharacters checks that any request id, whatever its characters, gets a
+// key of its own: claimed by a distinct owner each, a collision would show as busy.
+func TestRequestIDsAnyCharacters(t *testing.T) {
+	l, _ := newLedger(t)
+	ids := []string{
+		"plain-uuid-5b8f0a1e",
+		"with space",
+		"a.b.c",
+		".leading.dot",
+		"trailing.dot.",
+		"..",
+		".",
+		"*",
+		">",
+		"a.*.>",
+		"a/b/c",
+		"a\\b",
+		"=padding==",
+		"-_+/",
+		"-empty",
+		"日本語-ключ-🎉",
+		"tab\there",
+		"nul\x00byte",
+		"\"quoted\" {json}",
+		strings.Repeat("x", 256),
+		strings.Repeat("é", 128), // 256 bytes
+		strings.Repeat(".", 256),
+		"A", "a", // keys are case-sensitive
+		"a ", " a",
+	}
+	for i, id := range ids {
+		owner := fmt.Sprintf("consumer:%d", i)
+		c := mustClaim(t, l, id, owner, t0, true)
+		checkEntry(t, l, id, claimedEntry(id, owner, at(lease), 1, 0))
+		mustCount(t, c, 1, 1, t0)
+		checkEntry(t, l, id, claimedEntry(id, owner, at(lease), 1, 1))
+
+		out := counts(outcome(id, ledger.Deleted, ""), 1, 1)
+		rec, err := c.Record(t.Context(), out, t0)
+		if err != nil {
+			t.Fatalf("Record for %q: %v", id, err)
+		}
+		if diff := cmp.Diff(rec.Entry, recorded(out, 1, 1, t0)); diff != "" {
+			t.Errorf("Record for %q (-got +want):\n%s", id, diff)
+		}
+		checkEntry(t, l, id, recorded(out, 1, 1, t0))
+	}
+	// Each id still holds its own outcome after all were written.
+	for _, id := range ids {
+		if got := mustLookup(t, l, id); got.RequestID != id || got.Status != ledger.Deleted {
+			t.Errorf("Lookup(%q) = request id %q, status %q", id, got.RequestID, got.Status)
+		}
+	}
+	for _, id := range []string{"", "never-seen", "plain-uuid-5b8f0a1", "a.b", "日本語", "empty"} {
+		e, ok, err := l.Lookup(t.Context(), id)
+		if err != nil || ok {
+			t.Errorf("Lookup(%q) of an unknown id = (%+v, %v, %v), want not found", id, e, ok, err)
+		}
+	}
+}
+
+// TestEmptyRequestIDHasAKey: the empty request id ("r." alone is no KV key) has a key of
+// its own, "r-empty", distinct from every other id's ("-empty" included).
+func TestEmptyRequestIDHasAKey(t *testing.T) {
+	l, js := newLedger(t)
+	c := mustClaim(t, l, "", "A", t0, true)
+	checkEntry(t, l, "", claimedEntry("", "A", at(lease), 1, 0))
+	if _, ok, err := l.Lookup(t.Context(), "-empty"); err != nil || ok {
+		t.Errorf("Lookup(\"-empty\") = %v, %v; want not found", ok, err)
+	}
+	kv, err := js.KeyValue(t.Context(), bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(t.Context(), "r-empty"); err != nil {
+		t.Errorf("key r-empty after claiming the empty request id: %v", err)
+	}
+
+	// "-empty" and "empty" are ids of their own: not busy with A's claim.
+	other := mustClaim(t, l, "-empty", "B", t0, false)
+	mustClaim(t, l, "empty", "C", t0, false)
+
+	out := counts(outcome("", ledger.Failed, "EVENT.INVALID"), 0, 0)
+	rec, err := c.Record(t.Context(), out, at(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := recorded(out, 0, 0, at(time.Second))
+	if diff := cmp.Diff(rec.Entry, want); diff != "" {
+		t.Errorf("Record of the empty request id (-got +want):\n%s", diff)
+	}
+	checkEntry(t, l, "", want)
+	checkEntry(t, l, "-empty", claimedEntry("-empty", "B", at(lease), 0, 0))
+	checkEntry(t, l, "empty", claimedEntry("empty", "C", at(lease), 0, 0))
+	if err := other.Renew(t.Context(), at(time.Second)); err != nil {
+		t.Errorf("Renew of the \"-empty\" claim after the empty id recorded: %v", err)
+	}
+
+	// Adopt and Claim find the empty id's outcome.
+	if added, err := l.Adopt(t.Context(), outcome("", ledger.Deleted, ""), at(time.Hour)); err != nil || added {
+		t.Errorf("Adopt of the recorded empty id = %v, %v; want false, nil", added, err)
+	}
+	r, err := l.Claim(t.Context(), "", "int-", "D", at(time.Hour), lease, true)
+	if err != nil || r.Recorded == nil {
+		t.Fatalf("Claim of the recorded empty id = %+v, %v; want Recorded", r, err)
+	}
+	if diff := cmp.Diff(r.Recorded.Entry, want); diff != "" {
+		t.Errorf("Claim of the recorded empty id (-got +want):\n%s", diff)
+	}
+}
+
+func TestClaimFirstWins(t *testing.T) {
+	l, _ := newLedger(t)
+	const id = "req-1"
+	c := mustClaim(t, l, id, "A", t0, true)
+	checkCalls(t, c, 1)
+	checkPrior(t, c, 0, 0)
+	checkEntry(t, l, id, claimedEntry(id, "A", at(lease), 1, 0))
+
+	for _, now := range []time.Time{t0, at(time.Second), at(lease - time.Nanosecond)} {
+		for _, calling := range []bool{true, false} {
+			r, err := l.Claim(t.Context(), id, "int-"+id, "B", now, lease, calling)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(r, ledger.ClaimResult{BusyUntil: at(lease)}); diff != "" {
+				t.Errorf("Claim by B at %s, calling %v (-got +want):\n%s", now, calling, diff)
+			}
+		}
+	}
+	// B's attempts changed nothing, its calls included.
+	checkEntry(t, l, id, claimedEntry(id, "A", at(lease), 1, 0))
+}
+
+// TestClaimCalling: calling counts one more call in the claim written, on a new claim and
+// on every kind of takeover; Prior returns the counts found before.
+func TestClaimCalling(t *testing.T) {
+	const id = "req-calling"
+	// leave prepares the key as a handler A leaves it and returns when B claims it.
+	type leave func(t *testing.T, l *ledger.Ledger) (owner string, now time.Time)
+	nothing := func(*testing.T, *ledger.Ledger) (string, time.Time) { return "B", t0 }
+	// left claims for A calling, counts calls and counted, then: "live" leaves the claim
+	// live (a redelivery of the same message takes it over), "expired" lets it expire,
+	// "released" releases it with the same counts.
+	left := func(calls, counted int, how string) leave {
+		return func(t *testing.T, l *ledger.Ledger) (string, time.Time) {
+			a := mustClaim(t, l, id, "A", t0, true)
+			mustCount(t, a, calls, counted, at(time.Second))
+			switch how {
+			case "live":
+				return "A", at(2 * time.Second)
+			case "expired":
+				return "B", at(time.Second + lease)
+			case "released":
+				if err := a.Release(t.Context(), calls, counted, at(2*time.Second)); err != nil {
+					t.Fatal(err)
+				}
+				return "B", at(2 * time.Second)
+			}
+			panic(how)
+		}
+	}
+	tests := []struct {
+		name                         string
+		setup                        leave
+		calling                      bool
+		wantPriorCalls, wantPriorCtd int
+		wantCalls, wantCounted       int
+	}{
+		{name: "new, calling", setup: nothing, calling: true, wantCalls: 1},
+		{name: "new, not calling", setup: nothing, calling: false},
+		{name: "same owner, calling", setup: left(2, 1, "live"), calling: true,
+			wantPriorCalls: 2, wantPriorCtd: 1, wantCalls: 3, wantCounted: 1},
+		{name: "same owner, not calling", setup: left(2, 1, "live"), calling: false,
+			wantPriorCalls: 2, wantPriorCtd: 1, wantCalls: 2, wantCounted: 1},
+		{name: "expired, calling", setup: left(3, 3, "expired"), calling: true,
+			wantPriorCalls: 3, wantPriorCtd: 3, wantCalls: 4, wantCounted: 3},
+		{name: "expired, not calling", setup: left(3, 3, "expired"), calling: false,
+			wantPriorCalls: 3, wantPriorCtd: 3, wantCalls: 3, wantCounted: 3},
+		{name: "released, calling", setup: left(1, 0, "released"), calling: true,
+			wantPriorCalls: 1, wantPriorCtd: 0, wantCalls: 2, wantCounted: 0},
+		{name: "released, not calling", setup: left(1, 0, "released"), calling: false,
+			wantPriorCalls: 1, wantPriorCtd: 0, wantCalls: 1, wantCounted: 0},
+		{name: "released with nothing made, calling", setup: left(0, 0, "released"), calling: true,
+			wantCalls: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, _ := newLedger(t)
+			owner, now := tt.setup(t, l)
+			c := mustClaim(t, l, id, owner, now, tt.calling)
+			checkPrior(t, c, tt.wantPriorCalls, tt.wantPriorCtd)
+			checkCalls(t, c, tt.wantCalls)
+			checkEntry(t, l, id, claimedEntry(id, owner, now.Add(lease), tt.wantCalls, tt.wantCounted))
+
+			// Prior stays what the claim found; Calls follows the claim's writes.
+			mustCount(t, c, tt.wantCalls+1, tt.wantCounted+1, now)
+			checkPrior(t, c, tt.wantPriorCalls, tt.wantPriorCtd)
+			checkCalls(t, c, tt.wantCalls+1)
+			checkEntry(t, l, id, claimedEntry(id, owner, now.Add(lease), tt.wantCalls+1, tt.wantCounted+1))
+		})
+	}
+}
+
+// TestClaimSameOwnerTakesOver: the same message redelivered (same owner) takes its live
+// claim over at once, keeps the counts, and the earlier delivery's claim is lost.
+func TestClaimSameOwnerTakesOver(t *testing.T) {
+	l, _ := newLedger(t)
+	const id = "req-redelivered"
+	first := mustClaim(t, l, id, "A", t0, true)
+	mustCount(t, first, 1, 1, at(time.Second))
+	mustCount(t, first, 2, 1, at(2*time.Second)) // a second call, not counted
+
+	second := mustClaim(t, l, id, "A", at(10*time.Second), true)
+	checkPrior(t, second, 2, 1)
+	checkCalls(t, second, 3)
+	checkEntry(t, l, id, claimedEntry(id, "A", at(10*time.Second+lease), 3, 1))
+
+	if err := first.Count(t.Context(), 3, 2, at(11*time.Second)); !errors.Is(err, ledger.ErrLost) {
+		t.Errorf("earlier delivery's Count after a takeover: %v, want ErrLost", err)
+	}
+	checkCalls(t, first, 2) // a failed write changes nothing
+	checkEntry(t, l, id, claimedEntry(id, "A", at(10*time.Second+lease), 3, 1))
+}
+
+func TestClaimExpiry(t *testing.T) {
+	tests := []struct {
+		name     string
+		now      time.Duration // since t0, when B claims
+		wantBusy bool
+	}{
+		{name: "just before until", now: lease - time.Nanosecond, wantBusy: true},
+		{name: "at until", now: lease},
+		{name: "after until", now: lease + time.Nanosecond},
+		{name: "long after", now: 24 * time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, _ := newLedger(t)
+			const id = "req-expiry"
+			a := mustClaim(t, l, id, "A", t0, true)
+			mustCount(t, a, 1, 1, t0)
+			r, err := l.Claim(t.Context(), id, "int-"+id, "B", at(tt.now), lease, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.wantBusy {
+				if diff := cmp.Diff(r, ledger.ClaimResult{BusyUntil: at(lease)}); diff != "" {
+					t.Errorf("Claim by B (-got +want):\n%s", diff)
+				}
+				checkEntry(t, l, id, claimedEntry(id, "A", at(lease), 1, 1))
+				return
+			}
+			if r.Claim == nil || r.Recorded != nil || !r.BusyUntil.IsZero() {
+				t.Fatalf("Claim by B after expiry = %+v, want a claim", r)
+			}
+			checkPrior(t, r.Claim, 1, 1)
+			checkCalls(t, r.Claim, 2)
+			checkEntry(t, l, id, claimedEntry(id, "B", at(tt.now+lease), 2, 1))
+		})
+	}
+}
+
+func TestClaimAfterRecordReturnsOutcome(t *testing.T) {
+	for _, status := range []ledger.Status{ledger.Deleted, ledger.Failed} {
+		t.Run(string(status), func(t *testing.T) {
+			l, _ := newLedger(t)
+			const id = "req-done"
+			c := mustClaim(t, l, id, "A", t0, true)
+			mustCount(t, c, 1, 1, t0)
+			out := outcome(id, status, "")
+			if status == ledger.Failed {
+				out = outcome(id, status, "KOMBO.FORBIDDEN")
+			}
+			out = counts(out, 1, 1)
+			rec, err := c.Record(t.Context(), out, at(time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := recorded(out, 1, 1, at(time.Second))
+			if diff := cmp.Diff(rec.Entry, want); diff != "" {
+				t.Errorf("Record (-got +want):\n%s", diff)
+			}
+			if !rec.Final() {
+				t.Errorf("recorded entry is not Final")
+			}
+
+			// Whoever asks, whenever, calling or not: the outcome, no claim, no call counted.
+			for _, ask := range []struct {
+				owner   string
+				now     time.Time
+				calling bool
+			}{
+				{"A", at(time.Second), true}, {"B", at(2 * time.Second), true},
+				{"B", at(1000 * time.Hour), false}, {"A", at(1000 * time.Hour), true},
+			} {
+				r, err := l.Claim(t.Context(), id, "int-"+id, ask.owner, ask.now, lease, ask.calling)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Claim != nil || !r.BusyUntil.IsZero() || r.Recorded == nil {
+					t.Fatalf("Claim by %s at %s after Record = %+v, want only Recorded", ask.owner, ask.now, r)
+				}
+				if diff := cmp.Diff(r.Recorded.Entry, want); diff != "" {
+					t.Errorf("Claim by %s: Recorded (-got +want):\n%s", ask.owner, diff)
+				}
+			}
+			checkEntry(t, l, id, want)
+		})
+	}
+}
+
+// TestClaimWriteAfterRecordLeavesOutcome: the consumer's keep loop renews a claim until the
+// message is settled, so a Renew can land between Record and Stored (and a Release or Count
+// could too). Such a late write of the recording handler's own claim must not touch the
+// outcome: neither change it nor move its revision under the Recorded, whose Stored would
+// then take the conflict for "another handler noted it first" and drop the sequence.
+func TestClaimWriteAfterRecordLeavesOutcome(t *testing.T) {
+	const id = "req-late-write"
+	writes := []struct {
+		name  string
+		write func(ctx context.Context, c *ledger.Claim) error
+	}{
+		{"Renew", func(ctx context.Context, c *ledger.Claim) error { return c.Renew(ctx, at(time.Minute)) }},
+		{"Count", func(ctx context.Context, c *ledger.Claim) error { return c.Count(ctx, 2, 2, at(time.Minute)) }},
+		{"Count lower", func(ctx context.Context, c *ledger.Claim) error { return c.Count(ctx, 0, 0, at(time.Minute)) }},
+		{"Release", func(ctx context.Context, c *ledger.Claim) error { return c.Release(ctx, 1, 1, at(time.Minute)) }},
+		{"Release lower", func(ctx context.Context, c *ledger.Claim) error { return c.Release(ctx, 0, 0, at(time.Minute)) }},
+		{"Record again", func(ctx context.Context, c *ledger.Claim) error {
+			_, err := c.Record(ctx, counts(outcome(id, ledger.Failed, "KOMBO.SERVER_ERROR"), 5, 5), at(time.Minute))
+			return err
+		}},
+	}
+	for _, w := range writes {
+		t.Run(w.name, func(t *testing.T) {
+			l, _ := newLedger(t)
+			c := mustClaim(t, l, id, "A", t0, true)
+			mustCount(t, c, 1, 1, t0)
+			out := counts(outcome(id, ledger.Deleted, ""), 1, 1)
+			rec, err := c.Record(t.Context(), out, at(time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := recorded(out, 1, 1, at(time.Second))
+
+			// Whether the late write reports an error or nothing, the outcome stays as it is.
+			if err := w.write(t.Context(), c); err != nil {
+				t.Logf("late %s after Record: %v", w.name, err)
+			}
+			if diff := cmp.Diff(mustLookup(t, l, id), want); diff != "" {
+				t.Errorf("outcome after a late %s (-got +want):\n%s", w.name, diff)
+			}
+
+			if err := rec.Stored(t.Context(), 42); err != nil {
+				t.Fatal(err)
+			}
+			want.ResultSeq = 42
+			if diff := cmp.Diff(mustLookup(t, l, id), want); diff != "" {
+				t.Errorf("Stored(42) after a late %s (-got +want):\n%s", w.name, diff)
+			}
+		})
+	}
+}
+
+// TestRecordAfterRecordReturnsFirst: a claim that recorded an outcome returns that outcome
+// from a second Record, whatever the second one says, and writes nothing.
+func TestRecordAfterRecordReturnsFirst(t *testing.T) {
+	l, _ := newLedger(t)
+	const id = "req-record-twice"
+	c := mustClaim(t, l, id, "A", t0, true)
+	first := counts(outcome(id, ledger.Deleted, ""), 1, 0)
+	rec1, err := c.Record(t.Context(), first, at(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := recorded(first, 1, 0, at(time.Second))
+	if diff := cmp.Diff(rec1.Entry, want); diff != "" {
+		t.Errorf("first Record (-got +want):\n%s", diff)
+	}
+
+	second := counts(outcome(id, ledger.Failed, "DELETER.INTERNAL"), 3, 3)
+	rec2, err := c.Record(t.Context(), second, at(time.Hour))
+	if err != nil {
+		t.Fatalf("second Record: %v", err)
+	}
+	if diff := cmp.Diff(rec2.Entry, want); diff != "" {
+		t.Errorf("second Record returned (-got +want):\n%s", diff)
+	}
+	checkEntry(t, l, id, want)
+	checkCalls(t, c, 1)
+
+	// Either Recorded can note the stored result; the outcome keeps the first's content.
+	if err := rec2.Stored(t.Context(), 11); err != nil {
+		t.Fatal(err)
+	}
+	want.ResultSeq = 11
+	checkEntry(t, l, id, want)
+	if err := rec1.Stored(t.Context(), 11); err != nil {
+		t.Errorf("Stored on the first Recorded after the second noted it: %v", err)
+	}
+	checkEntry(t, l, id, want)
+}
+
+// TestRecordTakesExactCounts: Record stores the counts it is given, lower than the claim's
+// included (a call counted by the claim that never started), when nobody else wrote.
+func TestRecordTakesExactCounts(t *testing.T) {
+	tests := []struct {
+		name                   string
+		claimCalls, claimCtd   int // the claim's counts before Record
+		outCalls, outCounted   int
+		wantCalls, wantCounted int
+	}{
+		{name: "same", claimCalls: 2, claimCtd: 1, outCalls: 2, outCounted: 1, wantCalls: 2, wantCounted: 1},
+		{name: "lower", claimCalls: 3, claimCtd: 3, outCalls: 2, outCounted: 1, wantCalls: 2, wantCounted: 1},
+		{name: "none made", claimCalls: 1, claimCtd: 0, outCalls: 0, outCounted: 0},
+		{name: "higher", claimCalls: 1, claimCtd: 0, outCalls: 4, outCounted: 2, wantCalls: 4, wantCounted: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, _ := newLedger(t)
+			const id = "req-exact"
+			c := mustClaim(t, l, id, "A", t0, true)
+			mustCount(t, c, tt.claimCalls, tt.claimCtd, t0)
+			out := counts(outcome(id, ledger.Failed, "KOMBO.BAD_REQUEST"), tt.outCalls, tt.outCounted)
+			rec, err := c.Record(t.Context(), out, at(time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := recorded(out, tt.wantCalls, tt.wantCounted, at(time.Second))
+			if diff := cmp.Diff(rec.Entry, want); diff != "" {
+				t.Errorf("Record (-got +want):\n%s", diff)
+			}
+			checkEntry(t, l, id, want)
+		})
+	}
+}
+
+// TestCountWritesAbsolute: Count writes the counts it is given, not increments, lower ones
+// included, and renews the claim.
+func TestCountWritesAbsolute(t *testing.T) {
+	l, _ := newLedger(t)
+	const id = "req-count"
+	a := mustClaim(t, l, id, "A", t0, true)
+	steps := []struct{ calls, counted int }{{1, 1}, {2, 1}, {2, 1}, {5, 4}, {3, 2}, {0, 0}, {7, 0}}
+	for i, s := range steps {
+		now := at(time.Duration(i+1) * time.Second)
+		mustCount(t, a, s.calls, s.counted, now)
+		checkCalls(t, a, s.calls)
+		// Count renews the claim as well.
+		checkEntry(t, l, id, claimedEntry(id, "A", now.Add(lease), s.calls, s.counted))
+	}
+	checkPrior(t, a, 0, 0)
+}
+
+func TestCountAcrossTakeover(t *testing.T) {
+	l, _ := newLedger(t)
+	const id = "req-counts"
+	a := mustClaim(t, l, id, "A", t0, true)
+	steps := []struct{ calls, counted int }{{1, 1}, {2, 1}, {3, 2}}
+	for i, s := range steps {
+		now := at(time.Duration(i+1) * time.Second)
+		mustCount(t, a, s.calls, s.counted, now)
+		checkCalls(t, a, s.calls)
+		checkEntry(t, l, id, claimedEntry(id, "A", now.Add(lease), s.calls, s.counted))
+	}
+
+	expired := at(3*time.Second + lease)
+	b := mustClaim(t, l, id, "B", expired, true)
+	checkPrior(t, b, 3, 2)
+	checkCalls(t, b, 4)
+	checkEntry(t, l, id, claimedEntry(id, "B", expired.Add(lease), 4, 2))
+	mustCount(t, b, 5, 3, expired)
+	checkCalls(t, b, 5)
+	checkEntry(t, l, id, claimedEntry(id, "B", expired.Add(lease), 5, 3))
+
+	rec, err := b.Record(t.Context(), counts(outcome(id, ledger.Deleted, ""), 5, 3), expired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Calls != 5 || rec.Counted != 3 {
+		t.Errorf("recorded counts = (%d, %d), want (5, 3)", rec.Calls, rec.Counted)
+	}
+}
+
+func TestRenewExtendsClaim(t *testing.T) {
+	l, _ := newLedger(t)
+	const id = "req-renew"
+	a := mustClaim(t, l, id, "A", t0, true)
+	mustCount(t, a, 1, 1, t0)
+	renewed := at(50 * time.Second)
+	if err := a.Renew(t.Context(), renewed); err != nil {
+		t.Fatal(err)
+	}
+	checkEntry(t, l, id, claimedEntry(id, "A", renewed.Add(lease), 1, 1))
+	checkCalls(t, a, 1) // Renew counts nothing
+
+	// Past the first lease, the claim still holds.
+	r, err := l.Claim(t.Context(), id, "int-"+id, "B", at(lease+time.Second), lease, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(r, ledger.ClaimResult{BusyUntil: renewed.Add(lease)}); diff != "" {
+		t.Errorf("Claim by B after a renewal (-got +want):\n%s", diff)
+	}
+	// And A can keep renewing.
+	if err := a.Renew(t.Context(), at(lease+2*time.Second)); err != nil {
+		t.Errorf("second Renew: %v", err)
+	}
+	checkEntry(t, l, id, claimedEntry(id, "A", at(2*lease+2*time.Second), 1, 1))
+}
+
+func TestReleaseFreesClaimAtOnce(t *testing.T) {
+	l, _ := newLedger(t)
+	const id = "req-release"
+	a := mustClaim(t, l, id, "A", t0, true)
+	mustCount(t, a, 1, 1, t0)
+	released := at(5 * time.Second)
+	if err := a.Release(t.Context(), 1, 1, released); err != nil {
+		t.Fatal(err)
+	}
+	checkEntry(t, l, id, claimedEntry(id, "A", released, 1, 1))
+
+	b := mustClaim(t, l, id, "B", released, true)
+	checkPrior(t, b, 1, 1)
+	checkCalls(t, b, 2)
+	checkEntry(t, l, id, claimedEntry(id, "B", released.Add(lease), 2, 1))
+
+	if err := a.Count(t.Context(), 2, 2, released); !errors.Is(err, ledger.ErrLost) {
+		t.Errorf("A.Count after releasing and B's takeover: %v, want ErrLost", err)
+	}
+}
+
+// TestReleaseTakesBackUnstartedCall: a call is counted before it starts (by Claim calling,
+// or by Count); when it does not start, Release writes the lower counts of the calls really
+// made, and the next handler finds those.
+func TestReleaseTakesBackUnstartedCall(t *testing.T) {
+	tests := []struct {
+		name                   string
+		countCalls, countCtd   int // Count before Release; 0, 0: none
+		relCalls, relCounted   int
+		nextPrior, nextCounted int
+	}{
+		{name: "the claim's own call", relCalls: 0, relCounted: 0},
+		{name: "a later call", countCalls: 3, countCtd: 2, relCalls: 2, relCounted: 1, nextPrior: 2, nextCounted: 1},
+		{name: "counted, not made", countCalls: 2, countCtd: 2, relCalls: 2, relCounted: 1, nextPrior: 2, nextCounted: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, _ := newLedger(t)
+			const id = "req-take-back"
+			a := mustClaim(t, l, id, "A", t0, true)
+			if tt.countCalls > 0 {
+				mustCount(t, a, tt.countCalls, tt.countCtd, at(time.Second))
+			}
+			released := at(2 * time.Second)
+			if err := a.Release(t.Context(), tt.relCalls, tt.relCounted, released); err != nil {
+				t.Fatal(err)
+			}
+			checkCalls(t, a, tt.relCalls)
+			checkEntry(t, l, id, claimedEntry(id, "A", released, tt.relCalls, tt.relCounted))
+
+			// Released: another owner takes it at once and finds the counts taken back.
+			b := mustClaim(t, l, id, "B", released, true)
+			checkPrior(t, b, tt.nextPrior, tt.nextCounted)
+			checkCalls(t, b, tt.nextPrior+1)
+			checkEntry(t, l, id, claimedEntry(id, "B", released.Add(lease), tt.nextPrior+1, tt.nextCounted))
+		})
+	}
+}
+
+func TestLostClaimWritesFail(t *testing.T) {
+	l, _ := newLedger(t)
+	const id = "req-lost"
+	a := mustClaim(t, l, id, "A", t0, true)
+	mustCount(t, a, 1, 1, t0)
+	b := mustClaim(t, l, id, "B", at(lease), true)
+	want := claimedEntry(id, "B", at(2*lease), 2, 1)
+	checkEntry(t, l, id, want)
+
+	writes := []struct {
+		name  string
+		write func() error
+	}{
+		{"Count", func() error { return a.Count(t.Context(), 2, 2, at(lease)) }},
+		{"Count lower", func() error { return a.Count(t.Context(), 0, 0, at(lease)) }},
+		{"Renew", func() error { return a.Renew(t.Context(), at(lease)) }},
+		{"Release", func() error { return a.Release(t.Context(), 1, 1, at(lease)) }},
+		{"Release lower", func() error { return a.Release(t.Context(), 0, 0, at(lease)) }},
+	}
+	for _, w := range writes {
+		if err := w.write(); !errors.Is(err, ledger.ErrLost) {
+			t.Errorf("A.%s after B's takeover: %v, want ErrLost", w.name, err)
+		}
+		checkEntry(t, l, id, want)
+	}
+	checkCalls(t, a, 1)
+
+	// B is unaffected.
+	mustCount(t, b, 2, 2, at(lease))
+	checkEntry(t, l, id, claimedEntry(id, "B", at(2*lease), 2, 2))
+}
+
+func TestStaleRecordKeepsOtherOutcome(t *testing.T) {
+	l, _ := newLedger(t)
+	const id = "req-both-recorded"
+	a := mustClaim(t, l, id, "A", t0, true)
+	mustCount(t, a, 1, 1, t0)
+	b := mustClaim(t, l, id, "B", at(lease), true)
+	mustCount(t, b, 2, 2, at(lease))
+	bOut := counts(outcome(id, ledger.Deleted, ""), 2, 2)
+	bRec, err := b.Record(t.Context(), bOut, at(lease+time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := recorded(bOut, 2, 2, at(lease+time.Second))
+	if diff := cmp.Diff(bRec.Entry, want); diff != "" {
+		t.Errorf("B.Record (-got +want):\n%s", diff)
+	}
+
+	aRec, err := a.Record(t.Context(), counts(outcome(id, ledger.Failed, "KOMBO.TIMEOUT"), 5, 5), at(lease+2*time.Second))
+	if err != nil {
+		t.Fatalf("A.Record after B recorded: %v", err)
+	}
+	if diff := cmp.Diff(aRec.Entry, want); diff != "" {
+		t.Errorf("A.Record after B recorded returned (-got +want):\n%s", diff)
+	}
+	checkEntry(t, l, id, want)
+
+	// A's Recorded (really B's outcome) can note the stored result.
+	if err := aRec.Stored(t.Context(), 7); err != nil {
+		t.Fatal(err)
+	}
+	want.ResultSeq = 7
+	checkEntry(t, l, id, want)
+}
+
+// TestStaleRecordOverwritesOtherClaim: a handler whose claim was taken over records its
+// answer over the other handler's claim (knowledge a claim does not have), keeping the
+// larger of each count.
+func TestStaleRecordOverwritesOtherClaim(t *testing.T) {
+	tests := []struct {
+		name                   string
+		aCalls, aCounted       int // A's counts in its outcome; B's claim counts (3, 3)
+		wantCalls, wantCounted int
+	}{
+		{name: "B counted more", aCalls: 1, aCounted: 1, wantCalls: 3, wantCounted: 3},
+		{name: "A made more calls", aCalls: 4, aCounted: 1, wantCalls: 4, wantCounted: 3},
+		{name: "A counted more", aCalls: 2, aCounted: 5, wantCalls: 3, wantCounted: 5},
+		{name: "A more of both", aCalls: 6, aCounted: 4, wantCalls: 6, wantCounted: 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, _ := newLedger(t)
+			const id = "req-a-knows"
+			a := mustClaim(t, l, id, "A", t0, true)
+			mustCount(t, a, 1, 1, t0)
+			b := mustClaim(t, l, id, "B", at(lease), true)
+			checkCalls(t, b, 2)
+			mustCount(t, b, 2, 2, at(lease))
+			mustCount(t, b, 3, 3, at(lease))
+			checkCalls(t, b, 3)
+
+			// A got its answer after all: it is knowledge B's claim does not have.
+			aOut := counts(outcome(id, ledger.Deleted, ""), tt.aCalls, tt.aCounted)
+			aRec, err := a.Record(t.Context(), aOut, at(lease+time.Second))
+			if err != nil {
+				t.Fatalf("A.Record over B's claim: %v", err)
+			}
+			want := recorded(aOut, tt.wantCalls, tt.wantCounted, at(lease+time.Second))
+			if diff := cmp.Diff(aRec.Entry, want); diff != "" {
+				t.Errorf("A.Record over B's claim (-got +want):\n%s", diff)
+			}
+			checkEntry(t, l, id, want)
+
+			// B has lost: its writes fail and its Record returns A's outcome.
+			if err := b.Count(t.Context(), 4, 4, at(lease+2*time.Second)); !errors.Is(err, ledger.ErrLost) {
+				t.Errorf("B.Count after A recorded: %v, want ErrLost", err)
+			}
+			bRec, err := b.Record(t.Context(), counts(outcome(id, ledger.Failed, "KOMBO.SERVER_ERROR"), 4, 4), at(lease+3*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(bRec.Entry, want); diff != "" {
+				t.Errorf("B.Record after A recorded (-got +want):\n%s", diff)
+			}
+			checkEntry(t, l, id, want)
+		})
+	}
+}
+
+func TestConcurrentClaimsOneWins(t *testing.T) {
+	l, _ := newLedger(t)
+	const handlers = 8
+	for round := range 10 {
+		id := fmt.Sprintf("req-race-%d", round)
+		var (
+			start   = make(chan struct{})
+			wg      sync.WaitGroup
+			results [handlers]ledger.ClaimResult
+			errs    [handlers]error
+		)
+		for i := range handlers {
+			wg.Go(func() {
+				<-start
+				results[i], errs[i] = l.Claim(context.Background(), id, "int-"+id, fmt.Sprintf("owner-%d", i), t0, lease, true)
+			})
+		}
+		close(start)
+		wg.Wait()
+
+		winner := -1
+		for i, r := range results {
+			if errs[i] != nil {
+				t.Fatalf("round %d, owner %d: %v", round, i, errs[i])
+			}
+			switch {
+			case r.Claim != nil && r.Recorded == nil && r.BusyUntil.IsZero():
+				if winner >= 0 {
+					t.Errorf("round %d: owners %d and %d both hold a claim", round, winner, i)
+				}
+				winner = i
+			case r.Claim == nil && r.Recorded == nil && r.BusyUntil.Equal(at(lease)):
+			default:
+				t.Errorf("round %d, owner %d: %+v, want a claim or BusyUntil %s", round, i, r, at(lease))
+			}
+		}
+		if winner < 0 {
+			t.Fatalf("round %d: no owner got the claim", round)
+		}
+		// Only the winner's call is counted.
+		w := results[winner].Claim
+		checkPrior(t, w, 0, 0)
+		checkCalls(t, w, 1)
+		checkEntry(t, l, id, claimedEntry(id, fmt.Sprintf("owner-%d", winner), at(lease), 1, 0))
+		if err := w.Count(t.Context(), 1, 1, t0); err != nil {
+			t.Errorf("round %d: winner's Count: %v", round, err)
+		}
+	}
+}
+
+func TestStored(t *testing.T) {
+	l, _ := newLedger(t)
+	const id = "req-stored"
+	c := mustClaim(t, l, id, "A", t0, true)
+	out := counts(outcome(id, ledger.Deleted, ""), 1, 1)
+	rec1, err := c.Record(t.Context(), out, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second handler reads the same outcome before the first notes the stored result.
+	r, err := l.Claim(t.Context(), id, "int-"+id, "B", t0, lease, true)
+	if err != nil || r.Recorded == nil {
+		t.Fatalf("Claim after Record = %+v, %v; want Recorded", r, err)
+	}
+	rec2 := r.Recorded
+	want := recorded(out, 1, 1, t0)
+	if rec2.ResultSeq != 0 {
+		t.Errorf("ResultSeq before Stored = %d, want 0", rec2.ResultSeq)
+	}
+
+	if err := rec1.Stored(t.Context(), 42); err != nil {
+		t.Fatal(err)
+	}
+	if rec1.ResultSeq != 42 {
+		t.Errorf("rec1.ResultSeq after Stored = %d, want 42", rec1.ResultSeq)
+	}
+	want.ResultSeq = 42
+	checkEntry(t, l, id, want)
+
+	if err := rec2.Stored(t.Context(), 42); err != nil {
+		t.Errorf("second Stored from another Recorded: %v, want nil", err)
+	}
+	checkEntry(t, l, id, want)
+
+	// Stored twice on the same Recorded is fine too.
+	if err := rec1.Stored(t.Context(), 42); err != nil {
+		t.Errorf("Stored again on the same Recorded: %v", err)
+	}
+	checkEntry(t, l, id, want)
+
+	// Later deliveries see the sequence.
+	r, err = l.Claim(t.Context(), id, "int-"+id, "C", at(time.Hour), lease, true)
+	if err != nil || r.Recorded == nil {
+		t.Fatalf("Claim after Stored = %+v, %v; want Recorded", r, err)
+	}
+	if diff := cmp.Diff(r.Recorded.Entry, want); diff != "" {
+		t.Errorf("Claim after Stored (-got +want):\n%s", diff)
+	}
+}
+
+func TestRecordUnclaimed(t *testing.T) {
+	const id = "req-unclaimed"
+	unclaimed := outcome(id, ledger.Failed, "DELETER.MAX_DELIVERIES")
+	// claimed leaves a claim by owner at t0, counting its first call, with the counts
+	// given written by Count after.
+	claimed := func(owner string, calls, counted int) func(t *testing.T, l *ledger.Ledger) *ledger.Claim {
+		return func(t *testing.T, l *ledger.Ledger) *ledger.Claim {
+			c := mustClaim(t, l, id, owner, t0, true)
+			mustCount(t, c, calls, counted, t0)
+			return c
+		}
+	}
+	// released is claimed, then released with the counts given.
+	released := func(calls, counted int) func(t *testing.T, l *ledger.Ledger) *ledger.Claim {
+		return func(t *testing.T, l *ledger.Ledger) *ledger.Claim {
+			c := mustClaim(t, l, id, "A", t0, true)
+			if err := c.Release(t.Context(), calls, counted, at(time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+	}
+	tests := []struct {
+		name string
+		// setup prepares the key and returns a handler's claim, if it leaves one.
+		setup    func(t *testing.T, l *ledger.Ledger) *ledger.Claim
+		out      ledger.Entry
+		owner    string
+		now      time.Time
+		wantBusy bool
+		want     ledger.Entry // the entry returned and stored
+	}{
+		{
+			name:  "nothing there",
+			setup: func(*testing.T, *ledger.Ledger) *ledger.Claim { return nil },
+			out:   unclaimed, owner: "U", now: t0,
+			want: recorded(unclaimed, 0, 0, t0),
+		},
+		{
+			name:  "live claim of another owner",
+			setup: claimed("A", 1, 1),
+			out:   unclaimed, owner: "U", now: at(lease - time.Nanosecond),
+			wantBusy: true,
+			want:     claimedEntry(id, "A", at(lease), 1, 1),
+		},
+		{
+			name:  "live claim of the same owner",
+			setup: claimed("U", 2, 1),
+			out:   unclaimed, owner: "U", now: at(time.Second),
+			want: recorded(unclaimed, 2, 1, at(time.Second)),
+		},
+		{
+			name: "recorded",
+			setup: func(t *testing.T, l *ledger.Ledger) *ledger.Claim {
+				c := mustClaim(t, l, id, "A", t0, true)
+				if _, err := c.Record(t.Context(), counts(outcome(id, ledger.Deleted, ""), 1, 1), t0); err != nil {
+					t.Fatal(err)
+				}
+				return nil
+			},
+			out: unclaimed, owner: "A", now: at(time.Hour),
+			want: recorded(outcome(id, ledger.Deleted, ""), 1, 1, t0),
+		},
+		{
+			name: "adopted",
+			setup: func(t *testing.T, l *ledger.Ledger) *ledger.Claim {
+				if added, err := l.Adopt(t.Context(), counts(outcome(id, ledger.Deleted, ""), 2, 2), t0); err != nil || !added {
+					t.Fatalf("Adopt = %v, %v", added, err)
+				}
+				return nil
+			},
+			out: unclaimed, owner: "U", now: at(time.Hour),
+			want: recorded(outcome(id, ledger.Deleted, ""), 2, 2, t0),
+		},
+		{
+			name:  "expired claim",
+			setup: claimed("A", 3, 2),
+			out:   unclaimed, owner: "U", now: at(lease),
+			want: recorded(unclaimed, 3, 2, at(lease)),
+		},
+		{
+			name:  "expired claim, its call counted, not made",
+			setup: claimed("A", 1, 0),
+			out:   unclaimed, owner: "U", now: at(lease),
+			want: recorded(unclaimed, 1, 0, at(lease)),
+		},
+		{
+			name:  "released claim",
+			setup: released(1, 1),
+			out:   unclaimed, owner: "U", now: at(time.Second),
+			want: recorded(unclaimed, 1, 1, at(time.Second)),
+		},
+		{
+			name:  "released claim, its call taken back",
+			setup: released(0, 0),
+			out:   unclaimed, owner: "U", now: at(time.Second),
+			want: recorded(unclaimed, 0, 0, at(time.Second)),
+		},
+		{
+			name:  "more calls than the claim counted",
+			setup: claimed("A", 1, 1),
+			out:   counts(unclaimed, 4, 0), owner: "U", now: at(lease),
+			want: recorded(unclaimed, 4, 1, at(lease)),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, _ := newLedger(t)
+			c := tt.setup(t, l)
+			rec, busy, err := l.RecordUnclaimed(t.Context(), tt.out, tt.owner, tt.now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if busy != tt.wantBusy {
+				t.Errorf("busy = %v, want %v", busy, tt.wantBusy)
+			}
+			if tt.wantBusy {
+				if rec != nil {
+					t.Errorf("busy, yet returned %+v", rec)
+				}
+			} else if rec == nil {
+				t.Fatal("not busy, yet no outcome returned")
+			} else if diff := cmp.Diff(rec.Entry, tt.want); diff != "" {
+				t.Errorf("returned outcome (-got +want):\n%s", diff)
+			}
+			checkEntry(t, l, id, tt.want)
+
+			if c == nil || tt.wantBusy {
+				return
+			}
+			// The handler whose claim was overwritten has lost it, and its Record returns
+			// the outcome in force.
+			if err := c.Count(t.Context(), 9, 9, tt.now); !errors.Is(err, ledger.ErrLost) {
+				t.Errorf("old claim's Count: %v, want ErrLost", err)
+			}
+			got, err := c.Record(t.Context(), counts(outcome(id, ledger.Deleted, ""), 9, 9), tt.now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(got.Entry, tt.want); diff != "" {
+				t.Errorf("old claim's Record (-got +want):\n%s", diff)
+			}
+			checkEntry(t, l, id, tt.want)
+		})
+	}
+}
+
+// TestAdopt: Adopt creates an outcome only when the ledger holds nothing for the request
+// id; any entry, claim (live, expired or released) or outcome, is left as it is.
+func TestAdopt(t *testing.T) {
+	const id = "req-adopt"
+	found := outcome(id, ledger.Deleted, "")
+	found.Calls, found.Counted, found.ResultSeq = 2, 1, 31
+	found.RecordedAt = at(-time.Hour) // Adopt stamps its own time
+	claimed := func(t *testing.T, l *ledger.Ledger) {
+		a := mustClaim(t, l, id, "A", t0, true)
+		mustCount(t, a, 1, 1, t0)
+	}
+	tests := []struct {
+		name      string
+		setup     func(t *testing.T, l *ledger.Ledger)
+		now       time.Time
+		wantAdded bool
+		want      ledger.Entry
+	}{
+		{
+			name:      "nothing there",
+			setup:     func(*testing.T, *ledger.Ledger) {},
+			now:       at(time.Second),
+			wantAdded: true,
+			want:      recorded(found, 2, 1, at(time.Second)),
+		},
+		{
+			name:  "live claim",
+			setup: claimed,
+			now:   at(time.Second),
+			want:  claimedEntry(id, "A", at(lease), 1, 1),
+		},
+		{
+			name:  "expired claim",
+			setup: claimed,
+			now:   at(24 * time.Hour),
+			want:  claimedEntry(id, "A", at(lease), 1, 1),
+		},
+		{
+			name: "released claim",
+			setup: func(t *testing.T, l *ledger.Ledger) {
+				a := mustClaim(t, l, id, "A", t0, true)
+				if err := a.Release(t.Context(), 0, 0, t0); err != nil {
+					t.Fatal(err)
+				}
+			},
+			now:  at(time.Second),
+			want: claimedEntry(id, "A", t0, 0, 0),
+		},
+		{
+			name: "recorded",
+			setup: func(t *testing.T, l *ledger.Ledger) {
+				a := mustClaim(t, l, id, "A", t0, true)
+				if _, err := a.Record(t.Context(), counts(outcome(id, ledger.Failed, "KOMBO.FORBIDDEN"), 1, 1), t0); err != nil {
+					t.Fatal(err)
+				}
+			},
+			now:  at(time.Second),
+			want: recorded(outcome(id, ledger.Failed, "KOMBO.FORBIDDEN"), 1, 1, t0),
+		},
+		{
+			name: "recorded unclaimed",
+			setup: func(t *testing.T, l *ledger.Ledger) {
+				if _, busy, err := l.RecordUnclaimed(t.Context(), outcome(id, ledger.Failed, "DELETER.MAX_DELIVERIES"), "U", t0); err != nil || busy {
+					t.Fatalf("RecordUnclaimed = %v, %v", busy, err)
+				}
+			},
+			now:  at(time.Second),
+			want: recorded(outcome(id, ledger.Failed, "DELETER.MAX_DELIVERIES"), 0, 0, t0),
+		},
+		{
+			name: "adopted",
+			setup: func(t *testing.T, l *ledger.Ledger) {
+				other := counts(outcome(id, ledger.Failed, "KOMBO.NOT_FOUND"), 3, 3)
+				if added, err := l.Adopt(t.Context(), other, t0); err != nil || !added {
+					t.Fatalf("first Adopt = %v, %v; want true, nil", added, err)
+				}
+			},
+			now:  at(time.Second),
+			want: recorded(outcome(id, ledger.Failed, "KOMBO.NOT_FOUND"), 3, 3, t0),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, _ := newLedger(t)
+			tt.setup(t, l)
+			added, err := l.Adopt(t.Context(), found, tt.now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if added != tt.wantAdded {
+				t.Errorf("Adopt: added = %v, want %v", added, tt.wantAdded)
+			}
+			checkEntry(t, l, id, tt.want)
+
+			// Adopting again never adds: the first outcome (or the entry there) stays.
+			again := counts(outcome(id, ledger.Failed, "KOMBO.SERVER_ERROR"), 7, 7)
+			if added, err := l.Adopt(t.Context(), again, tt.now.Add(time.Hour)); err != nil || added {
+				t.Errorf("second Adopt = %v, %v; want false, nil", added, err)
+			}
+			checkEntry(t, l, id, tt.want)
+		})
+	}
+}
+
+// TestAdoptedOutcomeIsFinal: an adopted outcome is an outcome like any: claims return it,
+// no call is counted, and it can note where its result is stored.
+func TestAdoptedOutcomeIsFinal(t *testing.T) {
+	l, _ := newLedger(t)
+	const id = "req-adopted"
+	out := counts(outcome(id, ledger.Deleted, ""), 1, 1)
+	if added, err := l.Adopt(t.Context(), out, t0); err != nil || !added {
+		t.Fatalf("Adopt = %v, %v; want true, nil", added, err)
+	}
+	want := recorded(out, 1, 1, t0)
+	r, err := l.Claim(t.Context(), id, "int-"+id, "A", at(time.Second), lease, true)
+	if err != nil || r.Recorded == nil || r.Claim != nil {
+		t.Fatalf("Claim of an adopted outcome = %+v, %v; want Recorded", r, err)
+	}
+	if diff := cmp.Diff(r.Recorded.Entry, want); diff != "" {
+		t.Errorf("Claim of an adopted outcome (-got +want):\n%s", diff)
+	}
+	if err := r.Recorded.Stored(t.Context(), 5); err != nil {
+		t.Fatal(err)
+	}
+	want.ResultSeq = 5
+	checkEntry(t, l, id, want)
+}
+
+// TestConcurrentAdoptsOneAdds: of handlers adopting the same outcome at once, one adds it.
+func TestConcurrentAdoptsOneAdds(t *testing.T) {
+	l, _ := newLedger(t)
+	const handlers = 8
+	for round := range 5 {
+		id := fmt.Sprintf("req-adopt-race-%d", round)
+		var (
+			start = make(chan struct{})
+			wg    sync.WaitGroup
+			added [handlers]bool
+			errs  [handlers]error
+		)
+		for i := range handlers {
+			wg.Go(func() {
+				<-start
+				added[i], errs[i] = l.Adopt(context.Background(), counts(outcome(id, ledger.Deleted, ""), i, i), t0)
+			})
+		}
+		close(start)
+		wg.Wait()
+		winner := -1
+		for i := range handlers {
+			if errs[i] != nil {
+				t.Fatalf("round %d, handler %d: %v", round, i, errs[i])
+			}
+			if added[i] {
+				if winner >= 0 {
+					t.Errorf("round %d: handlers %d and %d both added", round, winner, i)
+				}
+				winner = i
+			}
+		}
+		if winner < 0 {
+			t.Fatalf("round %d: no handler added", round)
+		}
+		checkEntry(t, l, id, recorded(outcome(id, ledger.Deleted, ""), winner, winner, t0))
+	}
+}
+
+func TestRecordUnclaimedNotedStored(t *testing.T) {
+	l, _ := newLedger(t)
+	out := outcome("req-unclaimed-stored", ledger.Failed, "DELETER.MAX_DELIVERIES")
+	rec, busy, err := l.RecordUnclaimed(t.Context(), out, "U", t0)
+	if err != nil || busy {
+		t.Fatalf("RecordUnclaimed = %v, %v", busy, err)
+	}
+	if err := rec.Stored(t.Context(), 9); err != nil {
+		t.Fatal(err)
+	}
+	want := recorded(out, 0, 0, t0)
+	want.ResultSeq = 9
+	checkEntry(t, l, out.RequestID, want)
+
+	// Asked again, it returns the stored outcome, not the new one.
+	rec, busy, err = l.RecordUnclaimed(t.Context(), outcome(out.RequestID, ledger.Deleted, ""), "U", at(time.Hour))
+	if err != nil || busy {
+		t.Fatalf("second RecordUnclaimed = %v, %v", busy, err)
+	}
+	if diff := cmp.Diff(rec.Entry, want); diff != "" {
+		t.Errorf("second RecordUnclaimed (-got +want):\n%s", diff)
+	}
+}
+
+func TestBucketRecreatedWhileClaimHeld(t *testing.T) {
+	l, js := newLedger(t)
+	const id = "req-bucket-gone"
+	a := mustClaim(t, l, id, "A", t0, true)
+	mustCount(t, a, 1, 1, t0)
+	if err := js.DeleteKeyValue(t.Context(), bucket); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := l.Lookup(t.Context(), id); err == nil && ok {
+		t.Fatal("the entry survived the bucket's deletion")
+	}
+	l2, created, err := ledger.Open(t.Context(), js, provisioned())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !created {
+		t.Error("Open after deletion: created = false, want true")
+	}
+
+	// The key is gone: the claim is still A's to write, and it is written again.
+	if err := a.Count(t.Context(), 2, 1, at(time.Second)); err != nil {
+		t.Fatalf("Count after the bucket was recreated: %v", err)
+	}
+	checkCalls(t, a, 2)
+	checkEntry(t, l2, id, claimedEntry(id, "A", at(time.Second+lease), 2, 1))
+
+	// Another handler now sees A's live claim.
+	r, err := l2.Claim(t.Context(), id, "int-"+id, "B", at(2*time.Second), lease, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(r, ledger.ClaimResult{BusyUntil: at(time.Second + lease)}); diff != "" {
+		t.Errorf("Claim by B (-got +want):\n%s", diff)
+	}
+
+	out := counts(outcome(id, ledger.Deleted, ""), 2, 1)
+	rec, err := a.Record(t.Context(), out, at(3*time.Second))
+	if err != nil {
+		t.Fatalf("Record after the bucket was recreated: %v", err)
+	}
+	want := recorded(out, 2, 1, at(3*time.Second))
+	if diff := cmp.Diff(rec.Entry, want); diff != "" {
+		t.Errorf("Record (-got +want):\n%s", diff)
+	}
+	checkEntry(t, l, id, want) // the old handle reads the new bucket
+	checkEntry(t, l2, id, want)
+}
+
+func TestBucketRecreatedRecordBeforeClaimWrites(t *testing.T) {
+	// As above, but the claim's next write is the outcome itself (key missing: Record creates it).
+	l, js := newLedger(t)
+	const id = "req-bucket-gone-record"
+	a := mustClaim(t, l, id, "A", t0, true)
+	mustCount(t, a, 1, 1, t0)
+	if err := js.DeleteKeyValue(t.Context(), bucket); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ledger.Open(t.Context(), js, provisioned()); err != nil {
+		t.Fatal(err)
+	}
+	// Pad the new bucket so that the key's old revision is not reused by chance.
+	for i := range 5 {
+		if err := l.SaveFloor(t.Context(), fmt.Sprintf("pad-%d", i), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := counts(outcome(id, ledger.Failed, "KOMBO.NOT_FOUND"), 1, 1)
+	rec, err := a.Record(t.Context(), out, at(time.Second))
+	if err != nil {
+		t.Fatalf("Record after the bucket was recreated: %v", err)
+	}
+	want := recorded(out, 1, 1, at(time.Second))
+	if diff := cmp.Diff(rec.Entry, want); diff != "" {
+		t.Errorf("Record (-got +want):\n%s", diff)
+	}
+	checkEntry(t, l, id, want)
+}
+
+func TestBucketRecreatedRelease(t *testing.T) {
+	// As above, with a Release taking back the unstarted call: the key is written again
+	// with the lower counts, and ends the claim at once.
+	l, js := newLedger(t)
+	const id = "req-bucket-gone-release"
+	a := mustClaim(t, l, id, "A", t0, true)
+	if err := js.DeleteKeyValue(t.Context(), bucket); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ledger.Open(t.Context(), js, provisioned()); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Release(t.Context(), 0, 0, at(time.Second)); err != nil {
+		t.Fatalf("Release after the bucket was recreated: %v", err)
+	}
+	checkEntry(t, l, id, claimedEntry(id, "A", at(time.Second), 0, 0))
+	b := mustClaim(t, l, id, "B", at(time.Second), true)
+	checkPrior(t, b, 0, 0)
+	checkCalls(t, b, 1)
+}
+
+func TestFloor(t *testing.T) {
+	l, _ := newLedger(t)
+	ctx := t.Context()
+	consumers := []string{"integration-deleter", "a.b.c", "*", ">", "with space", "日本"}
+	for _, c := range consumers {
+		got, err := l.Floor(ctx, c)
+		if err != nil || got != 0 {
+			t.Errorf("Floor(%q) never saved = %d, %v; want 0, nil", c, got, err)
+		}
+	}
+	for i, c := range consumers {
+		if err := l.SaveFloor(ctx, c, uint64(100+i)); err != nil {
+			t.Fatalf("SaveFloor(%q): %v", c, err)
+		}
+	}
+	for i, c := range consumers {
+		if got, err := l.Floor(ctx, c); err != nil || got != uint64(100+i) {
+			t.Errorf("Floor(%q) = %d, %v; want %d", c, got, err, 100+i)
+		}
+	}
+
+	// Saving again replaces it, any value included.
+	for _, seq := range []uint64{5, 0, 1<<64 - 1, 17} {
+		if err := l.SaveFloor(ctx, "integration-deleter", seq); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := l.Floor(ctx, "integration-deleter"); err != nil || got != seq {
+			t.Errorf("Floor after SaveFloor(%d) = %d, %v", seq, got, err)
+		}
+	}
+
+	// Floors and request ids do not share keys.
+	mustClaim(t, l, "integration-deleter", "A", t0, true)
+	if got, err := l.Floor(ctx, "integration-deleter"); err != nil || got != 17 {
+		t.Errorf("Floor after a claim on the same name = %d, %v; want 17", got, err)
+	}
+	if e, ok, err := l.Lookup(ctx, "a.b.c"); err != nil || ok {
+		t.Errorf("Lookup of a name only used as a consumer = %+v, %v, %v; want not found", e, ok, err)
+	}
+}
