@@ -522,14 +522,13 @@ func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job)
 		c.wanting.Add(-1)
 		*j.wanting = false
 		if err != nil {
-			c.release(j, handBackDelay) // shutting down before the call: another replica takes it
-			return
-		}
-		if err := c.storageErr(); err != nil {
-			// No DELETE starts whose outcome cannot be stored.
-			c.limiter.Release(ticket, OutcomeOther)
-			c.first.abandon()
-			c.release(j, storageWait)
+			// Shutting down before the call (another replica takes it), or outcomes
+			// cannot be stored (no DELETE starts whose outcome could not be).
+			delay := handBackDelay
+			if ctx.Err() == nil {
+				delay = storageWait
+			}
+			c.release(j, delay)
 			return
 		}
 		res, err, took, t0 := c.call(hard, j, ticket)
@@ -744,7 +743,7 @@ func boolInt(b bool) int {
 // awaitTurn waits until the daemon is not paused, no rate-limit hold is on, no hold after
 // refusals at the floor, the first call has been answered (unless this is it), the pace set
 // after rate-limit answers allows the next call, and a Kombo slot is free; a waiting message
-// holds no slot.
+// holds no slot. It fails when ctx ends or, once it has a slot, outcomes cannot be stored.
 func (c *Consumer) awaitTurn(ctx context.Context) (_ Ticket, err error) {
 	first := false // this message makes the first call
 	defer func() {
@@ -772,6 +771,10 @@ func (c *Consumer) awaitTurn(ctx context.Context) (_ Ticket, err error) {
 		}
 		t, err := c.limiter.Acquire(ctx)
 		if err != nil {
+			return Ticket{}, err
+		}
+		if err := c.storageErr(); err != nil {
+			c.limiter.Release(t, OutcomeOther)
 			return Ticket{}, err
 		}
 		if paused, _ := c.pause.state(); !paused && c.gate.Open() && c.floor.Open() {

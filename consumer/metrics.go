@@ -36,7 +36,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "requests_total",
-			Help: "Requests finished, by outcome: deleted, not_found, failed, invalid.",
+			Help: "Request messages finished, by outcome: deleted, not_found, failed, invalid, already_recorded (the request id had an outcome: no call, no second result).",
 		}, []string{"outcome"}),
 		KomboCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "kombo_calls_total",
