@@ -261,6 +261,10 @@ func (e *env) run(ctx context.Context, s runSpec) (res *runResult) {
 		return res
 	}
 	defer func() { _ = e.js.DeleteStream(context.Background(), stream) }()
+	// Each run has a ledger of its own (request ids repeat across rounds); the daemon
+	// creates it.
+	ledgerBucket := stream + "_LEDGER"
+	defer func() { _ = e.js.DeleteKeyValue(context.Background(), ledgerBucket) }()
 	if _, err := str.CreateConsumer(cctx, jetstream.ConsumerConfig{
 		Durable: durable, DeliverPolicy: jetstream.DeliverAllPolicy, AckPolicy: jetstream.AckExplicitPolicy,
 		AckWait: 30 * time.Second, MaxDeliver: -1, MaxAckPending: 256, FilterSubject: reqSubj,
@@ -294,6 +298,7 @@ func (e *env) run(ctx context.Context, s runSpec) (res *runResult) {
 				"NATS_URL=" + e.nats.ClientURL(),
 				"STREAM_NAME=" + stream, "STREAM_SUBJECTS=" + prefix + ".>", "CONSUMER_NAME=" + durable,
 				"REQUEST_SUBJECT=" + reqSubj, "DELETED_SUBJECT=" + delSubj, "FAILED_SUBJECT=" + failSubj,
+				"LEDGER_BUCKET=" + ledgerBucket,
 				"HTTP_ADDR=" + addr, "LOG_LEVEL=info", "LOG_FORMAT=json", "SHUTDOWN_TIMEOUT=10s",
 			}
 			if e.profile != "" {
