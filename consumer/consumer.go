@@ -477,6 +477,12 @@ func (c *Consumer) handle(ctx, hard context.Context, msg jetstream.Msg) {
 	if meta.NumDelivered > 1 {
 		c.m.Redeliveries.Inc()
 	}
+	if err := c.blocked(); err != nil {
+		// Delivered by a pull made before the consumer turned unusable (a widened filter
+		// delivers results too): not handled at all.
+		_ = msg.NakWithDelay(storageWait)
+		return
+	}
 	req, decodeErr := DecodeRequest(msg.Data(), msg.Headers(), meta.Stream, meta.Sequence.Stream)
 	if cl = c.claim(ctx, hard, msg, meta, req, decodeErr == nil); cl == nil {
 		return
@@ -743,7 +749,8 @@ func boolInt(b bool) int {
 // awaitTurn waits until the daemon is not paused, no rate-limit hold is on, no hold after
 // refusals at the floor, the first call has been answered (unless this is it), the pace set
 // after rate-limit answers allows the next call, and a Kombo slot is free; a waiting message
-// holds no slot. It fails when ctx ends or, once it has a slot, outcomes cannot be stored.
+// holds no slot. It fails when ctx ends or, once it has a slot, when no call may start
+// (blocked: the consumer unusable, outcomes not storable).
 func (c *Consumer) awaitTurn(ctx context.Context) (_ Ticket, err error) {
 	first := false // this message makes the first call
 	defer func() {
@@ -773,7 +780,7 @@ func (c *Consumer) awaitTurn(ctx context.Context) (_ Ticket, err error) {
 		if err != nil {
 			return Ticket{}, err
 		}
-		if err := c.storageErr(); err != nil {
+		if err := c.blocked(); err != nil {
 			c.limiter.Release(t, OutcomeOther)
 			return Ticket{}, err
 		}

@@ -1133,7 +1133,7 @@ func TestScoutConcurrent(t *testing.T) {
 	}
 }
 
-// newFloorConsumer returns a Consumer without NATS (New does not touch it),
+// newFloorConsumer returns a Consumer without NATS (New does not touch it), as if bound,
 // reading the time from now (nil: time.Now).
 func newFloorConsumer(t *testing.T, maxConcurrency int, now func() time.Time) *Consumer {
 	t.Helper()
@@ -1141,6 +1141,7 @@ func newFloorConsumer(t *testing.T, maxConcurrency int, now func() time.Time) *C
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	c.setBindErr(nil) // as if bound: only admission is under test
 	return c
 }
 

@@ -87,6 +87,17 @@ func (c *Consumer) storageErr() error {
 	return c.storage
 }
 
+// blocked says why no DELETE may start now: the consumer is not bound or not usable as it
+// is configured, or outcomes cannot be stored; nil when calls may start.
+func (c *Consumer) blocked() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.bindErr != nil {
+		return c.bindErr
+	}
+	return c.storage
+}
+
 // watchLoop checks every watchInterval that outcomes can be stored and the consumer is
 // still usable, and saves the consumer's ack floor, until ctx ends.
 func (c *Consumer) watchLoop(ctx context.Context) {
@@ -120,7 +131,8 @@ func (c *Consumer) watchLoop(ctx context.Context) {
 // and the result streams.
 func (c *Consumer) checkStorage(ctx context.Context) error {
 	err := c.ledger.Check(ctx)
-	if errors.Is(err, jetstream.ErrBucketNotFound) && c.o.Ledger.Provision {
+	gone := errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)
+	if gone && c.o.Ledger.Provision {
 		c.log.Error("the ledger bucket is gone; creating it again (outcomes recorded before are lost: a replayed request whose outcome was in it would be called again)",
 			"bucket", c.o.Ledger.Bucket)
 		if _, _, err = ledger.Open(ctx, c.js, c.o.Ledger); err == nil {
