@@ -6,4 +6,4 @@ package consumer
 func injectFault(Request) {}
 
 // injectCrash is a no-op in normal builds; the fault suite builds with -tags faultinject.
-func injectCrash(string, string) {}
+func injectCrash(string, string, ...func() error) {}

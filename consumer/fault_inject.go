@@ -22,8 +22,12 @@ func injectFault(req Request) {
 // request whose integration id starts with "crash:", as kill -9 at that instant would.
 var crashAt = os.Getenv("FAULT_CRASH_AT")
 
-func injectCrash(point, integrationID string) {
+// first run before the kill (flushing what the point says was sent).
+func injectCrash(point, integrationID string, first ...func() error) {
 	if point == crashAt && strings.HasPrefix(integrationID, "crash:") {
+		for _, f := range first {
+			_ = f()
+		}
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {} // the signal ends the process
 	}

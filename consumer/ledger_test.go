@@ -13,6 +13,7 @@ import (
 
 	"github.com/kombo-ops/integration-deleter/consumer"
 	"github.com/kombo-ops/integration-deleter/internal/testwait"
+	"github.com/kombo-ops/integration-deleter/kombo"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
 
@@ -223,5 +224,39 @@ func (e *env) requireNoCallsFor(t *testing.T, id string) {
 			t.Fatalf("%s got %d DELETE calls while outcomes could not be stored", id, n)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// panicky is a Deleter whose DELETE panics for one id, as a bug in the call path would.
+type panicky struct {
+	consumer.Deleter
+	id string
+}
+
+func (p panicky) DeleteIntegration(ctx context.Context, id string) (kombo.DeleteResult, error) {
+	if id == p.id {
+		panic("a bug in the call path")
+	}
+	return p.Deleter.DeleteIntegration(ctx, id)
+}
+
+// TestPanicInTheCallReleasesTheSlot: a panic while a call holds the only Kombo slot ends that
+// request DELETER.INTERNAL and gives the slot back: the requests after it are deleted.
+func TestPanicInTheCallReleasesTheSlot(t *testing.T) {
+	e := newEnv(t, kombotest.Options{})
+	bad := e.request("personio:panics")
+	var after []string
+	for i := range 3 {
+		after = append(after, e.request(fmt.Sprintf("personio:after-panic-%d", i)))
+	}
+	e.start(panicky{Deleter: e.client, id: "personio:panics"}, func(o *consumer.Options) { o.MaxConcurrency = 1 })
+	results := e.waitResults(4)
+	if r := results[bad]; r.Status != "failed" || r.Error == nil || r.Error.Code != consumer.CodeInternal || r.Attempts != 1 {
+		t.Errorf("the panicking request: %+v, want failed %s after 1 attempt", r, consumer.CodeInternal)
+	}
+	for _, id := range after {
+		if results[id].Status != "deleted" {
+			t.Errorf("%s: %+v, want deleted (the slot must be free again)", id, results[id])
+		}
 	}
 }

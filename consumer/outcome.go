@@ -156,13 +156,13 @@ func (c *Consumer) settle(ctx context.Context, msg jetstream.Msg, meta *jetstrea
 			return
 		}
 		injectCrash("published", rec.IntegrationID)
-		if err := rec.Stored(ctx, seq); err != nil {
+		if err := rec.NoteStored(seq); err != nil {
 			// The result is stored; a later delivery publishes it again and the stream's
 			// duplicate window keeps it one.
 			c.log.LogAttrs(ctx, slog.LevelWarn, "cannot note the stored result in the ledger",
 				ids[0], ids[1], ids[2], slog.Any("err", err))
 		}
-		injectCrash("stored", rec.IntegrationID)
+		injectCrash("stored", rec.IntegrationID, c.js.Conn().Flush)
 	}
 	if c.crashAfterPublish != nil && c.crashAfterPublish(rec.RequestID) {
 		return

@@ -2,9 +2,14 @@ package ledger
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Claim is a handler's hold on one request id. Its writes are serialized (the handler and
@@ -145,5 +150,26 @@ func (r *Recorded) Stored(ctx context.Context, seq uint64) error {
 		return fmt.Errorf("ledger: note stored result of %s: %w", e.RequestID, err)
 	}
 	r.rev, r.Entry = rev, e
+	return nil
+}
+
+// NoteStored is Stored without waiting: the note is sent and not confirmed, which saves a
+// round trip on every request. A note that is lost (a crash, a disconnection) costs only a
+// later delivery of the request a second publish of its result, which the stream
+// deduplicates (or, past its window, finds first).
+func (r *Recorded) NoteStored(seq uint64) error {
+	e := r.Entry
+	e.ResultSeq = seq
+	data, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("ledger: encode: %w", err)
+	}
+	m := nats.NewMsg(r.l.subject(r.key))
+	m.Data = data
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(r.rev, 10))
+	if err := r.l.nc.PublishMsg(m); err != nil {
+		return fmt.Errorf("ledger: note stored result of %s: %w", e.RequestID, err)
+	}
+	r.Entry = e
 	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -92,6 +93,7 @@ func (e *Entry) Final() bool { return e.Status == Deleted || e.Status == Failed 
 // Ledger is the outcome bucket.
 type Ledger struct {
 	kv jetstream.KeyValue
+	nc *nats.Conn
 	o  Options
 }
 
@@ -123,7 +125,7 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (l *Ledger, cr
 	case err != nil:
 		return nil, false, fmt.Errorf("ledger: look up bucket %q: %w", o.Bucket, err)
 	}
-	l = &Ledger{kv: kv, o: o}
+	l = &Ledger{kv: kv, nc: js.Conn(), o: o}
 	if err := l.Check(ctx); err != nil {
 		return nil, false, err
 	}
@@ -145,6 +147,10 @@ func (l *Ledger) Check(ctx context.Context) error {
 
 // Bucket returns the bucket's name.
 func (l *Ledger) Bucket() string { return l.o.Bucket }
+
+// subject is the subject a write of key k is published on (no JetStream domain or API
+// prefix: the daemon uses neither).
+func (l *Ledger) subject(k string) string { return "$KV." + l.o.Bucket + "." + k }
 
 // key is the KV key of a request id: any request id, in KV's key alphabet.
 func key(requestID string) string {
