@@ -16,6 +16,7 @@ import (
 
 	"github.com/kombo-ops/integration-deleter/internal/ledger"
 	"github.com/kombo-ops/integration-deleter/internal/natstest"
+	"github.com/kombo-ops/integration-deleter/internal/testwait"
 )
 
 const (
@@ -1543,5 +1544,35 @@ func TestFloor(t *testing.T) {
 	}
 	if e, ok, err := l.Lookup(ctx, "a.b.c"); err != nil || ok {
 		t.Errorf("Lookup of a name only used as a consumer = %+v, %v, %v; want not found", e, ok, err)
+	}
+}
+
+// TestNoteStored: the note sent without a PubAck lands like Stored; a note whose revision
+// is no longer the key's (another handler noted first) is dropped by the server, and the
+// entry keeps the first note.
+func TestNoteStored(t *testing.T) {
+	l, _ := newLedger(t)
+	const id = "req-note"
+	c := mustClaim(t, l, id, "A", t0, true)
+	rec, err := c.Record(t.Context(), outcome(id, ledger.Deleted, ""), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := *rec
+	if err := rec.NoteStored(42); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 5*time.Second, "the note to land", func() bool {
+		e, ok, err := l.Lookup(t.Context(), id)
+		return err == nil && ok && e.ResultSeq == 42
+	})
+	if err := stale.NoteStored(43); err != nil { // the revision it holds is no longer the key's
+		t.Fatal(err)
+	}
+	if err := rec.Stored(t.Context(), 42); err != nil { // a sync write after it: orders the server's work
+		t.Fatal(err)
+	}
+	if e, _, _ := l.Lookup(t.Context(), id); e.ResultSeq != 42 || e.Status != ledger.Deleted {
+		t.Errorf("entry %+v, want deleted with result_seq 42 (the stale note dropped)", e)
 	}
 }
