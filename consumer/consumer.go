@@ -537,7 +537,8 @@ func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job)
 			c.release(j, delay)
 			return
 		}
-		res, err, took, t0 := c.call(hard, j, ticket)
+		a := c.call(hard, j, ticket)
+		err = a.err
 		injectCrash("called", j.req.IntegrationID)
 		if err != nil && hard.Err() != nil {
 			// The shutdown deadline cut the call: its outcome is unknown, redeliver.
@@ -545,7 +546,7 @@ func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job)
 			j.log(c.log).Warn("call cut by the shutdown deadline; request handed back", "attempt", j.prev+j.calls)
 			return
 		}
-		d, kerr := c.answered(ticket, res, err, took, t0)
+		d, kerr := c.answered(ticket, a)
 
 		switch d.Action {
 		case ActionDeleted, ActionNotFound:
@@ -572,15 +573,23 @@ func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job)
 			j.log(c.log).Warn("Kombo rejects the API key; request kept for later", "kombo_code", d.Code, "attempt", j.prev+j.calls)
 			return
 		}
-		if !c.retry(ctx, hard, msg, j, d, kerr, err, t0) {
+		if !c.retry(ctx, hard, msg, j, d, kerr, err, a.t0) {
 			return
 		}
 	}
 }
 
+// callAnswer is what one DELETE call came back with.
+type callAnswer struct {
+	res  kombo.DeleteResult
+	err  error
+	t0   time.Time // when the call started
+	took time.Duration
+}
+
 // call makes one DELETE call in the slot of ticket. The slot is released here only if
-// the call panics; otherwise answered releases it with the answer.
-func (c *Consumer) call(hard context.Context, j *job, ticket Ticket) (_ kombo.DeleteResult, _ error, took time.Duration, t0 time.Time) {
+// the call panics or the shutdown deadline cut it; otherwise answered releases it.
+func (c *Consumer) call(hard context.Context, j *job, ticket Ticket) callAnswer {
 	defer func() {
 		if r := recover(); r != nil {
 			c.limiter.Release(ticket, OutcomeOther)
@@ -593,19 +602,21 @@ func (c *Consumer) call(hard context.Context, j *job, ticket Ticket) (_ kombo.De
 	if j.req.Traceparent != "" || j.req.Tracestate != "" {
 		callCtx = kombo.WithTrace(hard, j.req.Traceparent, j.req.Tracestate)
 	}
-	t0 = c.now()
-	res, err := c.kombo.DeleteIntegration(callCtx, j.req.IntegrationID)
-	j.calls++
-	if err != nil && hard.Err() != nil {
+	a := callAnswer{t0: c.now()}
+	j.calls++ // started: counted even if it never returns
+	a.res, a.err = c.kombo.DeleteIntegration(callCtx, j.req.IntegrationID)
+	a.took = c.now().Sub(a.t0)
+	if a.err != nil && hard.Err() != nil {
 		c.first.answered()
 		c.limiter.Release(ticket, OutcomeOther)
 	}
-	return res, err, c.now().Sub(t0), t0
+	return a
 }
 
 // answered releases the call's slot and feeds its answer to admission (cap, pacer, floor
 // hold) and the metrics; it returns the decision.
-func (c *Consumer) answered(ticket Ticket, res kombo.DeleteResult, err error, took time.Duration, t0 time.Time) (Decision, *kombo.Error) {
+func (c *Consumer) answered(ticket Ticket, a callAnswer) (Decision, *kombo.Error) {
+	res, err, took, t0 := a.res, a.err, a.took, a.t0
 	d := Decide(res, err)
 	granted := c.limiter.release(ticket, limiterOutcome(d))
 	if d.ConcurrencyBound > 0 {
