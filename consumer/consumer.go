@@ -102,10 +102,11 @@ type Consumer struct {
 	ackWait    time.Duration
 	maxPending int
 	bindErr    error // why the consumer is not bound; nil when bound
-	storage    error // why outcomes cannot be stored now; nil when they can
-	ledger     *ledger.Ledger
-	floorSaved uint64        // the ack floor last saved in the ledger
-	dupWindow  time.Duration // the stream's duplicate window
+	ledger      *ledger.Ledger
+	storage     storageState  // whether outcomes can be stored now
+	floorSaved  uint64        // the ack floor last saved in the ledger
+	dupWindow   time.Duration // the duplicate window of the stream storing the results
+	incarnation string        // the stream's creation time: scopes "<stream>-<seq>" request ids
 	stopping   bool
 	checking   bool // the API key check at start has not answered yet
 
@@ -218,8 +219,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 		hardMu.Unlock()
 	}()
 
-	if err := c.bindAtStart(ctx); err != nil {
-		return err
+	if err := c.bindAtStart(ctx); err != nil || ctx.Err() != nil {
+		return err // (nil when shutdown came before the consumer was bound)
 	}
 	c.checkKeyAtStart(ctx)
 	c.mu.Lock()
@@ -411,7 +412,7 @@ type job struct {
 	claim       *ledger.Claim // this handler's hold on the request id
 	start       time.Time
 	pausedAt0   time.Duration               // pausedTotal when the job started
-	prev        int                         // DELETE calls answered before this delivery (the ledger's count)
+	prev        int                         // DELETE calls made before this delivery (the ledger's count)
 	prevCounted int                         // of those, the ones that use up KOMBO_MAX_ATTEMPTS
 	calls       int                         // DELETE calls made by this delivery
 	counted     int                         // of those, the ones that use up KOMBO_MAX_ATTEMPTS
@@ -524,17 +525,11 @@ func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job)
 			c.wanting.Add(1)
 			*j.wanting = true
 		}
-		ticket, err := c.awaitTurn(ctx)
+		ticket, err := c.awaitTurn(ctx, func() error { return c.mayCall(j) })
 		c.wanting.Add(-1)
 		*j.wanting = false
 		if err != nil {
-			// Shutting down before the call (another replica takes it), or outcomes
-			// cannot be stored (no DELETE starts whose outcome could not be).
-			delay := handBackDelay
-			if ctx.Err() == nil {
-				delay = storageWait
-			}
-			c.release(j, delay)
+			c.noTurn(ctx, j, err)
 			return
 		}
 		a := c.call(hard, j, ticket)
@@ -576,6 +571,34 @@ func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job)
 		if !c.retry(ctx, hard, msg, j, d, kerr, err, a.t0) {
 			return
 		}
+	}
+}
+
+// mayCall says whether j's call may start now: its claim, as last written, holds for a
+// while yet, or it is renewed now (ErrLost: another handler took it over after it expired).
+func (c *Consumer) mayCall(j *job) error {
+	if j.claim.Holds(c.now(), c.holdMargin()) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := j.claim.Renew(ctx, c.now())
+	if err != nil && !errors.Is(err, ledger.ErrLost) {
+		c.ledgerFailed(err)
+	}
+	return err
+}
+
+// noTurn hands j back when no call could start: shutting down (another replica takes it),
+// outcomes not storable, or the claim lost (the message is another handler's then).
+func (c *Consumer) noTurn(ctx context.Context, j *job, err error) {
+	switch {
+	case errors.Is(err, ledger.ErrLost):
+		j.log(c.log).Warn("another handler took this request over; leaving it to that one", "err", err)
+	case ctx.Err() != nil:
+		c.release(j, handBackDelay)
+	default: // not bound, not usable, or outcomes not storable
+		c.release(j, storageWait)
 	}
 }
 
@@ -676,7 +699,7 @@ func (c *Consumer) countCall(j *job) bool {
 		j.log(c.log).Warn("another handler took this request over; leaving it to that one", "err", err)
 		return false
 	}
-	c.storageFailed(err)
+	c.ledgerFailed(err)
 	j.log(c.log).Error("cannot count the call in the ledger; the request is handed back", "err", err)
 	c.release(j, storageWait)
 	return false
@@ -760,9 +783,9 @@ func boolInt(b bool) int {
 // awaitTurn waits until the daemon is not paused, no rate-limit hold is on, no hold after
 // refusals at the floor, the first call has been answered (unless this is it), the pace set
 // after rate-limit answers allows the next call, and a Kombo slot is free; a waiting message
-// holds no slot. It fails when ctx ends or, once it has a slot, when no call may start
-// (blocked: the consumer unusable, outcomes not storable).
-func (c *Consumer) awaitTurn(ctx context.Context) (_ Ticket, err error) {
+// holds no slot. It fails when ctx ends or, once it has a slot, when no call may start:
+// blocked (the consumer unusable, outcomes not storable) or may (nil: no check) fails.
+func (c *Consumer) awaitTurn(ctx context.Context, may func() error) (_ Ticket, err error) {
 	first := false // this message makes the first call
 	defer func() {
 		if first && err != nil {
@@ -794,6 +817,12 @@ func (c *Consumer) awaitTurn(ctx context.Context) (_ Ticket, err error) {
 		if err := c.blocked(); err != nil {
 			c.limiter.Release(t, OutcomeOther)
 			return Ticket{}, err
+		}
+		if may != nil {
+			if err := may(); err != nil {
+				c.limiter.Release(t, OutcomeOther)
+				return Ticket{}, err
+			}
 		}
 		if paused, _ := c.pause.state(); !paused && c.gate.Open() && c.floor.Open() {
 			return t, nil
@@ -911,7 +940,7 @@ func (k *keeper) due(now time.Time, every time.Duration) []kept {
 	return out
 }
 
-// keepLoop reports the messages being handled as in progress, and renews their claims in
+// keepLoop reports the messages being handled as in progress, then renews their claims in
 // the ledger, every third of AckWait (it looks four times as often), until done is closed.
 func (c *Consumer) keepLoop(done <-chan struct{}) {
 	for {
@@ -928,12 +957,18 @@ func (c *Consumer) keepLoop(done <-chan struct{}) {
 			return
 		case <-t.C:
 		}
-		for _, e := range c.keep.due(c.now(), every) {
+		due := c.keep.due(c.now(), every)
+		for _, e := range due {
 			_ = e.msg.InProgress()
+		}
+		// The claims after every in-progress ack, so that a slow ledger never delays
+		// those; a claim not renewed in time only stops its holder from starting a call
+		// (mayCall).
+		for _, e := range due {
 			if e.claim == nil {
 				continue
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), every)
+			ctx, cancel := context.WithTimeout(context.Background(), min(every, 2*time.Second))
 			if err := e.claim.Renew(ctx, c.now()); err != nil && !errors.Is(err, ledger.ErrLost) {
 				c.log.Warn("cannot renew a claim in the ledger", "err", err)
 			}

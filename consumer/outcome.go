@@ -7,43 +7,68 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kombo-ops/integration-deleter/internal/ledger"
 )
 
-// The write order of one request, each write done before the next starts (docs/DESIGN.md
-// lists what a crash after each one leaves):
+// The write order of one request (docs/DESIGN.md lists what a crash after each one leaves):
 //
 //	claim   ledger: claimed {owner, until, calls}   (before waiting for a Kombo slot)
-//	call    Kombo DELETE; a retry writes calls+1 to the claim
+//	call    Kombo DELETE; a retry writes calls+1 to the claim first; no call starts
+//	        unless the claim, as last written, holds for a while yet
 //	record  ledger: the outcome, with the result event (compare-and-set on the claim)
-//	publish the result, Nats-Msg-Id result-<request id>
-//	stored  ledger: the outcome notes the result's stream sequence
+//	publish the result, Nats-Msg-Id result-<request id>; waits for the PubAck
+//	stored  ledger: the outcome notes the result's stream sequence (not waited for)
 //	ack     the request message
 //
-// A delivery that finds an outcome recorded makes no call: it publishes the recorded result
-// if it is not noted as stored, and acks.
+// Each write but the note is confirmed before the next starts. A delivery that finds an
+// outcome recorded makes no call: it publishes the recorded result if it is not noted as
+// stored, and acks.
 
 // storageWait is how long a message that cannot be claimed (the ledger does not answer)
 // waits on the server before it comes back.
 const storageWait = 2 * time.Second
 
 // owner names the handler of one message: the durable consumer and the message's stream
-// sequence. A redelivery of the same message is the same owner: the server redelivers only
-// once the earlier delivery is over.
+// sequence (for the logs and for an operator reading the ledger).
 func (c *Consumer) owner(meta *jetstream.MsgMetadata) string {
 	return c.o.Stream.Consumer + "/" + strconv.FormatUint(meta.Sequence.Stream, 10)
 }
 
-// lease is how long a claim holds without being renewed: twice the AckWait (claims are
-// renewed every third of it, with the in-progress acks).
+// lease is how long a claim holds without being renewed: AckWait and a half. Claims are
+// renewed every third of AckWait with the in-progress acks; a call starts only while the
+// claim holds for half an AckWait more (holdMargin), and nobody may take a claim over
+// before it expired, so two calls of one request never overlap while both holders can
+// reach the server.
 func (c *Consumer) lease() time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return max(2*c.ackWait, 2*time.Second)
+	return max(c.ackWait*3/2, 2*time.Second)
+}
+
+// holdMargin is how long a claim must hold yet for a call to start under it.
+func (c *Consumer) holdMargin() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return max(c.ackWait/2, 500*time.Millisecond)
+}
+
+// ledgerID is the ledger's name for req: a "<stream>-<sequence>" request id is unique only
+// within this incarnation of the stream (a stream created again numbers from 1), so it is
+// scoped to it.
+func (c *Consumer) ledgerID(req Request) ledger.ID {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id := ledger.ID{Request: req.RequestID}
+	if seq, ok := strings.CutPrefix(req.RequestID, c.o.Stream.Name+"-"); ok && seq != "" && strings.Trim(seq, "0123456789") == "" {
+		id.Scope = c.incarnation
+	}
+	return id
 }
 
 // claim takes the request in the ledger before any call. It returns nil when the message
@@ -55,11 +80,11 @@ func (c *Consumer) claim(ctx, hard context.Context, msg jetstream.Msg, meta *jet
 	wait := 50 * time.Millisecond
 	for {
 		lctx, cancel := context.WithTimeout(hard, 10*time.Second)
-		r, err := c.ledger.Claim(lctx, req.RequestID, req.IntegrationID, c.owner(meta), c.now(), c.lease(), calling)
+		r, err := c.ledger.Claim(lctx, c.ledgerID(req), req.IntegrationID, c.owner(meta), c.now(), c.lease(), calling)
 		cancel()
 		switch {
 		case err != nil:
-			c.storageFailed(err)
+			c.ledgerFailed(err)
 			c.log.Error("cannot claim the request in the ledger; no call is made, the message comes back later",
 				"request_id", req.RequestID, "integration_id", req.IntegrationID, "err", err)
 			_ = msg.NakWithDelay(storageWait)
@@ -81,11 +106,17 @@ func (c *Consumer) claim(ctx, hard context.Context, msg jetstream.Msg, meta *jet
 }
 
 // release hands the job's request back: the claim ends at once, keeping the counts of the
-// calls really made, and the message comes back after delay.
+// calls really made, and the message comes back after delay. A claim another handler took
+// over is left alone, and so is the message: its delivery is that handler's now (a nak
+// would send it out again).
 func (c *Consumer) release(j *job, delay time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := j.claim.Release(ctx, j.prev+j.calls, j.prevCounted+j.counted, c.now()); err != nil && !errors.Is(err, ledger.ErrLost) {
+	err := j.claim.Release(ctx, j.prev+j.calls, j.prevCounted+j.counted, c.now())
+	if errors.Is(err, ledger.ErrLost) {
+		return
+	}
+	if err != nil {
 		c.log.Warn("cannot release the claim; it expires by itself", "err", err)
 	}
 	_ = j.msg.NakWithDelay(delay)
@@ -110,8 +141,13 @@ func (c *Consumer) finish(ctx context.Context, msg jetstream.Msg, meta *jetstrea
 	}
 	rec, err := cl.Record(ctx, ledger.Entry{RequestID: res.RequestID, IntegrationID: res.IntegrationID, Status: status,
 		Calls: res.Attempts, Counted: counted, Code: code, CompletedAt: res.CompletedAt, Subject: subject, Result: data}, c.now())
+	if errors.Is(err, ledger.ErrLost) {
+		c.log.Warn("another handler holds this request now; its outcome will be that handler's",
+			"request_id", res.RequestID, "integration_id", res.IntegrationID, "attempts", res.Attempts)
+		return
+	}
 	if err != nil {
-		c.storageFailed(err)
+		c.ledgerFailed(err)
 		c.log.Error("cannot record the outcome in the ledger; the request will be redelivered",
 			"request_id", res.RequestID, "integration_id", res.IntegrationID, "attempts", res.Attempts, "err", err)
 		_ = msg.NakWithDelay(storageWait)
@@ -127,42 +163,15 @@ func (c *Consumer) finish(ctx context.Context, msg jetstream.Msg, meta *jetstrea
 }
 
 // settle makes sure the recorded outcome's result is stored, notes where, and acks (or
-// terminates) the message.
+// settle makes sure the recorded outcome's result is stored, then acks (or terminates)
+// the message.
 func (c *Consumer) settle(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, rec *ledger.Recorded, term bool, outcome string) {
 	ids := [3]slog.Attr{slog.String("request_id", rec.RequestID), slog.String("integration_id", rec.IntegrationID),
 		slog.Int("attempts", rec.Calls)}
-	if rec.ResultSeq == 0 && c.outsideWindow(rec) {
-		// Published long ago, perhaps, and not noted (a crash between the two): the
-		// stream would no longer recognise a second copy, so look for the first.
-		seq, err := c.findStored(ctx, rec.RequestID, rec.RecordedAt.Add(-time.Minute))
-		if err != nil {
-			c.log.LogAttrs(ctx, slog.LevelError, "cannot look for the stored result; the request will be redelivered",
-				ids[0], ids[1], ids[2], slog.Any("err", err))
-			return
-		}
-		if seq != 0 {
-			if err := rec.Stored(ctx, seq); err != nil {
-				c.log.LogAttrs(ctx, slog.LevelWarn, "cannot note the stored result in the ledger",
-					ids[0], ids[1], ids[2], slog.Any("err", err))
-			}
-			rec.ResultSeq = seq
-		}
-	}
-	if rec.ResultSeq == 0 {
-		seq, err := c.publish(ctx, rec.Subject, rec.RequestID, rec.Result, msg.Headers())
-		if err != nil {
-			c.log.LogAttrs(ctx, slog.LevelError, "cannot store the result; the request will be redelivered",
-				ids[0], ids[1], ids[2], slog.Any("err", err))
-			return
-		}
-		injectCrash("published", rec.IntegrationID)
-		if err := rec.NoteStored(seq); err != nil {
-			// The result is stored; a later delivery publishes it again and the stream's
-			// duplicate window keeps it one.
-			c.log.LogAttrs(ctx, slog.LevelWarn, "cannot note the stored result in the ledger",
-				ids[0], ids[1], ids[2], slog.Any("err", err))
-		}
-		injectCrash("stored", rec.IntegrationID, c.js.Conn().Flush)
+	if err := c.storeResult(ctx, rec, msg.Headers()); err != nil {
+		c.log.LogAttrs(ctx, slog.LevelError, "cannot store the result; the request will be redelivered",
+			ids[0], ids[1], ids[2], slog.Any("err", err))
+		return
 	}
 	if c.crashAfterPublish != nil && c.crashAfterPublish(rec.RequestID) {
 		return
@@ -178,6 +187,37 @@ func (c *Consumer) settle(ctx context.Context, msg jetstream.Msg, meta *jetstrea
 			ids[0], ids[1], ids[2], slog.Any("err", err))
 	}
 	c.logOutcome(ctx, msg, meta, rec, outcome, ids)
+}
+
+// storeResult publishes the recorded outcome's result unless the ledger notes it stored,
+// and notes where it went. Past half the duplicate window since the outcome was recorded,
+// a second copy would no longer be recognised by the stream: it first looks whether the
+// result is there (published, then a crash before the note).
+func (c *Consumer) storeResult(ctx context.Context, rec *ledger.Recorded, reqHdr nats.Header) error {
+	if rec.ResultSeq != 0 {
+		return nil
+	}
+	if window := c.resultWindow(); c.now().Sub(rec.RecordedAt) > window/2 {
+		seq, err := c.findStored(ctx, rec.RequestID, rec.RecordedAt.Add(-window))
+		if err != nil {
+			return fmt.Errorf("look for the stored result: %w", err)
+		}
+		if seq != 0 {
+			return rec.Stored(ctx, seq)
+		}
+	}
+	seq, err := c.publish(ctx, rec.Subject, rec.RequestID, rec.Result, reqHdr)
+	if err != nil {
+		return err
+	}
+	injectCrash("published", rec.IntegrationID)
+	if err := rec.NoteStored(seq); err != nil {
+		// The result is stored; a later delivery publishes it again and the stream's
+		// duplicate window keeps it one.
+		c.log.Warn("cannot note the stored result in the ledger", "request_id", rec.RequestID, "err", err)
+	}
+	injectCrash("stored", rec.IntegrationID, c.js.Conn().Flush)
+	return nil
 }
 
 // logOutcome counts the outcome and writes the request's one line.
@@ -216,13 +256,4 @@ func (c *Consumer) logOutcome(ctx context.Context, msg jetstream.Msg, meta *jets
 		}
 	}
 	c.log.LogAttrs(ctx, level, text, attrs...)
-}
-
-// outsideWindow reports whether a second publish of rec's result might no longer be
-// deduplicated by the stream: it was recorded more than half the duplicate window ago.
-func (c *Consumer) outsideWindow(rec *ledger.Recorded) bool {
-	c.mu.Lock()
-	window := c.dupWindow
-	c.mu.Unlock()
-	return c.now().Sub(rec.RecordedAt) > window/2
 }

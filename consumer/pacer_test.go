@@ -1242,7 +1242,7 @@ func TestFloorHoldHoldsOffAwaitTurn(t *testing.T) {
 				returned := make(chan struct{})
 				go func() {
 					defer close(returned)
-					tk, err := c.awaitTurn(t.Context())
+					tk, err := c.awaitTurn(t.Context(), nil)
 					if err != nil {
 						t.Errorf("awaitTurn: %v", err)
 						return
@@ -1291,7 +1291,7 @@ func TestScoutThroughAwaitTurn(t *testing.T) {
 		}
 		results := make(chan result, 3)
 		turn := func(ctx context.Context, name string) {
-			tk, err := c.awaitTurn(ctx)
+			tk, err := c.awaitTurn(ctx, nil)
 			results <- result{name, tk, err}
 		}
 		// next returns the awaitTurn that returned, once all are blocked or

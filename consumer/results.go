@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -36,12 +35,11 @@ func (c *Consumer) publish(ctx context.Context, subject, requestID string, data 
 			if ack.Duplicate {
 				c.log.Debug("result was already stored (duplicate)", "request_id", requestID)
 			}
+			c.publishFailed(nil)
 			return ack.Sequence, nil
 		}
 		c.m.PublishFailures.Inc()
-		if errors.Is(err, jetstream.ErrNoStreamResponse) {
-			c.storageFailed(fmt.Errorf("no stream stores the result subject %s: %w", subject, err))
-		}
+		c.publishFailed(fmt.Errorf("cannot store results on %s: %w", subject, err))
 		c.log.Warn("publish result failed; retrying", "request_id", requestID, "err", err, "retry_in", wait)
 		if sleep(ctx, wait) != nil {
 			return 0, fmt.Errorf("consumer: request %s: publish result: %w", requestID, err)
@@ -134,7 +132,7 @@ type maxDeliveriesAdvisory struct {
 
 // watchMaxDeliveries publishes a failed result for each request the server stops
 // delivering (MaxDeliver reached), so that no request ends silently. Every replica
-// listens; the result's Nats-Msg-Id makes their results one.
+// listens; the ledger keeps their outcomes one.
 func (c *Consumer) watchMaxDeliveries(ctx context.Context) (*nats.Subscription, error) {
 	subject := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + c.o.Stream.Name + "." + c.o.Stream.Consumer
 	return c.js.Conn().Subscribe(subject, func(m *nats.Msg) {
@@ -143,52 +141,78 @@ func (c *Consumer) watchMaxDeliveries(ctx context.Context) (*nats.Subscription, 
 			c.log.Warn("unreadable MAX_DELIVERIES advisory", "err", err)
 			return
 		}
-		gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		stream, err := c.js.Stream(gctx, c.o.Stream.Name)
-		var raw *jetstream.RawStreamMsg
-		if err == nil {
-			raw, err = stream.GetMsg(gctx, adv.StreamSeq)
+		c.undeliverable(ctx, adv)
+	})
+}
+
+// undeliverable records and publishes the failed outcome of a request the server stopped
+// delivering, unless it has an outcome. The advisory is not stored: this retries what can
+// get better (the ledger or the result stream not answering, the last delivery's claim not
+// expired yet) until ctx ends.
+func (c *Consumer) undeliverable(ctx context.Context, adv maxDeliveriesAdvisory) {
+	wait := 100 * time.Millisecond
+	for {
+		done, err := c.undeliverableOnce(ctx, adv)
+		if done {
+			return
 		}
 		if err != nil {
-			c.log.Error("cannot read the request the server stopped delivering", "stream_seq", adv.StreamSeq, "err", err)
+			c.log.Warn("cannot settle a request the server stopped delivering yet; retrying", "stream_seq", adv.StreamSeq,
+				"err", err, "retry_in", wait)
+		}
+		if sleep(ctx, wait) != nil {
+			c.log.Error("shutting down before the request the server stopped delivering got its result", "stream_seq", adv.StreamSeq)
 			return
 		}
-		req, _ := DecodeRequest(raw.Data, raw.Header, c.o.Stream.Name, raw.Sequence)
-		res := c.failed(req, int(adv.Deliveries), &ResultError{Code: CodeMaxDeliveries, Title: "Delivery limit reached",
-			Message: fmt.Sprintf("JetStream stopped delivering the request after %d deliveries (MAX_DELIVER)", adv.Deliveries)})
-		res.CompletedAt = completedAt(c.now())
-		if cur, ok, err := c.ledger.Lookup(gctx, req.RequestID); err == nil && ok {
-			res.Attempts = cur.Calls
-		}
-		data, _ := json.Marshal(res)
-		rec, busy, err := c.ledger.RecordUnclaimed(gctx, ledger.Entry{RequestID: req.RequestID, IntegrationID: req.IntegrationID,
-			Status: ledger.Failed, Calls: res.Attempts, Code: CodeMaxDeliveries, CompletedAt: res.CompletedAt,
-			Subject: c.o.FailedSubject, Result: data}, c.o.Stream.Consumer+"/"+strconv.FormatUint(adv.StreamSeq, 10), c.now())
-		switch {
-		case err != nil:
-			c.log.Error("cannot record the outcome of an undeliverable request", "request_id", req.RequestID, "err", err)
-			return
-		case busy:
-			c.log.Warn("the server stopped delivering a request another handler holds; that handler records its outcome",
-				"request_id", req.RequestID, "stream_seq", adv.StreamSeq)
-			return
-		case rec.ResultSeq != 0:
-			return // its outcome was recorded and stored before
-		}
-		seq, err := c.publish(gctx, rec.Subject, rec.RequestID, rec.Result, raw.Header)
-		if err != nil {
-			c.log.Error("cannot publish the result of an undeliverable request", "request_id", req.RequestID, "err", err)
-			return
-		}
-		if err := rec.Stored(gctx, seq); err != nil {
-			c.log.Warn("cannot note the stored result in the ledger", "request_id", req.RequestID, "err", err)
-		}
-		if string(rec.Result) != string(data) {
-			return // an earlier outcome, settled again
-		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+func (c *Consumer) undeliverableOnce(ctx context.Context, adv maxDeliveriesAdvisory) (done bool, _ error) {
+	gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	stream, err := c.js.Stream(gctx, c.o.Stream.Name)
+	var raw *jetstream.RawStreamMsg
+	if err == nil {
+		raw, err = stream.GetMsg(gctx, adv.StreamSeq)
+	}
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		c.log.Error("the request the server stopped delivering is no longer in the stream", "stream_seq", adv.StreamSeq)
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	req, _ := DecodeRequest(raw.Data, raw.Header, c.o.Stream.Name, raw.Sequence)
+	id := c.ledgerID(req)
+	res := c.failed(req, 0, &ResultError{Code: CodeMaxDeliveries, Title: "Delivery limit reached",
+		Message: fmt.Sprintf("JetStream stopped delivering the request after %d deliveries (MAX_DELIVER)", adv.Deliveries)})
+	res.CompletedAt = completedAt(c.now())
+	cur, _, err := c.ledger.Lookup(gctx, id)
+	if err != nil {
+		return false, err
+	}
+	res.Attempts = cur.Calls
+	data, _ := json.Marshal(res)
+	rec, busyUntil, err := c.ledger.RecordUnclaimed(gctx, ledger.Entry{RequestID: req.RequestID, Scope: id.Scope,
+		IntegrationID: req.IntegrationID, Status: ledger.Failed, Calls: res.Attempts, Code: CodeMaxDeliveries,
+		CompletedAt: res.CompletedAt, Subject: c.o.FailedSubject, Result: data}, c.now())
+	switch {
+	case err != nil:
+		return false, err
+	case !busyUntil.IsZero():
+		// A claim holds: its holder may still record an outcome; once it expired, ask
+		// again.
+		_ = sleep(ctx, busyUntil.Sub(c.now()))
+		return false, nil
+	}
+	if err := c.storeResult(gctx, rec, raw.Header); err != nil {
+		return false, err
+	}
+	if string(rec.Result) == string(data) {
 		c.m.Requests.WithLabelValues("failed").Inc()
 		c.log.Warn("request failed", "request_id", req.RequestID, "integration_id", req.IntegrationID,
 			"attempts", res.Attempts, "kombo_code", CodeMaxDeliveries, "outcome", "failed")
-	})
+	}
+	return true, nil
 }

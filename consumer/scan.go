@@ -77,15 +77,35 @@ func readAll(ctx context.Context, oc jetstream.Consumer, fn func(storedResult) b
 			if ctx.Err() != nil {
 				return false, ctx.Err()
 			}
-			break // nothing came within the wait: nothing is left
+			// Nothing came: either nothing is left (messages aged out meanwhile) or
+			// the server is slow; ask it rather than guess.
+			info, err := oc.Info(ctx)
+			if err != nil {
+				return false, fmt.Errorf("consumer: read results: %w", err)
+			}
+			if pending = info.NumPending; pending > 0 {
+				return false, fmt.Errorf("consumer: read results: %d pending, none came within 2s", pending)
+			}
 		}
 	}
 	return true, nil
 }
 
-// backfill records in the ledger the outcome of every result already stored, before a new
-// consumer that starts at the start of the stream (no ack floor known) replays requests
-// finished before the ledger knew them. It returns how many it recorded.
+// backfillLogged is backfill, logging what it recorded.
+func (c *Consumer) backfillLogged(ctx context.Context) error {
+	n, err := c.backfill(ctx)
+	if err != nil {
+		return fmt.Errorf("consumer: record the stored results in the ledger: %w", err)
+	}
+	if n > 0 {
+		c.log.Warn("recorded in the ledger the outcomes of results stored before it knew them", "results", n)
+	}
+	return nil
+}
+
+// backfill records in the ledger the outcome of every result already stored (a new
+// ledger, or a new consumer that starts at the start of the stream), so that no request
+// finished before the ledger knew it is called again. It returns how many it recorded.
 func (c *Consumer) backfill(ctx context.Context) (int, error) {
 	n := 0
 	var werr error
@@ -94,7 +114,8 @@ func (c *Consumer) backfill(ctx context.Context) (int, error) {
 		if json.Unmarshal(r.data, &res) != nil || res.RequestID != r.requestID {
 			return true // not a result this daemon wrote
 		}
-		e := ledger.Entry{RequestID: res.RequestID, IntegrationID: res.IntegrationID, Status: ledger.Deleted,
+		e := ledger.Entry{RequestID: res.RequestID, Scope: c.ledgerID(Request{RequestID: res.RequestID}).Scope,
+			IntegrationID: res.IntegrationID, Status: ledger.Deleted,
 			Calls: res.Attempts, CompletedAt: res.CompletedAt, Subject: r.subject, Result: r.data, ResultSeq: r.seq}
 		if res.Status == StatusFailed {
 			e.Status = ledger.Failed

@@ -17,36 +17,30 @@ import (
 // filter. It also saves the consumer's ack floor then.
 const watchInterval = 2 * time.Second
 
-// openLedger binds (or, when provisioning, creates) the ledger bucket, once.
-func (c *Consumer) openLedger(ctx context.Context) error {
-	if c.ledger != nil {
-		return nil
-	}
-	l, created, err := ledger.Open(ctx, c.js, c.o.Ledger)
-	if err != nil {
-		return err
-	}
-	if created {
-		c.log.Info("created the ledger bucket", "bucket", c.o.Ledger.Bucket, "replicas", c.o.Ledger.Replicas,
-			"max_age", c.o.Ledger.MaxAge)
-	}
-	c.ledger = l
-	return nil
-}
-
 // checkResultsStored asks the server whether a stream stores each result subject (any
 // stream: the one this daemon provisions or another).
 func (c *Consumer) checkResultsStored(ctx context.Context) error {
+	window := time.Duration(0)
 	for _, s := range []struct{ env, subject string }{{"DELETED_SUBJECT", c.o.DeletedSubject}, {"FAILED_SUBJECT", c.o.FailedSubject}} {
-		_, err := c.js.StreamNameBySubject(ctx, s.subject)
+		name, err := c.js.StreamNameBySubject(ctx, s.subject)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			return fmt.Errorf("%w: no stream stores %s %q: results could not be stored, so no request would ever finish",
 				errUnusable, s.env, s.subject)
 		}
+		var stream jetstream.Stream
+		if err == nil {
+			stream, err = c.js.Stream(ctx, name)
+		}
 		if err != nil {
 			return fmt.Errorf("consumer: which stream stores %s %q: %w", s.env, s.subject, err)
 		}
+		if d := stream.CachedInfo().Config.Duplicates; window == 0 || d < window {
+			window = d
+		}
 	}
+	c.mu.Lock()
+	c.dupWindow = window
+	c.mu.Unlock()
 	return nil
 }
 
@@ -68,23 +62,59 @@ func (c *Consumer) savedFloor(ctx context.Context, info *jetstream.StreamInfo) u
 	return floor
 }
 
-// storageFailed notes that the ledger or a result stream could not be written: not ready,
-// nothing pulled, no new call, until the next check finds them writable again.
-func (c *Consumer) storageFailed(err error) {
-	c.mu.Lock()
-	first := c.storage == nil
-	c.storage = err
-	c.mu.Unlock()
-	if first {
-		c.log.Error("outcomes cannot be stored: no new DELETE starts until they can", "err", err)
+// storageState says whether outcomes can be stored. Three sources, each with its own
+// way back: the server's answers to the checks of watchLoop (replaced at each check), a
+// failed ledger write (kept until a probe write succeeds), a failed result publish (kept
+// until a publish succeeds: the handlers whose publish failed keep retrying it).
+type storageState struct {
+	check, ledger, publish error
+}
+
+func (s storageState) err() error {
+	switch {
+	case s.check != nil:
+		return s.check
+	case s.ledger != nil:
+		return s.ledger
 	}
+	return s.publish
+}
+
+// setStorage changes the state and logs when outcomes stop or start being storable.
+func (c *Consumer) setStorage(change func(*storageState)) {
+	c.mu.Lock()
+	was := c.storage.err()
+	change(&c.storage)
+	now := c.storage.err()
+	c.mu.Unlock()
+	switch {
+	case now != nil && was == nil:
+		c.log.Error("outcomes cannot be stored: no new DELETE starts until they can", "err", now)
+	case now == nil && was != nil:
+		c.log.Info("outcomes can be stored again; resuming")
+		c.kick()
+	}
+}
+
+// ledgerFailed notes a failed ledger write (nil: none).
+func (c *Consumer) ledgerFailed(err error) { c.setStorage(func(s *storageState) { s.ledger = err }) }
+
+// publishFailed notes a failed result publish (nil: a publish succeeded).
+func (c *Consumer) publishFailed(err error) {
+	c.mu.Lock()
+	same := (c.storage.publish == nil) == (err == nil)
+	c.mu.Unlock()
+	if same && err == nil {
+		return // the common case: nothing to change, nothing to log
+	}
+	c.setStorage(func(s *storageState) { s.publish = err })
 }
 
 // storageErr says why outcomes cannot be stored now; nil when they can.
 func (c *Consumer) storageErr() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.storage
+	return c.storage.err()
 }
 
 // blocked says why no DELETE may start now: the consumer is not bound or not usable as it
@@ -95,7 +125,14 @@ func (c *Consumer) blocked() error {
 	if c.bindErr != nil {
 		return c.bindErr
 	}
-	return c.storage
+	return c.storage.err()
+}
+
+// resultWindow is the duplicate window of the stream that stores the results.
+func (c *Consumer) resultWindow() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dupWindow
 }
 
 // watchLoop checks every watchInterval that outcomes can be stored and the consumer is
@@ -111,20 +148,19 @@ func (c *Consumer) watchLoop(ctx context.Context) {
 		}
 		cctx, cancel := context.WithTimeout(ctx, watchInterval)
 		err := c.checkStorage(cctx)
+		c.setStorage(func(s *storageState) { s.check = err })
+		if c.storageLedgerErr() != nil {
+			c.ledgerFailed(c.ledger.Probe(cctx)) // a write that succeeds clears it
+		}
 		c.checkConsumer(cctx)
 		cancel()
-		c.mu.Lock()
-		was := c.storage
-		c.storage = err
-		c.mu.Unlock()
-		switch {
-		case err != nil && was == nil:
-			c.log.Error("outcomes cannot be stored: no new DELETE starts until they can", "err", err)
-		case err == nil && was != nil:
-			c.log.Info("outcomes can be stored again; resuming")
-			c.kick()
-		}
 	}
+}
+
+func (c *Consumer) storageLedgerErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.storage.ledger
 }
 
 // checkStorage checks the ledger (recreating it when it is gone and provisioning is on)
@@ -133,10 +169,13 @@ func (c *Consumer) checkStorage(ctx context.Context) error {
 	err := c.ledger.Check(ctx)
 	gone := errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)
 	if gone && c.o.Ledger.Provision {
-		c.log.Error("the ledger bucket is gone; creating it again (outcomes recorded before are lost: a replayed request whose outcome was in it would be called again)",
+		c.log.Error("the ledger bucket is gone; creating it again and recording the results still in the stream (other outcomes it held are lost)",
 			"bucket", c.o.Ledger.Bucket)
 		if _, _, err = ledger.Open(ctx, c.js, c.o.Ledger); err == nil {
 			err = c.ledger.Check(ctx)
+		}
+		if err == nil {
+			err = c.backfillLogged(context.WithoutCancel(ctx))
 		}
 	}
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -116,35 +117,17 @@ func (c *Consumer) setBindErr(err error) {
 	c.mu.Unlock()
 }
 
-// bindOnce looks up (or creates) the stream and the consumer and remembers the consumer.
+// bindOnce looks up (or creates) the stream, the ledger and the consumer, checks that
+// outcomes can be stored and the consumer is usable, and remembers the consumer.
 func (c *Consumer) bindOnce(ctx context.Context) error {
 	o := c.o.Stream
-	outer := ctx
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	stream, err := c.js.Stream(ctx, o.Name)
-	switch {
-	case errors.Is(err, jetstream.ErrStreamNotFound):
-		if !o.Provision {
-			return fmt.Errorf("%w: stream %q not found", ErrMissing, o.Name)
-		}
-		stream, err = c.js.CreateStream(ctx, o.StreamConfig())
-		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) { // another replica was first
-			stream, err = c.js.Stream(ctx, o.Name)
-		} else if err == nil {
-			c.log.Info("created stream", "stream", o.Name, "subjects", o.Subjects, "replicas", o.Replicas,
-				"duplicate_window", o.DuplicateWindow, "max_age", o.MaxAge)
-		}
-		if err != nil {
-			return fmt.Errorf("consumer: create stream %q: %w", o.Name, err)
-		}
-	case err != nil:
-		return fmt.Errorf("consumer: look up stream %q: %w", o.Name, err)
-	default:
-		c.compareStream(stream.CachedInfo().Config)
+	stream, err := c.lookupStream(lctx)
+	if err != nil {
+		return err
 	}
-
-	cons, err := stream.Consumer(ctx, o.Consumer)
+	cons, err := stream.Consumer(lctx, o.Consumer)
 	missing := errors.Is(err, jetstream.ErrConsumerNotFound)
 	switch {
 	case missing && !o.Provision:
@@ -152,38 +135,17 @@ func (c *Consumer) bindOnce(ctx context.Context) error {
 	case err != nil && !missing:
 		return fmt.Errorf("consumer: look up consumer %q: %w", o.Consumer, err)
 	}
-	if err := c.openLedger(ctx); err != nil {
+	created, err := c.prepareStorage(lctx, stream.CachedInfo())
+	if err != nil {
 		return err
 	}
-	if err := c.checkResultsStored(ctx); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	c.dupWindow = stream.CachedInfo().Config.Duplicates
-	c.mu.Unlock()
 	if missing {
-		floor := c.savedFloor(ctx, stream.CachedInfo())
-		if floor == 0 {
-			// The new consumer starts at the start of the stream: first make sure the
-			// ledger knows every result already stored, so that none of those requests
-			// is called again.
-			n, err := c.backfill(outer)
-			if err != nil {
-				return fmt.Errorf("consumer: record the stored results in the ledger before creating the consumer: %w", err)
-			}
-			if n > 0 {
-				c.log.Warn("recorded in the ledger the outcomes of results stored before it knew them", "results", n)
-			}
+		if cons, err = c.createConsumer(ctx, stream, created); err != nil {
+			return err
 		}
-		cons, err = stream.CreateConsumer(ctx, o.ConsumerConfig(floor))
-		if errors.Is(err, jetstream.ErrConsumerExists) { // another replica was first
-			cons, err = stream.Consumer(ctx, o.Consumer)
-		} else if err == nil {
-			c.log.Info("created consumer", "stream", o.Name, "consumer", o.Consumer, "ack_wait", o.AckWait,
-				"max_deliver", o.MaxDeliver, "max_ack_pending", o.MaxAckPending, "starts_after", floor)
-		}
-		if err != nil {
-			return fmt.Errorf("consumer: create consumer %q: %w", o.Consumer, err)
+	} else if created {
+		if err := c.backfillLogged(ctx); err != nil {
+			return err
 		}
 	}
 	info := cons.CachedInfo()
@@ -201,6 +163,85 @@ func (c *Consumer) bindOnce(ctx context.Context) error {
 		"max_ack_pending", info.Config.MaxAckPending, "max_deliver", info.Config.MaxDeliver)
 	c.kick()
 	return nil
+}
+
+// lookupStream returns the stream, created when missing and provisioning.
+func (c *Consumer) lookupStream(ctx context.Context) (jetstream.Stream, error) {
+	o := c.o.Stream
+	stream, err := c.js.Stream(ctx, o.Name)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		if !o.Provision {
+			return nil, fmt.Errorf("%w: stream %q not found", ErrMissing, o.Name)
+		}
+		stream, err = c.js.CreateStream(ctx, o.StreamConfig())
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) { // another replica was first
+			stream, err = c.js.Stream(ctx, o.Name)
+		} else if err == nil {
+			c.log.Info("created stream", "stream", o.Name, "subjects", o.Subjects, "replicas", o.Replicas,
+				"duplicate_window", o.DuplicateWindow, "max_age", o.MaxAge)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("consumer: create stream %q: %w", o.Name, err)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("consumer: look up stream %q: %w", o.Name, err)
+	default:
+		c.compareStream(stream.CachedInfo().Config)
+	}
+	return stream, nil
+}
+
+// prepareStorage opens the ledger (it must keep outcomes at least as long as the stream
+// keeps requests) and checks that a stream stores each result subject. created says
+// whether the ledger bucket was created now.
+func (c *Consumer) prepareStorage(ctx context.Context, info *jetstream.StreamInfo) (created bool, err error) {
+	c.mu.Lock()
+	c.incarnation = strconv.FormatInt(info.Created.UnixNano(), 10)
+	c.mu.Unlock()
+	if c.ledger == nil {
+		o := c.o.Ledger
+		o.MinMaxAge = info.Config.MaxAge // the stream's own, whoever created it
+		l, made, err := ledger.Open(ctx, c.js, o)
+		if err != nil {
+			return false, err
+		}
+		if made {
+			c.log.Info("created the ledger bucket", "bucket", o.Bucket, "replicas", o.Replicas, "max_age", o.MaxAge)
+		}
+		if info.Config.MaxAge == 0 && o.MaxAge > 0 {
+			c.log.Warn("the stream keeps requests for ever but the ledger forgets outcomes: a request redelivered after LEDGER_MAX_AGE would be called again",
+				"ledger_max_age", o.MaxAge)
+		}
+		c.ledger, created = l, made
+	}
+	return created, c.checkResultsStored(ctx)
+}
+
+// createConsumer creates the durable consumer: after the ack floor an earlier consumer of
+// the same name reached, or, when none is known, at the start of the stream once every
+// result already stored is in the ledger (so that none of those requests is called again).
+func (c *Consumer) createConsumer(ctx context.Context, stream jetstream.Stream, backfilled bool) (jetstream.Consumer, error) {
+	o := c.o.Stream
+	floor := c.savedFloor(ctx, stream.CachedInfo())
+	if floor == 0 || backfilled {
+		if err := c.backfillLogged(ctx); err != nil {
+			return nil, err
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cons, err := stream.CreateConsumer(cctx, o.ConsumerConfig(floor))
+	if errors.Is(err, jetstream.ErrConsumerExists) { // another replica was first
+		cons, err = stream.Consumer(cctx, o.Consumer)
+	} else if err == nil {
+		c.log.Info("created consumer", "stream", o.Name, "consumer", o.Consumer, "ack_wait", o.AckWait,
+			"max_deliver", o.MaxDeliver, "max_ack_pending", o.MaxAckPending, "starts_after", floor)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("consumer: create consumer %q: %w", o.Consumer, err)
+	}
+	return cons, nil
 }
 
 // checkBinding looks whether the consumer still exists after a pull error or an empty

@@ -32,11 +32,13 @@ type Claim struct {
 // delivery included) and those of them that use up KOMBO_MAX_ATTEMPTS.
 func (c *Claim) Prior() (calls, counted int) { return c.prior.Calls, c.prior.Counted }
 
-// Calls returns the calls the claim counts now (a call about to start included).
-func (c *Claim) Calls() int {
+// Holds reports whether the claim, as last written, still holds at now for at least
+// margin: no other handler can have taken it over meanwhile (one may only once it
+// expired), so its holder may start a call.
+func (c *Claim) Holds(now time.Time, margin time.Duration) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.e.Calls
+	return !c.recorded && now.Add(margin).Before(c.e.Until)
 }
 
 // Count writes the request's call counts (calls: made, or about to start; counted: those
@@ -93,14 +95,16 @@ func (c *Claim) write(ctx context.Context, change func(*Entry)) error {
 
 // Record writes the outcome out in place of the claim; out.Calls and out.Counted are the
 // request's exact counts. When another handler recorded an outcome first, that one is
-// returned and out is dropped: an outcome, once written, is the request's for good. After
-// Record the claim writes nothing.
+// returned and out is dropped: an outcome, once written, is the request's for good. When
+// another handler holds a live claim (it took this one over after it expired), Record
+// fails with ErrLost and writes nothing. After Record the claim writes nothing.
 func (c *Claim) Record(ctx context.Context, out Entry, now time.Time) (*Recorded, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.recorded {
 		return &Recorded{l: c.l, key: c.key, rev: c.rev, Entry: c.e}, nil
 	}
+	out.Scope = c.e.Scope
 	out.RecordedAt = now
 	rev := c.rev
 	for {
@@ -112,17 +116,20 @@ func (c *Claim) Record(ctx context.Context, out Entry, now time.Time) (*Recorded
 		if !conflict(err) {
 			return nil, fmt.Errorf("ledger: record %s: %w", out.RequestID, err)
 		}
-		// Someone else wrote the key: keep their outcome, or overwrite their claim (the
-		// answer this handler has is knowledge a claim does not have).
+		// Someone else wrote the key: keep their outcome; leave a live claim of theirs
+		// alone (its holder may be about to call: an outcome written under it would
+		// be called after); take over an expired one, or a key that is gone.
 		cur, crev, ok, err := c.l.get(ctx, c.key)
 		if err != nil {
 			return nil, err
 		}
-		if ok && cur.Final() {
+		switch {
+		case ok && cur.Final():
 			c.rev, c.e, c.recorded = crev, cur, true
 			return &Recorded{l: c.l, key: c.key, rev: crev, Entry: cur}, nil
-		}
-		if ok {
+		case ok && now.Before(cur.Until):
+			return nil, fmt.Errorf("%w: %s", ErrLost, out.RequestID)
+		case ok:
 			out.Calls, out.Counted = max(out.Calls, cur.Calls), max(out.Counted, cur.Counted)
 		}
 		rev = crev

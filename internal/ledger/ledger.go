@@ -64,10 +64,12 @@ const (
 // Entry is what the ledger holds for one request id.
 type Entry struct {
 	RequestID     string `json:"request_id"`
+	Scope         string `json:"scope,omitempty"` // see ID
 	IntegrationID string `json:"integration_id"`
 	Status        Status `json:"status"`
-	// Calls counts the DELETE calls answered so far, every delivery included; Counted
-	// those whose answers use up KOMBO_MAX_ATTEMPTS.
+	// Calls counts the DELETE calls made so far, every delivery included (a claim counts
+	// the call its holder is about to make); Counted those that use up
+	// KOMBO_MAX_ATTEMPTS.
 	Calls   int `json:"calls"`
 	Counted int `json:"counted"`
 
@@ -145,24 +147,44 @@ func (l *Ledger) Check(ctx context.Context) error {
 	return nil
 }
 
-// Bucket returns the bucket's name.
-func (l *Ledger) Bucket() string { return l.o.Bucket }
+// Probe writes to the bucket (a key of its own) and reports whether the write was stored.
+func (l *Ledger) Probe(ctx context.Context) error {
+	if _, err := l.kv.Put(ctx, "probe", []byte("1")); err != nil {
+		return fmt.Errorf("ledger: bucket %q cannot be written: %w", l.o.Bucket, err)
+	}
+	return nil
+}
 
 // subject is the subject a write of key k is published on (no JetStream domain or API
 // prefix: the daemon uses neither).
 func (l *Ledger) subject(k string) string { return "$KV." + l.o.Bucket + "." + k }
 
-// key is the KV key of a request id: any request id, in KV's key alphabet.
-func key(requestID string) string {
-	if requestID == "" {
-		return "r-empty" // "r." alone is not a key; no encoded id is "-empty"
-	}
-	return "r." + base64.RawURLEncoding.EncodeToString([]byte(requestID))
+// ID names a request in the ledger: its request id and, for an id that is unique only
+// within one incarnation of the stream (the "<stream>-<sequence>" fallback, which starts
+// again when the stream is created again), that incarnation.
+type ID struct {
+	Request string
+	Scope   string // "" for ids unique for good
 }
 
-// Lookup returns the entry of a request id; ok is false when the ledger knows nothing of it.
-func (l *Ledger) Lookup(ctx context.Context, requestID string) (e Entry, ok bool, err error) {
-	e, _, ok, err = l.get(ctx, key(requestID))
+// key is the KV key of id: any request id, in KV's key alphabet.
+func (id ID) key() string {
+	k := "r-empty" // "r." alone is not a key; no encoded id is "-empty"
+	if id.Request != "" {
+		k = "r." + base64.RawURLEncoding.EncodeToString([]byte(id.Request))
+	}
+	if id.Scope != "" {
+		k += "." + base64.RawURLEncoding.EncodeToString([]byte(id.Scope))
+	}
+	return k
+}
+
+// id returns the ID an entry is kept under.
+func (e *Entry) id() ID { return ID{Request: e.RequestID, Scope: e.Scope} }
+
+// Lookup returns the entry of id; ok is false when the ledger knows nothing of it.
+func (l *Ledger) Lookup(ctx context.Context, id ID) (e Entry, ok bool, err error) {
+	e, _, ok, err = l.get(ctx, id.key())
 	return e, ok, err
 }
 
@@ -209,13 +231,15 @@ type ClaimResult struct {
 	BusyUntil time.Time
 }
 
-// Claim takes the request id for owner until now+lease, unless an outcome is recorded or
-// another owner holds a claim that has not expired. A claim by the same owner (the same
-// message, redelivered because its earlier delivery ended) or an expired one is taken over
-// and keeps its call counts. calling counts the call the caller is about to make.
-func (l *Ledger) Claim(ctx context.Context, requestID, integrationID, owner string, now time.Time, lease time.Duration, calling bool) (ClaimResult, error) {
-	k := key(requestID)
-	e := Entry{RequestID: requestID, IntegrationID: integrationID, Status: Claimed, Owner: owner, Until: now.Add(lease)}
+// Claim takes the request for owner until now+lease, unless an outcome is recorded or a
+// claim holds that has not expired (busy; the same owner included: the same message
+// redelivered while its earlier delivery may still be working). An expired or released
+// claim is taken over and keeps its call counts. calling counts the call the caller is
+// about to make.
+func (l *Ledger) Claim(ctx context.Context, id ID, integrationID, owner string, now time.Time, lease time.Duration, calling bool) (ClaimResult, error) {
+	requestID := id.Request
+	k := id.key()
+	e := Entry{RequestID: requestID, Scope: id.Scope, IntegrationID: integrationID, Status: Claimed, Owner: owner, Until: now.Add(lease)}
 	next := 0
 	if calling {
 		next = 1
@@ -242,7 +266,7 @@ func (l *Ledger) Claim(ctx context.Context, requestID, integrationID, owner stri
 			continue
 		case cur.Final():
 			return ClaimResult{Recorded: &Recorded{l: l, key: k, rev: crev, Entry: cur}}, nil
-		case cur.Owner != owner && now.Before(cur.Until):
+		case now.Before(cur.Until):
 			return ClaimResult{BusyUntil: cur.Until}, nil
 		}
 		prior, rev = cur, crev // take it over
@@ -250,21 +274,21 @@ func (l *Ledger) Claim(ctx context.Context, requestID, integrationID, owner stri
 }
 
 // RecordUnclaimed records an outcome for a request without claiming it first (a request
-// the server stopped delivering: owner names that message), unless an outcome is recorded
-// already or another owner holds a live claim (busy: that handler will record the
-// outcome). It returns the outcome in force.
-func (l *Ledger) RecordUnclaimed(ctx context.Context, out Entry, owner string, now time.Time) (rec *Recorded, busy bool, err error) {
-	k := key(out.RequestID)
+// the server stopped delivering), unless an outcome is recorded already or a claim still
+// holds (busy: its holder may still record the outcome; ask again once it expired). It
+// returns the outcome in force.
+func (l *Ledger) RecordUnclaimed(ctx context.Context, out Entry, now time.Time) (rec *Recorded, busyUntil time.Time, err error) {
+	k := out.id().key()
 	for {
 		cur, rev, ok, err := l.get(ctx, k)
 		if err != nil {
-			return nil, false, err
+			return nil, time.Time{}, err
 		}
 		switch {
 		case ok && cur.Final():
-			return &Recorded{l: l, key: k, rev: rev, Entry: cur}, false, nil
-		case ok && cur.Owner != owner && now.Before(cur.Until):
-			return nil, true, nil
+			return &Recorded{l: l, key: k, rev: rev, Entry: cur}, time.Time{}, nil
+		case ok && now.Before(cur.Until):
+			return nil, cur.Until, nil
 		}
 		if ok {
 			out.Calls, out.Counted = max(out.Calls, cur.Calls), cur.Counted
@@ -272,10 +296,10 @@ func (l *Ledger) RecordUnclaimed(ctx context.Context, out Entry, owner string, n
 		out.RecordedAt = now
 		rev, err = l.put(ctx, k, out, rev)
 		if err == nil {
-			return &Recorded{l: l, key: k, rev: rev, Entry: out}, false, nil
+			return &Recorded{l: l, key: k, rev: rev, Entry: out}, time.Time{}, nil
 		}
 		if !conflict(err) {
-			return nil, false, fmt.Errorf("ledger: record %s: %w", out.RequestID, err)
+			return nil, time.Time{}, fmt.Errorf("ledger: record %s: %w", out.RequestID, err)
 		}
 	}
 }
@@ -315,7 +339,7 @@ func (l *Ledger) Floor(ctx context.Context, consumer string) (uint64, error) {
 // ledger already holds an entry for its request id. added says whether it did.
 func (l *Ledger) Adopt(ctx context.Context, e Entry, now time.Time) (added bool, err error) {
 	e.RecordedAt = now
-	_, err = l.put(ctx, key(e.RequestID), e, 0)
+	_, err = l.put(ctx, e.id().key(), e, 0)
 	switch {
 	case err == nil:
 		return true, nil

@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,21 +66,43 @@ func newLedger(t *testing.T) (*ledger.Ledger, jetstream.JetStream) {
 	return l, js
 }
 
-// mustClaim claims requestID for owner at now (calling: counting the call about to be
-// made) and fails the test unless a claim was taken.
+// rid is the ledger's name of a request id unique for good (no scope).
+func rid(requestID string) ledger.ID { return ledger.ID{Request: requestID} }
+
+// mustClaim claims requestID (unscoped) for owner at now (calling: counting the call about
+// to be made) and fails the test unless a claim was taken.
 func mustClaim(t *testing.T, l *ledger.Ledger, requestID, owner string, now time.Time, calling bool) *ledger.Claim {
 	t.Helper()
-	r, err := l.Claim(t.Context(), requestID, "int-"+requestID, owner, now, lease, calling)
+	return mustClaimID(t, l, rid(requestID), owner, now, calling)
+}
+
+// mustClaimID is mustClaim for any ID.
+func mustClaimID(t *testing.T, l *ledger.Ledger, id ledger.ID, owner string, now time.Time, calling bool) *ledger.Claim {
+	t.Helper()
+	r, err := l.Claim(t.Context(), id, "int-"+id.Request, owner, now, lease, calling)
 	if err != nil {
-		t.Fatalf("Claim(%q, %q): %v", requestID, owner, err)
+		t.Fatalf("Claim(%+v, %q): %v", id, owner, err)
 	}
 	if r.Claim == nil {
-		t.Fatalf("Claim(%q, %q) at %s: got %+v, want a claim", requestID, owner, now, r)
+		t.Fatalf("Claim(%+v, %q) at %s: got %+v, want a claim", id, owner, now, r)
 	}
 	if r.Recorded != nil || !r.BusyUntil.IsZero() {
-		t.Fatalf("Claim(%q, %q): got a claim and also %+v", requestID, owner, r)
+		t.Fatalf("Claim(%+v, %q): got a claim and also %+v", id, owner, r)
 	}
 	return r.Claim
+}
+
+// checkBusy checks that owner's claim of id at now finds a live claim until until, and
+// takes nothing.
+func checkBusy(t *testing.T, l *ledger.Ledger, id ledger.ID, owner string, now, until time.Time, calling bool) {
+	t.Helper()
+	r, err := l.Claim(t.Context(), id, "int-"+id.Request, owner, now, lease, calling)
+	if err != nil {
+		t.Fatalf("Claim(%+v, %q) at %s: %v", id, owner, now, err)
+	}
+	if diff := cmp.Diff(r, ledger.ClaimResult{BusyUntil: until}); diff != "" {
+		t.Errorf("Claim(%+v, %q) at %s, calling %v (-got +want):\n%s", id, owner, now, calling, diff)
+	}
 }
 
 // mustCount writes the claim's counts and fails the test when it cannot.
@@ -90,22 +113,42 @@ func mustCount(t *testing.T, c *ledger.Claim, calls, counted int, now time.Time)
 	}
 }
 
-// mustLookup returns the entry of requestID and fails the test when there is none.
+// mustLookup returns the entry of requestID (unscoped) and fails the test when there is none.
 func mustLookup(t *testing.T, l *ledger.Ledger, requestID string) ledger.Entry {
 	t.Helper()
-	e, ok, err := l.Lookup(t.Context(), requestID)
+	return mustLookupID(t, l, rid(requestID))
+}
+
+// mustLookupID is mustLookup for any ID.
+func mustLookupID(t *testing.T, l *ledger.Ledger, id ledger.ID) ledger.Entry {
+	t.Helper()
+	e, ok, err := l.Lookup(t.Context(), id)
 	if err != nil {
-		t.Fatalf("Lookup(%q): %v", requestID, err)
+		t.Fatalf("Lookup(%+v): %v", id, err)
 	}
 	if !ok {
-		t.Fatalf("Lookup(%q): not found", requestID)
+		t.Fatalf("Lookup(%+v): not found", id)
 	}
 	return e
+}
+
+// checkMissing checks that the ledger knows nothing of id.
+func checkMissing(t *testing.T, l *ledger.Ledger, id ledger.ID) {
+	t.Helper()
+	if e, ok, err := l.Lookup(t.Context(), id); err != nil || ok {
+		t.Errorf("Lookup(%+v) = (%+v, %v, %v), want not found", id, e, ok, err)
+	}
 }
 
 func claimedEntry(requestID, owner string, until time.Time, calls, counted int) ledger.Entry {
 	return ledger.Entry{RequestID: requestID, IntegrationID: "int-" + requestID, Status: ledger.Claimed,
 		Owner: owner, Until: until, Calls: calls, Counted: counted}
+}
+
+// scoped is e with scope.
+func scoped(e ledger.Entry, scope string) ledger.Entry {
+	e.Scope = scope
+	return e
 }
 
 // outcome is an outcome as a handler passes it to Record, without counts or RecordedAt.
@@ -128,11 +171,11 @@ func recorded(out ledger.Entry, calls, counted int, now time.Time) ledger.Entry 
 	return out
 }
 
-// checkCalls checks the calls the claim counts now.
-func checkCalls(t *testing.T, c *ledger.Claim, want int) {
+// checkHolds checks what the claim's Holds says at now with margin.
+func checkHolds(t *testing.T, c *ledger.Claim, now time.Time, margin time.Duration, want bool) {
 	t.Helper()
-	if got := c.Calls(); got != want {
-		t.Errorf("Calls() = %d, want %d", got, want)
+	if got := c.Holds(now, margin); got != want {
+		t.Errorf("Holds(%s, %s) = %v, want %v", now, margin, got, want)
 	}
 }
 
@@ -144,10 +187,17 @@ func checkPrior(t *testing.T, c *ledger.Claim, wantCalls, wantCounted int) {
 	}
 }
 
+// checkEntry checks the entry of requestID (unscoped).
 func checkEntry(t *testing.T, l *ledger.Ledger, requestID string, want ledger.Entry) {
 	t.Helper()
-	if diff := cmp.Diff(mustLookup(t, l, requestID), want); diff != "" {
-		t.Errorf("Lookup(%q) (-got +want):\n%s", requestID, diff)
+	checkEntryID(t, l, rid(requestID), want)
+}
+
+// checkEntryID is checkEntry for any ID.
+func checkEntryID(t *testing.T, l *ledger.Ledger, id ledger.ID, want ledger.Entry) {
+	t.Helper()
+	if diff := cmp.Diff(mustLookupID(t, l, id), want); diff != "" {
+		t.Errorf("Lookup(%+v) (-got +want):\n%s", id, diff)
 	}
 }
 
@@ -160,8 +210,8 @@ func TestOpenProvisionCreatesBucketOnce(t *testing.T) {
 	if !created {
 		t.Error("first Open: created = false, want true")
 	}
-	if got := l.Bucket(); got != bucket {
-		t.Errorf("Bucket() = %q, want %q", got, bucket)
+	if err := l.Probe(t.Context()); err != nil {
+		t.Errorf("Probe on the created bucket: %v", err)
 	}
 	kv, err := js.KeyValue(t.Context(), bucket)
 	if err != nil {
@@ -333,7 +383,7 @@ func TestRequestIDsAnyCharacters(t *testing.T) {
 		}
 	}
 	for _, id := range []string{"", "never-seen", "plain-uuid-5b8f0a1", "a.b", "日本語", "empty"} {
-		e, ok, err := l.Lookup(t.Context(), id)
+		e, ok, err := l.Lookup(t.Context(), rid(id))
 		if err != nil || ok {
 			t.Errorf("Lookup(%q) of an unknown id = (%+v, %v, %v), want not found", id, e, ok, err)
 		}
@@ -346,7 +396,7 @@ func TestEmptyRequestIDHasAKey(t *testing.T) {
 	l, js := newLedger(t)
 	c := mustClaim(t, l, "", "A", t0, true)
 	checkEntry(t, l, "", claimedEntry("", "A", at(lease), 1, 0))
-	if _, ok, err := l.Lookup(t.Context(), "-empty"); err != nil || ok {
+	if _, ok, err := l.Lookup(t.Context(), rid("-empty")); err != nil || ok {
 		t.Errorf("Lookup(\"-empty\") = %v, %v; want not found", ok, err)
 	}
 	kv, err := js.KeyValue(t.Context(), bucket)
@@ -381,7 +431,7 @@ func TestEmptyRequestIDHasAKey(t *testing.T) {
 	if added, err := l.Adopt(t.Context(), outcome("", ledger.Deleted, ""), at(time.Hour)); err != nil || added {
 		t.Errorf("Adopt of the recorded empty id = %v, %v; want false, nil", added, err)
 	}
-	r, err := l.Claim(t.Context(), "", "int-", "D", at(time.Hour), lease, true)
+	r, err := l.Claim(t.Context(), rid(""), "int-", "D", at(time.Hour), lease, true)
 	if err != nil || r.Recorded == nil {
 		t.Fatalf("Claim of the recorded empty id = %+v, %v; want Recorded", r, err)
 	}
@@ -394,22 +444,19 @@ func TestClaimFirstWins(t *testing.T) {
 	l, _ := newLedger(t)
 	const id = "req-1"
 	c := mustClaim(t, l, id, "A", t0, true)
-	checkCalls(t, c, 1)
 	checkPrior(t, c, 0, 0)
 	checkEntry(t, l, id, claimedEntry(id, "A", at(lease), 1, 0))
 
-	for _, now := range []time.Time{t0, at(time.Second), at(lease - time.Nanosecond)} {
-		for _, calling := range []bool{true, false} {
-			r, err := l.Claim(t.Context(), id, "int-"+id, "B", now, lease, calling)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(r, ledger.ClaimResult{BusyUntil: at(lease)}); diff != "" {
-				t.Errorf("Claim by B at %s, calling %v (-got +want):\n%s", now, calling, diff)
+	// Busy for every other claim while live, A's own included (the same message
+	// redelivered while its earlier delivery may still be working).
+	for _, owner := range []string{"B", "A"} {
+		for _, now := range []time.Time{t0, at(time.Second), at(lease - time.Nanosecond)} {
+			for _, calling := range []bool{true, false} {
+				checkBusy(t, l, rid(id), owner, now, at(lease), calling)
 			}
 		}
 	}
-	// B's attempts changed nothing, its calls included.
+	// The attempts changed nothing, their calls included.
 	checkEntry(t, l, id, claimedEntry(id, "A", at(lease), 1, 0))
 }
 
@@ -420,23 +467,21 @@ func TestClaimCalling(t *testing.T) {
 	// leave prepares the key as a handler A leaves it and returns when B claims it.
 	type leave func(t *testing.T, l *ledger.Ledger) (owner string, now time.Time)
 	nothing := func(*testing.T, *ledger.Ledger) (string, time.Time) { return "B", t0 }
-	// left claims for A calling, counts calls and counted, then: "live" leaves the claim
-	// live (a redelivery of the same message takes it over), "expired" lets it expire,
-	// "released" releases it with the same counts.
-	left := func(calls, counted int, how string) leave {
+	// left claims for A calling, counts calls and counted, then: "expired" lets the claim
+	// expire, "released" releases it with the same counts; next (A itself: the same
+	// message redelivered, or B) claims it then.
+	left := func(calls, counted int, how, next string) leave {
 		return func(t *testing.T, l *ledger.Ledger) (string, time.Time) {
 			a := mustClaim(t, l, id, "A", t0, true)
 			mustCount(t, a, calls, counted, at(time.Second))
 			switch how {
-			case "live":
-				return "A", at(2 * time.Second)
 			case "expired":
-				return "B", at(time.Second + lease)
+				return next, at(time.Second + lease)
 			case "released":
 				if err := a.Release(t.Context(), calls, counted, at(2*time.Second)); err != nil {
 					t.Fatal(err)
 				}
-				return "B", at(2 * time.Second)
+				return next, at(2 * time.Second)
 			}
 			panic(how)
 		}
@@ -450,19 +495,23 @@ func TestClaimCalling(t *testing.T) {
 	}{
 		{name: "new, calling", setup: nothing, calling: true, wantCalls: 1},
 		{name: "new, not calling", setup: nothing, calling: false},
-		{name: "same owner, calling", setup: left(2, 1, "live"), calling: true,
+		{name: "same owner expired, calling", setup: left(2, 1, "expired", "A"), calling: true,
 			wantPriorCalls: 2, wantPriorCtd: 1, wantCalls: 3, wantCounted: 1},
-		{name: "same owner, not calling", setup: left(2, 1, "live"), calling: false,
+		{name: "same owner expired, not calling", setup: left(2, 1, "expired", "A"), calling: false,
 			wantPriorCalls: 2, wantPriorCtd: 1, wantCalls: 2, wantCounted: 1},
-		{name: "expired, calling", setup: left(3, 3, "expired"), calling: true,
+		{name: "same owner released, calling", setup: left(2, 1, "released", "A"), calling: true,
+			wantPriorCalls: 2, wantPriorCtd: 1, wantCalls: 3, wantCounted: 1},
+		{name: "same owner released, not calling", setup: left(2, 1, "released", "A"), calling: false,
+			wantPriorCalls: 2, wantPriorCtd: 1, wantCalls: 2, wantCounted: 1},
+		{name: "expired, calling", setup: left(3, 3, "expired", "B"), calling: true,
 			wantPriorCalls: 3, wantPriorCtd: 3, wantCalls: 4, wantCounted: 3},
-		{name: "expired, not calling", setup: left(3, 3, "expired"), calling: false,
+		{name: "expired, not calling", setup: left(3, 3, "expired", "B"), calling: false,
 			wantPriorCalls: 3, wantPriorCtd: 3, wantCalls: 3, wantCounted: 3},
-		{name: "released, calling", setup: left(1, 0, "released"), calling: true,
+		{name: "released, calling", setup: left(1, 0, "released", "B"), calling: true,
 			wantPriorCalls: 1, wantPriorCtd: 0, wantCalls: 2, wantCounted: 0},
-		{name: "released, not calling", setup: left(1, 0, "released"), calling: false,
+		{name: "released, not calling", setup: left(1, 0, "released", "B"), calling: false,
 			wantPriorCalls: 1, wantPriorCtd: 0, wantCalls: 1, wantCounted: 0},
-		{name: "released with nothing made, calling", setup: left(0, 0, "released"), calling: true,
+		{name: "released with nothing made, calling", setup: left(0, 0, "released", "B"), calling: true,
 			wantCalls: 1},
 	}
 	for _, tt := range tests {
@@ -471,37 +520,76 @@ func TestClaimCalling(t *testing.T) {
 			owner, now := tt.setup(t, l)
 			c := mustClaim(t, l, id, owner, now, tt.calling)
 			checkPrior(t, c, tt.wantPriorCalls, tt.wantPriorCtd)
-			checkCalls(t, c, tt.wantCalls)
 			checkEntry(t, l, id, claimedEntry(id, owner, now.Add(lease), tt.wantCalls, tt.wantCounted))
 
-			// Prior stays what the claim found; Calls follows the claim's writes.
+			// Prior stays what the claim found; the entry follows the claim's writes.
 			mustCount(t, c, tt.wantCalls+1, tt.wantCounted+1, now)
 			checkPrior(t, c, tt.wantPriorCalls, tt.wantPriorCtd)
-			checkCalls(t, c, tt.wantCalls+1)
 			checkEntry(t, l, id, claimedEntry(id, owner, now.Add(lease), tt.wantCalls+1, tt.wantCounted+1))
 		})
 	}
 }
 
-// TestClaimSameOwnerTakesOver: the same message redelivered (same owner) takes its live
-// claim over at once, keeps the counts, and the earlier delivery's claim is lost.
-func TestClaimSameOwnerTakesOver(t *testing.T) {
+// TestClaimSameOwnerBusyWhileLive: the same message redelivered (same owner) while its
+// earlier delivery's claim is live finds it busy, like any other owner: the earlier
+// delivery may still be working. Nothing is written, and the earlier delivery keeps its
+// claim.
+func TestClaimSameOwnerBusyWhileLive(t *testing.T) {
 	l, _ := newLedger(t)
 	const id = "req-redelivered"
 	first := mustClaim(t, l, id, "A", t0, true)
 	mustCount(t, first, 1, 1, at(time.Second))
 	mustCount(t, first, 2, 1, at(2*time.Second)) // a second call, not counted
+	until := at(2*time.Second + lease)
 
-	second := mustClaim(t, l, id, "A", at(10*time.Second), true)
-	checkPrior(t, second, 2, 1)
-	checkCalls(t, second, 3)
-	checkEntry(t, l, id, claimedEntry(id, "A", at(10*time.Second+lease), 3, 1))
-
-	if err := first.Count(t.Context(), 3, 2, at(11*time.Second)); !errors.Is(err, ledger.ErrLost) {
-		t.Errorf("earlier delivery's Count after a takeover: %v, want ErrLost", err)
+	for _, now := range []time.Time{at(2 * time.Second), at(10 * time.Second), until.Add(-time.Nanosecond)} {
+		for _, calling := range []bool{true, false} {
+			checkBusy(t, l, rid(id), "A", now, until, calling)
+		}
 	}
-	checkCalls(t, first, 2) // a failed write changes nothing
-	checkEntry(t, l, id, claimedEntry(id, "A", at(10*time.Second+lease), 3, 1))
+	checkEntry(t, l, id, claimedEntry(id, "A", until, 2, 1))
+
+	// The earlier delivery still holds it: its writes succeed.
+	mustCount(t, first, 3, 2, at(11*time.Second))
+	checkEntry(t, l, id, claimedEntry(id, "A", at(11*time.Second+lease), 3, 2))
+	checkHolds(t, first, at(11*time.Second), 0, true)
+}
+
+// TestClaimSameOwnerTakesOverOnceFree: the same message redelivered (same owner) takes its
+// earlier delivery's claim over once it expired or was released, keeps the counts, and the
+// earlier delivery's claim is lost.
+func TestClaimSameOwnerTakesOverOnceFree(t *testing.T) {
+	for _, how := range []string{"expired", "released"} {
+		t.Run(how, func(t *testing.T) {
+			l, _ := newLedger(t)
+			const id = "req-redelivered"
+			first := mustClaim(t, l, id, "A", t0, true)
+			mustCount(t, first, 1, 1, at(time.Second))
+			mustCount(t, first, 2, 1, at(2*time.Second)) // a second call, not counted
+
+			now := at(2*time.Second + lease) // expired: at its Until
+			if how == "released" {
+				now = at(3 * time.Second)
+				if err := first.Release(t.Context(), 2, 1, now); err != nil {
+					t.Fatal(err)
+				}
+				checkEntry(t, l, id, claimedEntry(id, "A", now, 2, 1))
+			}
+
+			second := mustClaim(t, l, id, "A", now, true)
+			checkPrior(t, second, 2, 1)
+			checkEntry(t, l, id, claimedEntry(id, "A", now.Add(lease), 3, 1))
+			checkHolds(t, second, now, 0, true)
+
+			if err := first.Count(t.Context(), 3, 2, now); !errors.Is(err, ledger.ErrLost) {
+				t.Errorf("earlier delivery's Count after a takeover: %v, want ErrLost", err)
+			}
+			// A failed write changes nothing: the earlier claim, as last written, no
+			// longer holds at now.
+			checkHolds(t, first, now, 0, false)
+			checkEntry(t, l, id, claimedEntry(id, "A", now.Add(lease), 3, 1))
+		})
+	}
 }
 
 func TestClaimExpiry(t *testing.T) {
@@ -521,7 +609,7 @@ func TestClaimExpiry(t *testing.T) {
 			const id = "req-expiry"
 			a := mustClaim(t, l, id, "A", t0, true)
 			mustCount(t, a, 1, 1, t0)
-			r, err := l.Claim(t.Context(), id, "int-"+id, "B", at(tt.now), lease, true)
+			r, err := l.Claim(t.Context(), rid(id), "int-"+id, "B", at(tt.now), lease, true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -536,7 +624,6 @@ func TestClaimExpiry(t *testing.T) {
 				t.Fatalf("Claim by B after expiry = %+v, want a claim", r)
 			}
 			checkPrior(t, r.Claim, 1, 1)
-			checkCalls(t, r.Claim, 2)
 			checkEntry(t, l, id, claimedEntry(id, "B", at(tt.now+lease), 2, 1))
 		})
 	}
@@ -575,7 +662,7 @@ func TestClaimAfterRecordReturnsOutcome(t *testing.T) {
 				{"A", at(time.Second), true}, {"B", at(2 * time.Second), true},
 				{"B", at(1000 * time.Hour), false}, {"A", at(1000 * time.Hour), true},
 			} {
-				r, err := l.Claim(t.Context(), id, "int-"+id, ask.owner, ask.now, lease, ask.calling)
+				r, err := l.Claim(t.Context(), rid(id), "int-"+id, ask.owner, ask.now, lease, ask.calling)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -668,7 +755,7 @@ func TestRecordAfterRecordReturnsFirst(t *testing.T) {
 		t.Errorf("second Record returned (-got +want):\n%s", diff)
 	}
 	checkEntry(t, l, id, want)
-	checkCalls(t, c, 1)
+	checkHolds(t, c, at(time.Second), 0, false) // recorded: the claim no longer holds
 
 	// Either Recorded can note the stored result; the outcome keeps the first's content.
 	if err := rec2.Stored(t.Context(), 11); err != nil {
@@ -726,7 +813,6 @@ func TestCountWritesAbsolute(t *testing.T) {
 	for i, s := range steps {
 		now := at(time.Duration(i+1) * time.Second)
 		mustCount(t, a, s.calls, s.counted, now)
-		checkCalls(t, a, s.calls)
 		// Count renews the claim as well.
 		checkEntry(t, l, id, claimedEntry(id, "A", now.Add(lease), s.calls, s.counted))
 	}
@@ -741,17 +827,14 @@ func TestCountAcrossTakeover(t *testing.T) {
 	for i, s := range steps {
 		now := at(time.Duration(i+1) * time.Second)
 		mustCount(t, a, s.calls, s.counted, now)
-		checkCalls(t, a, s.calls)
 		checkEntry(t, l, id, claimedEntry(id, "A", now.Add(lease), s.calls, s.counted))
 	}
 
 	expired := at(3*time.Second + lease)
 	b := mustClaim(t, l, id, "B", expired, true)
 	checkPrior(t, b, 3, 2)
-	checkCalls(t, b, 4)
 	checkEntry(t, l, id, claimedEntry(id, "B", expired.Add(lease), 4, 2))
 	mustCount(t, b, 5, 3, expired)
-	checkCalls(t, b, 5)
 	checkEntry(t, l, id, claimedEntry(id, "B", expired.Add(lease), 5, 3))
 
 	rec, err := b.Record(t.Context(), counts(outcome(id, ledger.Deleted, ""), 5, 3), expired)
@@ -773,10 +856,10 @@ func TestRenewExtendsClaim(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkEntry(t, l, id, claimedEntry(id, "A", renewed.Add(lease), 1, 1))
-	checkCalls(t, a, 1) // Renew counts nothing
+	checkHolds(t, a, renewed.Add(lease-time.Nanosecond), 0, true)
 
 	// Past the first lease, the claim still holds.
-	r, err := l.Claim(t.Context(), id, "int-"+id, "B", at(lease+time.Second), lease, true)
+	r, err := l.Claim(t.Context(), rid(id), "int-"+id, "B", at(lease+time.Second), lease, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -803,7 +886,6 @@ func TestReleaseFreesClaimAtOnce(t *testing.T) {
 
 	b := mustClaim(t, l, id, "B", released, true)
 	checkPrior(t, b, 1, 1)
-	checkCalls(t, b, 2)
 	checkEntry(t, l, id, claimedEntry(id, "B", released.Add(lease), 2, 1))
 
 	if err := a.Count(t.Context(), 2, 2, released); !errors.Is(err, ledger.ErrLost) {
@@ -837,13 +919,11 @@ func TestReleaseTakesBackUnstartedCall(t *testing.T) {
 			if err := a.Release(t.Context(), tt.relCalls, tt.relCounted, released); err != nil {
 				t.Fatal(err)
 			}
-			checkCalls(t, a, tt.relCalls)
 			checkEntry(t, l, id, claimedEntry(id, "A", released, tt.relCalls, tt.relCounted))
 
 			// Released: another owner takes it at once and finds the counts taken back.
 			b := mustClaim(t, l, id, "B", released, true)
 			checkPrior(t, b, tt.nextPrior, tt.nextCounted)
-			checkCalls(t, b, tt.nextPrior+1)
 			checkEntry(t, l, id, claimedEntry(id, "B", released.Add(lease), tt.nextPrior+1, tt.nextCounted))
 		})
 	}
@@ -874,7 +954,9 @@ func TestLostClaimWritesFail(t *testing.T) {
 		}
 		checkEntry(t, l, id, want)
 	}
-	checkCalls(t, a, 1)
+	// The failed writes changed nothing: A's claim, as last written, held until at(lease).
+	checkHolds(t, a, at(lease-time.Nanosecond), 0, true)
+	checkHolds(t, a, at(lease), 0, false)
 
 	// B is unaffected.
 	mustCount(t, b, 2, 2, at(lease))
@@ -906,6 +988,7 @@ func TestStaleRecordKeepsOtherOutcome(t *testing.T) {
 		t.Errorf("A.Record after B recorded returned (-got +want):\n%s", diff)
 	}
 	checkEntry(t, l, id, want)
+	checkHolds(t, a, t0, 0, false) // it found an outcome: the claim is over
 
 	// A's Recorded (really B's outcome) can note the stored result.
 	if err := aRec.Stored(t.Context(), 7); err != nil {
@@ -915,10 +998,10 @@ func TestStaleRecordKeepsOtherOutcome(t *testing.T) {
 	checkEntry(t, l, id, want)
 }
 
-// TestStaleRecordOverwritesOtherClaim: a handler whose claim was taken over records its
-// answer over the other handler's claim (knowledge a claim does not have), keeping the
-// larger of each count.
-func TestStaleRecordOverwritesOtherClaim(t *testing.T) {
+// TestStaleRecordOverwritesOtherExpiredClaim: a handler whose claim was taken over records
+// its answer over the other handler's claim once that one expired or was released
+// (knowledge a claim does not have), keeping the larger of each count.
+func TestStaleRecordOverwritesOtherExpiredClaim(t *testing.T) {
 	tests := []struct {
 		name                   string
 		aCalls, aCounted       int // A's counts in its outcome; B's claim counts (3, 3)
@@ -929,43 +1012,104 @@ func TestStaleRecordOverwritesOtherClaim(t *testing.T) {
 		{name: "A counted more", aCalls: 2, aCounted: 5, wantCalls: 3, wantCounted: 5},
 		{name: "A more of both", aCalls: 6, aCounted: 4, wantCalls: 6, wantCounted: 4},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			l, _ := newLedger(t)
-			const id = "req-a-knows"
-			a := mustClaim(t, l, id, "A", t0, true)
-			mustCount(t, a, 1, 1, t0)
-			b := mustClaim(t, l, id, "B", at(lease), true)
-			checkCalls(t, b, 2)
-			mustCount(t, b, 2, 2, at(lease))
-			mustCount(t, b, 3, 3, at(lease))
-			checkCalls(t, b, 3)
+	for _, how := range []string{"expired", "released"} {
+		for _, tt := range tests {
+			t.Run(how+"/"+tt.name, func(t *testing.T) {
+				l, _ := newLedger(t)
+				const id = "req-a-knows"
+				a := mustClaim(t, l, id, "A", t0, true)
+				mustCount(t, a, 1, 1, t0)
+				b := mustClaim(t, l, id, "B", at(lease), true)
+				mustCount(t, b, 2, 2, at(lease))
+				mustCount(t, b, 3, 3, at(lease))
+				checkEntry(t, l, id, claimedEntry(id, "B", at(2*lease), 3, 3))
 
-			// A got its answer after all: it is knowledge B's claim does not have.
-			aOut := counts(outcome(id, ledger.Deleted, ""), tt.aCalls, tt.aCounted)
-			aRec, err := a.Record(t.Context(), aOut, at(lease+time.Second))
-			if err != nil {
-				t.Fatalf("A.Record over B's claim: %v", err)
-			}
-			want := recorded(aOut, tt.wantCalls, tt.wantCounted, at(lease+time.Second))
-			if diff := cmp.Diff(aRec.Entry, want); diff != "" {
-				t.Errorf("A.Record over B's claim (-got +want):\n%s", diff)
-			}
-			checkEntry(t, l, id, want)
+				now := at(2 * lease) // B's claim expired: at its Until
+				if how == "released" {
+					now = at(lease + time.Second)
+					if err := b.Release(t.Context(), 3, 3, now); err != nil {
+						t.Fatal(err)
+					}
+				}
 
-			// B has lost: its writes fail and its Record returns A's outcome.
-			if err := b.Count(t.Context(), 4, 4, at(lease+2*time.Second)); !errors.Is(err, ledger.ErrLost) {
-				t.Errorf("B.Count after A recorded: %v, want ErrLost", err)
-			}
-			bRec, err := b.Record(t.Context(), counts(outcome(id, ledger.Failed, "KOMBO.SERVER_ERROR"), 4, 4), at(lease+3*time.Second))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(bRec.Entry, want); diff != "" {
-				t.Errorf("B.Record after A recorded (-got +want):\n%s", diff)
-			}
-			checkEntry(t, l, id, want)
-		})
+				// A got its answer after all: it is knowledge B's claim does not have.
+				aOut := counts(outcome(id, ledger.Deleted, ""), tt.aCalls, tt.aCounted)
+				aRec, err := a.Record(t.Context(), aOut, now)
+				if err != nil {
+					t.Fatalf("A.Record over B's %s claim: %v", how, err)
+				}
+				want := recorded(aOut, tt.wantCalls, tt.wantCounted, now)
+				if diff := cmp.Diff(aRec.Entry, want); diff != "" {
+					t.Errorf("A.Record over B's %s claim (-got +want):\n%s", how, diff)
+				}
+				checkEntry(t, l, id, want)
+				checkHolds(t, a, t0, 0, false) // recorded
+
+				// B has lost: its writes fail and its Record returns A's outcome.
+				if err := b.Count(t.Context(), 4, 4, now.Add(time.Second)); !errors.Is(err, ledger.ErrLost) {
+					t.Errorf("B.Count after A recorded: %v, want ErrLost", err)
+				}
+				bRec, err := b.Record(t.Context(), counts(outcome(id, ledger.Failed, "KOMBO.SERVER_ERROR"), 4, 4), now.Add(2*time.Second))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(bRec.Entry, want); diff != "" {
+					t.Errorf("B.Record after A recorded (-got +want):\n%s", diff)
+				}
+				checkEntry(t, l, id, want)
+			})
+		}
+	}
+}
+
+// TestStaleRecordFailsOnOtherLiveClaim: a handler whose claim was taken over does not
+// record over the other handler's live claim (its holder may be about to call): Record
+// fails with ErrLost and writes nothing, and the other handler goes on undisturbed. Once
+// that claim expired, the stale handler's Record succeeds.
+func TestStaleRecordFailsOnOtherLiveClaim(t *testing.T) {
+	l, _ := newLedger(t)
+	const id = "req-a-late"
+	a := mustClaim(t, l, id, "A", t0, true)
+	mustCount(t, a, 1, 1, t0)
+	b := mustClaim(t, l, id, "B", at(lease), true)
+	mustCount(t, b, 3, 3, at(lease))
+	bClaim := claimedEntry(id, "B", at(2*lease), 3, 3)
+
+	aOut := counts(outcome(id, ledger.Deleted, ""), 1, 1)
+	for _, now := range []time.Time{at(lease), at(lease + time.Second), at(2*lease - time.Nanosecond)} {
+		rec, err := a.Record(t.Context(), aOut, now)
+		if !errors.Is(err, ledger.ErrLost) {
+			t.Errorf("A.Record at %s over B's live claim = (%+v, %v), want ErrLost", now, rec, err)
+		}
+		if rec != nil {
+			t.Errorf("A.Record at %s failed, yet returned %+v", now, rec)
+		}
+		checkEntry(t, l, id, bClaim)
+	}
+
+	// B still holds its claim: nothing was written under it.
+	checkHolds(t, b, at(lease+time.Second), 0, true)
+	mustCount(t, b, 4, 3, at(lease+time.Second))
+	until := at(2*lease + time.Second)
+	checkEntry(t, l, id, claimedEntry(id, "B", until, 4, 3))
+	checkBusy(t, l, rid(id), "C", at(lease+2*time.Second), until, true)
+
+	// Once B's claim expired, A's answer is recorded over it, with the larger counts.
+	rec, err := a.Record(t.Context(), aOut, until)
+	if err != nil {
+		t.Fatalf("A.Record after B's claim expired: %v", err)
+	}
+	want := recorded(aOut, 4, 3, until)
+	if diff := cmp.Diff(rec.Entry, want); diff != "" {
+		t.Errorf("A.Record after B's claim expired (-got +want):\n%s", diff)
+	}
+	checkEntry(t, l, id, want)
+	bRec, err := b.Record(t.Context(), counts(outcome(id, ledger.Failed, "KOMBO.TIMEOUT"), 5, 5), until.Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(bRec.Entry, want); diff != "" {
+		t.Errorf("B.Record after A recorded (-got +want):\n%s", diff)
 	}
 }
 
@@ -983,7 +1127,7 @@ func TestConcurrentClaimsOneWins(t *testing.T) {
 		for i := range handlers {
 			wg.Go(func() {
 				<-start
-				results[i], errs[i] = l.Claim(context.Background(), id, "int-"+id, fmt.Sprintf("owner-%d", i), t0, lease, true)
+				results[i], errs[i] = l.Claim(context.Background(), rid(id), "int-"+id, fmt.Sprintf("owner-%d", i), t0, lease, true)
 			})
 		}
 		close(start)
@@ -1011,7 +1155,6 @@ func TestConcurrentClaimsOneWins(t *testing.T) {
 		// Only the winner's call is counted.
 		w := results[winner].Claim
 		checkPrior(t, w, 0, 0)
-		checkCalls(t, w, 1)
 		checkEntry(t, l, id, claimedEntry(id, fmt.Sprintf("owner-%d", winner), at(lease), 1, 0))
 		if err := w.Count(t.Context(), 1, 1, t0); err != nil {
 			t.Errorf("round %d: winner's Count: %v", round, err)
@@ -1029,7 +1172,7 @@ func TestStored(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A second handler reads the same outcome before the first notes the stored result.
-	r, err := l.Claim(t.Context(), id, "int-"+id, "B", t0, lease, true)
+	r, err := l.Claim(t.Context(), rid(id), "int-"+id, "B", t0, lease, true)
 	if err != nil || r.Recorded == nil {
 		t.Fatalf("Claim after Record = %+v, %v; want Recorded", r, err)
 	}
@@ -1060,7 +1203,7 @@ func TestStored(t *testing.T) {
 	checkEntry(t, l, id, want)
 
 	// Later deliveries see the sequence.
-	r, err = l.Claim(t.Context(), id, "int-"+id, "C", at(time.Hour), lease, true)
+	r, err = l.Claim(t.Context(), rid(id), "int-"+id, "C", at(time.Hour), lease, true)
 	if err != nil || r.Recorded == nil {
 		t.Fatalf("Claim after Stored = %+v, %v; want Recorded", r, err)
 	}
@@ -1094,31 +1237,46 @@ func TestRecordUnclaimed(t *testing.T) {
 	tests := []struct {
 		name string
 		// setup prepares the key and returns a handler's claim, if it leaves one.
-		setup    func(t *testing.T, l *ledger.Ledger) *ledger.Claim
-		out      ledger.Entry
-		owner    string
-		now      time.Time
-		wantBusy bool
-		want     ledger.Entry // the entry returned and stored
+		setup         func(t *testing.T, l *ledger.Ledger) *ledger.Claim
+		out           ledger.Entry
+		now           time.Time
+		wantBusyUntil time.Time    // zero: not busy
+		want          ledger.Entry // the entry returned and stored
 	}{
 		{
 			name:  "nothing there",
 			setup: func(*testing.T, *ledger.Ledger) *ledger.Claim { return nil },
-			out:   unclaimed, owner: "U", now: t0,
+			out:   unclaimed, now: t0,
 			want: recorded(unclaimed, 0, 0, t0),
 		},
 		{
-			name:  "live claim of another owner",
+			name:  "live claim, just before its until",
 			setup: claimed("A", 1, 1),
-			out:   unclaimed, owner: "U", now: at(lease - time.Nanosecond),
-			wantBusy: true,
-			want:     claimedEntry(id, "A", at(lease), 1, 1),
+			out:   unclaimed, now: at(lease - time.Nanosecond),
+			wantBusyUntil: at(lease),
+			want:          claimedEntry(id, "A", at(lease), 1, 1),
 		},
 		{
-			name:  "live claim of the same owner",
+			// Whose claim it is does not matter (RecordUnclaimed knows no owner): the
+			// message's own earlier delivery may still record the outcome.
+			name:  "live claim of the message's own delivery",
 			setup: claimed("U", 2, 1),
-			out:   unclaimed, owner: "U", now: at(time.Second),
-			want: recorded(unclaimed, 2, 1, at(time.Second)),
+			out:   unclaimed, now: at(time.Second),
+			wantBusyUntil: at(lease),
+			want:          claimedEntry(id, "U", at(lease), 2, 1),
+		},
+		{
+			name: "renewed claim",
+			setup: func(t *testing.T, l *ledger.Ledger) *ledger.Claim {
+				c := claimed("A", 1, 1)(t, l)
+				if err := c.Renew(t.Context(), at(50*time.Second)); err != nil {
+					t.Fatal(err)
+				}
+				return c
+			},
+			out: unclaimed, now: at(lease + time.Second),
+			wantBusyUntil: at(50*time.Second + lease),
+			want:          claimedEntry(id, "A", at(50*time.Second+lease), 1, 1),
 		},
 		{
 			name: "recorded",
@@ -1129,7 +1287,7 @@ func TestRecordUnclaimed(t *testing.T) {
 				}
 				return nil
 			},
-			out: unclaimed, owner: "A", now: at(time.Hour),
+			out: unclaimed, now: at(time.Hour),
 			want: recorded(outcome(id, ledger.Deleted, ""), 1, 1, t0),
 		},
 		{
@@ -1140,37 +1298,37 @@ func TestRecordUnclaimed(t *testing.T) {
 				}
 				return nil
 			},
-			out: unclaimed, owner: "U", now: at(time.Hour),
+			out: unclaimed, now: at(time.Hour),
 			want: recorded(outcome(id, ledger.Deleted, ""), 2, 2, t0),
 		},
 		{
 			name:  "expired claim",
 			setup: claimed("A", 3, 2),
-			out:   unclaimed, owner: "U", now: at(lease),
+			out:   unclaimed, now: at(lease),
 			want: recorded(unclaimed, 3, 2, at(lease)),
 		},
 		{
 			name:  "expired claim, its call counted, not made",
 			setup: claimed("A", 1, 0),
-			out:   unclaimed, owner: "U", now: at(lease),
+			out:   unclaimed, now: at(lease),
 			want: recorded(unclaimed, 1, 0, at(lease)),
 		},
 		{
 			name:  "released claim",
 			setup: released(1, 1),
-			out:   unclaimed, owner: "U", now: at(time.Second),
+			out:   unclaimed, now: at(time.Second),
 			want: recorded(unclaimed, 1, 1, at(time.Second)),
 		},
 		{
 			name:  "released claim, its call taken back",
 			setup: released(0, 0),
-			out:   unclaimed, owner: "U", now: at(time.Second),
+			out:   unclaimed, now: at(time.Second),
 			want: recorded(unclaimed, 0, 0, at(time.Second)),
 		},
 		{
 			name:  "more calls than the claim counted",
 			setup: claimed("A", 1, 1),
-			out:   counts(unclaimed, 4, 0), owner: "U", now: at(lease),
+			out:   counts(unclaimed, 4, 0), now: at(lease),
 			want: recorded(unclaimed, 4, 1, at(lease)),
 		},
 	}
@@ -1178,14 +1336,15 @@ func TestRecordUnclaimed(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			l, _ := newLedger(t)
 			c := tt.setup(t, l)
-			rec, busy, err := l.RecordUnclaimed(t.Context(), tt.out, tt.owner, tt.now)
+			rec, busyUntil, err := l.RecordUnclaimed(t.Context(), tt.out, tt.now)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if busy != tt.wantBusy {
-				t.Errorf("busy = %v, want %v", busy, tt.wantBusy)
+			if !busyUntil.Equal(tt.wantBusyUntil) {
+				t.Errorf("busyUntil = %s, want %s", busyUntil, tt.wantBusyUntil)
 			}
-			if tt.wantBusy {
+			wantBusy := !tt.wantBusyUntil.IsZero()
+			if wantBusy {
 				if rec != nil {
 					t.Errorf("busy, yet returned %+v", rec)
 				}
@@ -1196,7 +1355,21 @@ func TestRecordUnclaimed(t *testing.T) {
 			}
 			checkEntry(t, l, id, tt.want)
 
-			if c == nil || tt.wantBusy {
+			if c == nil {
+				return
+			}
+			if wantBusy {
+				// Nothing was written: the claim's holder goes on, and records.
+				checkHolds(t, c, tt.now, 0, true)
+				mustCount(t, c, 5, 5, tt.now)
+				out := counts(outcome(id, ledger.Deleted, ""), 5, 5)
+				got, err := c.Record(t.Context(), out, tt.now)
+				if err != nil {
+					t.Fatalf("Record by the live claim's holder: %v", err)
+				}
+				if diff := cmp.Diff(got.Entry, recorded(out, 5, 5, tt.now)); diff != "" {
+					t.Errorf("Record by the live claim's holder (-got +want):\n%s", diff)
+				}
 				return
 			}
 			// The handler whose claim was overwritten has lost it, and its Record returns
@@ -1278,8 +1451,8 @@ func TestAdopt(t *testing.T) {
 		{
 			name: "recorded unclaimed",
 			setup: func(t *testing.T, l *ledger.Ledger) {
-				if _, busy, err := l.RecordUnclaimed(t.Context(), outcome(id, ledger.Failed, "DELETER.MAX_DELIVERIES"), "U", t0); err != nil || busy {
-					t.Fatalf("RecordUnclaimed = %v, %v", busy, err)
+				if _, busyUntil, err := l.RecordUnclaimed(t.Context(), outcome(id, ledger.Failed, "DELETER.MAX_DELIVERIES"), t0); err != nil || !busyUntil.IsZero() {
+					t.Fatalf("RecordUnclaimed = %v, %v", busyUntil, err)
 				}
 			},
 			now:  at(time.Second),
@@ -1330,7 +1503,7 @@ func TestAdoptedOutcomeIsFinal(t *testing.T) {
 		t.Fatalf("Adopt = %v, %v; want true, nil", added, err)
 	}
 	want := recorded(out, 1, 1, t0)
-	r, err := l.Claim(t.Context(), id, "int-"+id, "A", at(time.Second), lease, true)
+	r, err := l.Claim(t.Context(), rid(id), "int-"+id, "A", at(time.Second), lease, true)
 	if err != nil || r.Recorded == nil || r.Claim != nil {
 		t.Fatalf("Claim of an adopted outcome = %+v, %v; want Recorded", r, err)
 	}
@@ -1386,9 +1559,9 @@ func TestConcurrentAdoptsOneAdds(t *testing.T) {
 func TestRecordUnclaimedNotedStored(t *testing.T) {
 	l, _ := newLedger(t)
 	out := outcome("req-unclaimed-stored", ledger.Failed, "DELETER.MAX_DELIVERIES")
-	rec, busy, err := l.RecordUnclaimed(t.Context(), out, "U", t0)
-	if err != nil || busy {
-		t.Fatalf("RecordUnclaimed = %v, %v", busy, err)
+	rec, busyUntil, err := l.RecordUnclaimed(t.Context(), out, t0)
+	if err != nil || !busyUntil.IsZero() {
+		t.Fatalf("RecordUnclaimed = %v, %v", busyUntil, err)
 	}
 	if err := rec.Stored(t.Context(), 9); err != nil {
 		t.Fatal(err)
@@ -1398,9 +1571,9 @@ func TestRecordUnclaimedNotedStored(t *testing.T) {
 	checkEntry(t, l, out.RequestID, want)
 
 	// Asked again, it returns the stored outcome, not the new one.
-	rec, busy, err = l.RecordUnclaimed(t.Context(), outcome(out.RequestID, ledger.Deleted, ""), "U", at(time.Hour))
-	if err != nil || busy {
-		t.Fatalf("second RecordUnclaimed = %v, %v", busy, err)
+	rec, busyUntil, err = l.RecordUnclaimed(t.Context(), outcome(out.RequestID, ledger.Deleted, ""), at(time.Hour))
+	if err != nil || !busyUntil.IsZero() {
+		t.Fatalf("second RecordUnclaimed = %v, %v", busyUntil, err)
 	}
 	if diff := cmp.Diff(rec.Entry, want); diff != "" {
 		t.Errorf("second RecordUnclaimed (-got +want):\n%s", diff)
@@ -1415,7 +1588,7 @@ func TestBucketRecreatedWhileClaimHeld(t *testing.T) {
 	if err := js.DeleteKeyValue(t.Context(), bucket); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := l.Lookup(t.Context(), id); err == nil && ok {
+	if _, ok, err := l.Lookup(t.Context(), rid(id)); err == nil && ok {
 		t.Fatal("the entry survived the bucket's deletion")
 	}
 	l2, created, err := ledger.Open(t.Context(), js, provisioned())
@@ -1430,11 +1603,11 @@ func TestBucketRecreatedWhileClaimHeld(t *testing.T) {
 	if err := a.Count(t.Context(), 2, 1, at(time.Second)); err != nil {
 		t.Fatalf("Count after the bucket was recreated: %v", err)
 	}
-	checkCalls(t, a, 2)
+	checkHolds(t, a, at(time.Second+lease-time.Nanosecond), 0, true)
 	checkEntry(t, l2, id, claimedEntry(id, "A", at(time.Second+lease), 2, 1))
 
 	// Another handler now sees A's live claim.
-	r, err := l2.Claim(t.Context(), id, "int-"+id, "B", at(2*time.Second), lease, true)
+	r, err := l2.Claim(t.Context(), rid(id), "int-"+id, "B", at(2*time.Second), lease, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1503,7 +1676,7 @@ func TestBucketRecreatedRelease(t *testing.T) {
 	checkEntry(t, l, id, claimedEntry(id, "A", at(time.Second), 0, 0))
 	b := mustClaim(t, l, id, "B", at(time.Second), true)
 	checkPrior(t, b, 0, 0)
-	checkCalls(t, b, 1)
+	checkEntry(t, l, id, claimedEntry(id, "B", at(time.Second+lease), 1, 0))
 }
 
 func TestFloor(t *testing.T) {
@@ -1542,7 +1715,7 @@ func TestFloor(t *testing.T) {
 	if got, err := l.Floor(ctx, "integration-deleter"); err != nil || got != 17 {
 		t.Errorf("Floor after a claim on the same name = %d, %v; want 17", got, err)
 	}
-	if e, ok, err := l.Lookup(ctx, "a.b.c"); err != nil || ok {
+	if e, ok, err := l.Lookup(ctx, rid("a.b.c")); err != nil || ok {
 		t.Errorf("Lookup of a name only used as a consumer = %+v, %v, %v; want not found", e, ok, err)
 	}
 }
@@ -1563,7 +1736,7 @@ func TestNoteStored(t *testing.T) {
 		t.Fatal(err)
 	}
 	testwait.For(t, 5*time.Second, "the note to land", func() bool {
-		e, ok, err := l.Lookup(t.Context(), id)
+		e, ok, err := l.Lookup(t.Context(), rid(id))
 		return err == nil && ok && e.ResultSeq == 42
 	})
 	if err := stale.NoteStored(43); err != nil { // the revision it holds is no longer the key's
@@ -1572,7 +1745,325 @@ func TestNoteStored(t *testing.T) {
 	if err := rec.Stored(t.Context(), 42); err != nil { // a sync write after it: orders the server's work
 		t.Fatal(err)
 	}
-	if e, _, _ := l.Lookup(t.Context(), id); e.ResultSeq != 42 || e.Status != ledger.Deleted {
+	if e, _, _ := l.Lookup(t.Context(), rid(id)); e.ResultSeq != 42 || e.Status != ledger.Deleted {
 		t.Errorf("entry %+v, want deleted with result_seq 42 (the stale note dropped)", e)
+	}
+}
+
+// TestScopedIDs: the same request id in different scopes (incarnations of the stream), and
+// without a scope, names different requests: each has an entry of its own, found only by
+// its own ID, claimed, recorded and noted independently of the others.
+func TestScopedIDs(t *testing.T) {
+	l, js := newLedger(t)
+	const req = "REQUESTS-7" // a "<stream>-<seq>" fallback id
+	plain := rid(req)
+	inc1 := ledger.ID{Request: req, Scope: "inc-1"}
+	inc2 := ledger.ID{Request: req, Scope: "inc-2"}
+
+	// Each is claimed by its own owner at the same time: none is busy with another's claim.
+	a := mustClaimID(t, l, plain, "A", t0, true)
+	b := mustClaimID(t, l, inc1, "B", t0, true)
+	c := mustClaimID(t, l, inc2, "C", t0, false)
+	claimA := claimedEntry(req, "A", at(lease), 1, 0)
+	claimB := scoped(claimedEntry(req, "B", at(lease), 1, 0), "inc-1")
+	claimC := scoped(claimedEntry(req, "C", at(lease), 0, 0), "inc-2")
+	checkEntryID(t, l, plain, claimA)
+	checkEntryID(t, l, inc1, claimB)
+	checkEntryID(t, l, inc2, claimC)
+	checkPrior(t, b, 0, 0)
+
+	// Each is busy with its own claim only.
+	checkBusy(t, l, inc1, "B", at(time.Second), at(lease), true)
+	checkBusy(t, l, inc1, "X", at(time.Second), at(lease), false)
+	checkBusy(t, l, plain, "X", at(time.Second), at(lease), true)
+
+	// The keys: "r.<b64 request>" plus ".<b64 scope>".
+	kv, err := js.KeyValue(t.Context(), bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	for _, k := range []string{"r." + b64(req), "r." + b64(req) + "." + b64("inc-1"), "r." + b64(req) + "." + b64("inc-2")} {
+		if _, err := kv.Get(t.Context(), k); err != nil {
+			t.Errorf("key %s: %v", k, err)
+		}
+	}
+
+	// Other scopes, or the scope with another request id, are unknown.
+	for _, id := range []ledger.ID{
+		{Request: req, Scope: "inc-3"},
+		{Request: req, Scope: "inc"},
+		{Request: "REQUESTS-8", Scope: "inc-1"},
+		{Request: "", Scope: "inc-1"},
+		{Request: "inc-1"},
+		{Request: req + ".inc-1"},
+	} {
+		checkMissing(t, l, id)
+	}
+
+	// RecordUnclaimed of a scoped id is busy with that id's live claim only.
+	unclaimed := outcome(req, ledger.Failed, "DELETER.MAX_DELIVERIES")
+	if rec, busyUntil, err := l.RecordUnclaimed(t.Context(), scoped(unclaimed, "inc-2"), at(time.Second)); err != nil || rec != nil || !busyUntil.Equal(at(lease)) {
+		t.Errorf("RecordUnclaimed of inc-2 while C holds it = (%+v, %s, %v), want busy until %s", rec, busyUntil, err, at(lease))
+	}
+	inc3 := ledger.ID{Request: req, Scope: "inc-3"}
+	rec3, busyUntil, err := l.RecordUnclaimed(t.Context(), scoped(unclaimed, "inc-3"), at(time.Second))
+	if err != nil || !busyUntil.IsZero() {
+		t.Fatalf("RecordUnclaimed of inc-3 = %s, %v; want recorded", busyUntil, err)
+	}
+	want3 := scoped(recorded(unclaimed, 0, 0, at(time.Second)), "inc-3")
+	if diff := cmp.Diff(rec3.Entry, want3); diff != "" {
+		t.Errorf("RecordUnclaimed of inc-3 (-got +want):\n%s", diff)
+	}
+	checkEntryID(t, l, inc3, want3)
+
+	// Record keeps the claim's scope, whatever the outcome passed says.
+	outB := counts(outcome(req, ledger.Deleted, ""), 1, 1) // no scope
+	recB, err := b.Record(t.Context(), outB, at(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantB := scoped(recorded(outB, 1, 1, at(time.Second)), "inc-1")
+	if diff := cmp.Diff(recB.Entry, wantB); diff != "" {
+		t.Errorf("Record of the inc-1 claim (-got +want):\n%s", diff)
+	}
+	checkEntryID(t, l, inc1, wantB)
+
+	outC := scoped(counts(outcome(req, ledger.Failed, "KOMBO.NOT_FOUND"), 0, 0), "inc-1") // another's scope
+	recC, err := c.Record(t.Context(), outC, at(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantC := scoped(recorded(outC, 0, 0, at(2*time.Second)), "inc-2")
+	if diff := cmp.Diff(recC.Entry, wantC); diff != "" {
+		t.Errorf("Record of the inc-2 claim (-got +want):\n%s", diff)
+	}
+	checkEntryID(t, l, inc2, wantC)
+	checkEntryID(t, l, inc1, wantB) // not written by C's Record
+
+	outA := scoped(counts(outcome(req, ledger.Deleted, ""), 1, 1), "inc-9")
+	recA, err := a.Record(t.Context(), outA, at(3*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantA := recorded(counts(outcome(req, ledger.Deleted, ""), 1, 1), 1, 1, at(3*time.Second)) // no scope
+	if diff := cmp.Diff(recA.Entry, wantA); diff != "" {
+		t.Errorf("Record of the unscoped claim (-got +want):\n%s", diff)
+	}
+	checkEntryID(t, l, plain, wantA)
+	checkMissing(t, l, ledger.ID{Request: req, Scope: "inc-9"})
+
+	// Stored notes each one's own sequence.
+	for i, r := range []*ledger.Recorded{recA, recB, recC} {
+		if err := r.Stored(t.Context(), uint64(100+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantA.ResultSeq, wantB.ResultSeq, wantC.ResultSeq = 100, 101, 102
+	checkEntryID(t, l, plain, wantA)
+	checkEntryID(t, l, inc1, wantB)
+	checkEntryID(t, l, inc2, wantC)
+	checkEntryID(t, l, inc3, want3)
+
+	// A later claim of each finds its own outcome; a new scope is a new request.
+	for _, tc := range []struct {
+		id   ledger.ID
+		want ledger.Entry
+	}{{plain, wantA}, {inc1, wantB}, {inc2, wantC}, {inc3, want3}} {
+		r, err := l.Claim(t.Context(), tc.id, "int-"+req, "D", at(time.Hour), lease, true)
+		if err != nil || r.Recorded == nil || r.Claim != nil {
+			t.Fatalf("Claim(%+v) after Record = %+v, %v; want Recorded", tc.id, r, err)
+		}
+		if diff := cmp.Diff(r.Recorded.Entry, tc.want); diff != "" {
+			t.Errorf("Claim(%+v) after Record (-got +want):\n%s", tc.id, diff)
+		}
+	}
+	inc4 := ledger.ID{Request: req, Scope: "inc-4"}
+	mustClaimID(t, l, inc4, "D", at(time.Hour), true)
+	checkEntryID(t, l, inc4, scoped(claimedEntry(req, "D", at(time.Hour+lease), 1, 0), "inc-4"))
+}
+
+// TestScopedIDsAnyCharacters: any request id with any scope gets a key of its own: each
+// pair is claimed by a distinct owner at once, so a collision would show as busy.
+func TestScopedIDsAnyCharacters(t *testing.T) {
+	l, _ := newLedger(t)
+	requests := []string{"", "a", "a.b", "-empty", ".", "REQUESTS-1", "日本"}
+	scopes := []string{"", "x", "a", "a.b", ".", "*", ">", "-empty", "empty", "日本", "with space", "0"}
+	i := 0
+	for _, r := range requests {
+		for _, sc := range scopes {
+			id := ledger.ID{Request: r, Scope: sc}
+			owner := fmt.Sprintf("owner-%d", i)
+			i++
+			mustClaimID(t, l, id, owner, t0, true)
+			checkEntryID(t, l, id, scoped(claimedEntry(r, owner, at(lease), 1, 0), sc))
+		}
+	}
+	// Each still holds its own claim after all were written.
+	i = 0
+	for _, r := range requests {
+		for _, sc := range scopes {
+			id := ledger.ID{Request: r, Scope: sc}
+			checkEntryID(t, l, id, scoped(claimedEntry(r, fmt.Sprintf("owner-%d", i), at(lease), 1, 0), sc))
+			i++
+		}
+	}
+}
+
+// TestAdoptScoped: Adopt keeps an outcome under its entry's scope: independent of the same
+// request id unscoped or in another scope.
+func TestAdoptScoped(t *testing.T) {
+	l, _ := newLedger(t)
+	const req = "REQUESTS-42"
+	inc1 := ledger.ID{Request: req, Scope: "inc-1"}
+	found := scoped(counts(outcome(req, ledger.Deleted, ""), 1, 1), "inc-1")
+	if added, err := l.Adopt(t.Context(), found, t0); err != nil || !added {
+		t.Fatalf("Adopt of a scoped outcome = %v, %v; want true, nil", added, err)
+	}
+	want := recorded(found, 1, 1, t0)
+	checkEntryID(t, l, inc1, want)
+	checkMissing(t, l, rid(req))
+	checkMissing(t, l, ledger.ID{Request: req, Scope: "inc-2"})
+
+	// Adopting it again adds nothing; the same request id unscoped is another request.
+	if added, err := l.Adopt(t.Context(), scoped(outcome(req, ledger.Failed, "KOMBO.NOT_FOUND"), "inc-1"), at(time.Hour)); err != nil || added {
+		t.Errorf("second Adopt of the scoped outcome = %v, %v; want false, nil", added, err)
+	}
+	checkEntryID(t, l, inc1, want)
+	plainOut := counts(outcome(req, ledger.Failed, "KOMBO.NOT_FOUND"), 2, 2)
+	if added, err := l.Adopt(t.Context(), plainOut, at(time.Second)); err != nil || !added {
+		t.Errorf("Adopt of the unscoped id = %v, %v; want true, nil", added, err)
+	}
+	checkEntryID(t, l, rid(req), recorded(plainOut, 2, 2, at(time.Second)))
+	checkEntryID(t, l, inc1, want)
+
+	// A live claim in a scope stops an adoption in that scope only.
+	inc2 := ledger.ID{Request: req, Scope: "inc-2"}
+	mustClaimID(t, l, inc2, "A", t0, true)
+	if added, err := l.Adopt(t.Context(), scoped(outcome(req, ledger.Deleted, ""), "inc-2"), at(time.Second)); err != nil || added {
+		t.Errorf("Adopt over the inc-2 claim = %v, %v; want false, nil", added, err)
+	}
+	checkEntryID(t, l, inc2, scoped(claimedEntry(req, "A", at(lease), 1, 0), "inc-2"))
+
+	// Claims find the adopted outcome in its scope, and nothing in another.
+	r, err := l.Claim(t.Context(), inc1, "int-"+req, "B", at(time.Second), lease, true)
+	if err != nil || r.Recorded == nil || r.Claim != nil {
+		t.Fatalf("Claim of the adopted scoped outcome = %+v, %v; want Recorded", r, err)
+	}
+	if diff := cmp.Diff(r.Recorded.Entry, want); diff != "" {
+		t.Errorf("Claim of the adopted scoped outcome (-got +want):\n%s", diff)
+	}
+	mustClaimID(t, l, ledger.ID{Request: req, Scope: "inc-3"}, "B", at(time.Second), true)
+}
+
+// TestHolds: a claim holds at now for margin while now+margin is before its Until as last
+// written; Renew and Count move it, Release ends it, and Record ends it for good.
+func TestHolds(t *testing.T) {
+	l, _ := newLedger(t)
+	const id = "req-holds"
+	const margin = 10 * time.Second
+	c := mustClaim(t, l, id, "A", t0, true)
+	until := at(lease)
+	for _, tc := range []struct {
+		now    time.Time
+		margin time.Duration
+		want   bool
+	}{
+		{t0, margin, true},
+		{until.Add(-margin - time.Nanosecond), margin, true},
+		{until.Add(-margin), margin, false}, // at Until-margin
+		{until.Add(-margin + time.Nanosecond), margin, false},
+		{until.Add(-time.Nanosecond), 0, true},
+		{until, 0, false},
+		{until.Add(time.Hour), 0, false},
+		{t0, lease, false},
+		{t0, lease - time.Nanosecond, true},
+	} {
+		checkHolds(t, c, tc.now, tc.margin, tc.want)
+	}
+
+	// Renew moves Until to its now plus the lease.
+	if err := c.Renew(t.Context(), at(30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	until = at(30*time.Second + lease)
+	checkHolds(t, c, at(lease), margin, true) // past the first lease
+	checkHolds(t, c, until.Add(-margin-time.Nanosecond), margin, true)
+	checkHolds(t, c, until.Add(-margin), margin, false)
+
+	// So does Count.
+	mustCount(t, c, 1, 1, at(40*time.Second))
+	until = at(40*time.Second + lease)
+	checkHolds(t, c, until.Add(-margin-time.Nanosecond), margin, true)
+	checkHolds(t, c, until.Add(-margin), margin, false)
+
+	// Release ends it at its now.
+	released := at(50 * time.Second)
+	if err := c.Release(t.Context(), 1, 1, released); err != nil {
+		t.Fatal(err)
+	}
+	checkHolds(t, c, released, 0, false)
+	checkHolds(t, c, at(time.Hour), 0, false)
+
+	// A claim taken over holds for its lease from its now; Record ends it for good.
+	d := mustClaim(t, l, id, "B", released, true)
+	checkHolds(t, d, released, margin, true)
+	checkHolds(t, d, released.Add(lease-margin-time.Nanosecond), margin, true)
+	checkHolds(t, d, released.Add(lease-margin), margin, false)
+	if _, err := d.Record(t.Context(), counts(outcome(id, ledger.Deleted, ""), 2, 2), released.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	checkHolds(t, d, released, 0, false)
+	checkHolds(t, d, t0, margin, false)
+	if err := d.Renew(t.Context(), released.Add(time.Second)); err != nil { // writes nothing after Record
+		t.Errorf("Renew after Record: %v", err)
+	}
+	checkHolds(t, d, released.Add(time.Second), 0, false)
+}
+
+// TestProbe: Probe writes to a live bucket, under a key no request or floor uses, and fails
+// once the bucket is gone.
+func TestProbe(t *testing.T) {
+	l, js := newLedger(t)
+	for range 2 {
+		if err := l.Probe(t.Context()); err != nil {
+			t.Fatalf("Probe on a live bucket: %v", err)
+		}
+	}
+	kv, err := js.KeyValue(t.Context(), bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(t.Context(), "probe"); err != nil {
+		t.Errorf("key probe after Probe: %v", err)
+	}
+	// The request id "probe" and the consumer "probe" have keys of their own.
+	checkMissing(t, l, rid("probe"))
+	if got, err := l.Floor(t.Context(), "probe"); err != nil || got != 0 {
+		t.Errorf("Floor(probe) after Probe = %d, %v; want 0, nil", got, err)
+	}
+	mustClaim(t, l, "probe", "A", t0, true)
+	if err := l.Probe(t.Context()); err != nil {
+		t.Errorf("Probe after claiming the request id probe: %v", err)
+	}
+	checkEntry(t, l, "probe", claimedEntry("probe", "A", at(lease), 1, 0))
+
+	if err := js.DeleteKeyValue(t.Context(), bucket); err != nil {
+		t.Fatal(err)
+	}
+	err = l.Probe(t.Context())
+	if err == nil {
+		t.Fatal("Probe after the bucket was deleted: nil, want an error")
+	}
+	if !strings.Contains(err.Error(), bucket) {
+		t.Errorf("Probe error %q does not name the bucket", err)
+	}
+
+	// Created again, the bucket can be written again through the same handle.
+	if _, _, err := ledger.Open(t.Context(), js, provisioned()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Probe(t.Context()); err != nil {
+		t.Errorf("Probe after the bucket was created again: %v", err)
 	}
 }
