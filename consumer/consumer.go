@@ -97,18 +97,18 @@ type Consumer struct {
 	// okCalls and deleted are the metrics of the common case, looked up once.
 	okCalls, deleted prometheus.Counter
 
-	mu         sync.Mutex
-	cons       jetstream.Consumer
-	ackWait    time.Duration
-	maxPending int
-	bindErr    error // why the consumer is not bound; nil when bound
+	mu          sync.Mutex
+	cons        jetstream.Consumer
+	ackWait     time.Duration
+	maxPending  int
+	bindErr     error // why the consumer is not bound; nil when bound
 	ledger      *ledger.Ledger
 	storage     storageState  // whether outcomes can be stored now
 	floorSaved  uint64        // the ack floor last saved in the ledger
 	dupWindow   time.Duration // the duplicate window of the stream storing the results
 	incarnation string        // the stream's creation time: scopes "<stream>-<seq>" request ids
-	stopping   bool
-	checking   bool // the API key check at start has not answered yet
+	stopping    bool
+	checking    bool // the API key check at start has not answered yet
 
 	work        chan jetstream.Msg // hands a message to an idle worker
 	quit        chan struct{}      // closed when Run stops pulling: idle workers end
