@@ -444,65 +444,80 @@ func (c *Consumer) handle(ctx, hard context.Context, msg jetstream.Msg) {
 			c.wanting.Add(-1)
 		}
 	}()
+	var h handling
+	defer c.recoverPanic(hard, msg, &h)
+	c.serve(ctx, hard, msg, kept, &wanting, &h)
+}
 
-	var (
-		meta *jetstream.MsgMetadata
-		req  Request
-		cl   *ledger.Claim
-		j    *job
-	)
-	defer func() {
-		if r := recover(); r != nil {
-			c.log.Error("panic while handling a request", "request_id", req.RequestID,
-				"integration_id", req.IntegrationID, "panic", fmt.Sprint(r))
-			if cl == nil {
-				_ = msg.NakWithDelay(storageWait)
-				return
-			}
-			calls, counted := cl.Prior()
-			if j != nil {
-				calls, counted = j.prev+j.calls, j.prevCounted+j.counted
-			}
-			res := c.failed(req, calls, &ResultError{Code: CodeInternal, Title: "Internal error",
-				Message: fmt.Sprintf("the daemon failed while handling this request: %v", r)})
-			c.finish(hard, msg, meta, cl, res, counted, true, "failed")
-		}
-	}()
+// handling is what is known of a message being handled, for recoverPanic.
+type handling struct {
+	meta *jetstream.MsgMetadata
+	req  Request
+	cl   *ledger.Claim
+	j    *job
+}
 
+// recoverPanic, deferred, turns a panic while handling a message into a failed
+// DELETER.INTERNAL result (once the request is claimed; before, the message comes back).
+func (c *Consumer) recoverPanic(hard context.Context, msg jetstream.Msg, h *handling) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	c.log.Error("panic while handling a request", "request_id", h.req.RequestID,
+		"integration_id", h.req.IntegrationID, "panic", fmt.Sprint(r))
+	if h.cl == nil {
+		_ = msg.NakWithDelay(storageWait)
+		return
+	}
+	calls, counted := h.cl.Prior()
+	if h.j != nil {
+		calls, counted = h.j.prev+h.j.calls, h.j.prevCounted+h.j.counted
+	}
+	res := c.failed(h.req, calls, &ResultError{Code: CodeInternal, Title: "Internal error",
+		Message: fmt.Sprintf("the daemon failed while handling this request: %v", r)})
+	c.finish(hard, msg, h.meta, h.cl, res, counted, true, "failed")
+}
+
+// serve reads the message, claims its request in the ledger (settling it at once when an
+// outcome is recorded) and processes it.
+func (c *Consumer) serve(ctx, hard context.Context, msg jetstream.Msg, kept *kept, wanting *bool, h *handling) {
 	meta, err := msg.Metadata()
 	if err != nil {
 		c.log.Error("message without JetStream metadata; terminating it", "subject", msg.Subject(), "err", err)
 		_ = msg.Term()
 		return
 	}
+	h.meta = meta
 	if meta.NumDelivered > 1 {
 		c.m.Redeliveries.Inc()
 	}
 	if err := c.blocked(); err != nil {
 		// Delivered by a pull made before the consumer turned unusable (a widened filter
-		// delivers results too): not handled at all.
+		// delivers results too): handed back untouched.
 		_ = msg.NakWithDelay(storageWait)
 		return
 	}
 	req, decodeErr := DecodeRequest(msg.Data(), msg.Headers(), meta.Stream, meta.Sequence.Stream)
-	if cl = c.claim(ctx, hard, msg, meta, req, decodeErr == nil); cl == nil {
+	h.req = req
+	if h.cl = c.claim(ctx, hard, msg, meta, req, decodeErr == nil); h.cl == nil {
 		return
 	}
-	c.keep.setClaim(kept, cl)
+	c.keep.setClaim(kept, h.cl)
 	if decodeErr != nil {
 		var inv *InvalidEventError
 		errors.As(decodeErr, &inv)
 		res := c.failed(req, 0, &ResultError{Code: CodeEventInvalid, Title: "Invalid request event", Message: inv.Reason})
-		c.finish(hard, msg, meta, cl, res, 0, true, "invalid")
+		c.finish(hard, msg, meta, h.cl, res, 0, true, "invalid")
 		return
 	}
 	injectFault(req)
 	injectCrash("claimed", req.IntegrationID)
 	now := c.now()
-	calls, counted := cl.Prior()
-	j = &job{msg: msg, req: req, meta: meta, claim: cl, start: now, pausedAt0: c.pause.pausedTotal(now), prev: calls,
-		prevCounted: counted, wanting: &wanting}
-	c.process(ctx, hard, msg, j)
+	calls, counted := h.cl.Prior()
+	h.j = &job{msg: msg, req: req, meta: meta, claim: h.cl, start: now, pausedAt0: c.pause.pausedTotal(now), prev: calls,
+		prevCounted: counted, wanting: wanting}
+	c.process(ctx, hard, msg, h.j)
 }
 
 func (c *Consumer) newBackoff() *backoff.ExponentialBackOff {
