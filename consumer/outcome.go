@@ -90,6 +90,9 @@ func (c *Consumer) claim(ctx, hard context.Context, msg jetstream.Msg, meta *jet
 			_ = msg.NakWithDelay(storageWait)
 			return nil
 		case r.Claim != nil:
+			if c.foundStored(hard, msg, meta, r.Claim) {
+				return nil
+			}
 			return r.Claim
 		case r.Recorded != nil:
 			c.settle(hard, msg, meta, r.Recorded, false, "already_recorded")
@@ -103,6 +106,45 @@ func (c *Consumer) claim(ctx, hard context.Context, msg jetstream.Msg, meta *jet
 		}
 		wait = min(2*wait, time.Second)
 	}
+}
+
+// foundStored looks, when cl took over the claim of a handler that had called Kombo long
+// enough ago that the stream would no longer recognise its result as a duplicate, whether
+// that handler stored a result (a deleted one is stored before its outcome is recorded)
+// and, if so, records it and settles the message with no call. It reports whether it did.
+func (c *Consumer) foundStored(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, cl *ledger.Claim) bool {
+	calls, counted := cl.Prior()
+	window := c.resultWindow()
+	// The earlier handler published, if at all, around its last renewal: at most a
+	// lease and a renewal interval before its claim expired.
+	published := cl.PriorUntil().Add(-c.lease() - c.holdMargin())
+	if calls == 0 || c.now().Sub(published) <= window/2 {
+		return false // nothing called, or a repeated result would still be deduplicated
+	}
+	id := cl.RequestID()
+	seq, err := c.findStored(ctx, id, published.Add(-window))
+	if err != nil || seq == 0 {
+		if err != nil {
+			c.log.Warn("cannot look for a result stored before the claim expired; calling again", "request_id", id, "err", err)
+		}
+		return false
+	}
+	data, err := c.storedResult(ctx, c.o.DeletedSubject, seq)
+	var res Result
+	if err == nil {
+		err = json.Unmarshal(data, &res)
+	}
+	if err != nil || res.Status != StatusDeleted || res.RequestID != id {
+		return false
+	}
+	rec, err := cl.Record(ctx, ledger.Entry{RequestID: res.RequestID, IntegrationID: res.IntegrationID, Status: ledger.Deleted,
+		Calls: max(calls, res.Attempts), Counted: counted, CompletedAt: res.CompletedAt, Subject: c.o.DeletedSubject,
+		Result: data, ResultSeq: seq}, c.now())
+	if err != nil {
+		return false
+	}
+	c.settle(ctx, msg, meta, rec, false, "already_recorded")
+	return true
 }
 
 // release hands the job's request back: the claim ends at once, keeping the counts of the
@@ -139,8 +181,13 @@ func (c *Consumer) finish(ctx context.Context, msg jetstream.Msg, meta *jetstrea
 	if err != nil { // a Result always encodes; kept so that a change that breaks it shows
 		panic(fmt.Sprintf("consumer: encode result: %v", err))
 	}
-	rec, err := cl.Record(ctx, ledger.Entry{RequestID: res.RequestID, IntegrationID: res.IntegrationID, Status: status,
-		Calls: res.Attempts, Counted: counted, Code: code, CompletedAt: res.CompletedAt, Subject: subject, Result: data}, c.now())
+	out := ledger.Entry{RequestID: res.RequestID, IntegrationID: res.IntegrationID, Status: status,
+		Calls: res.Attempts, Counted: counted, Code: code, CompletedAt: res.CompletedAt, Subject: subject, Result: data}
+	if status == ledger.Deleted {
+		c.finishDeleted(ctx, msg, meta, cl, out, outcome)
+		return
+	}
+	rec, err := cl.Record(ctx, out, c.now())
 	if errors.Is(err, ledger.ErrLost) {
 		c.log.Warn("another handler holds this request now; its outcome will be that handler's",
 			"request_id", res.RequestID, "integration_id", res.IntegrationID, "attempts", res.Attempts)
@@ -162,7 +209,42 @@ func (c *Consumer) finish(ctx context.Context, msg jetstream.Msg, meta *jetstrea
 	c.settle(ctx, msg, meta, rec, term, outcome)
 }
 
-// settle makes sure the recorded outcome's result is stored, notes where, and acks (or
+// finishDeleted stores a deleted outcome in the other order: the result first, then the
+// outcome with the result's sequence, not waited for, then the ack. Nothing after a
+// deleted result can contradict it (a repeated call answers not found: deleted too), so
+// the outcome need not precede it: a crash in between costs only a repeated call, whose
+// result the stream deduplicates. This saves a waited round trip on the common path.
+func (c *Consumer) finishDeleted(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, cl *ledger.Claim, out ledger.Entry, outcome string) {
+	seq, stored, err := c.publishResult(ctx, out.Subject, out.RequestID, out.Result, msg.Headers())
+	if err != nil {
+		c.log.Error("cannot store the result; the request will be redelivered", "request_id", out.RequestID,
+			"integration_id", out.IntegrationID, "attempts", out.Calls, "err", err)
+		return
+	}
+	injectCrash("published", out.IntegrationID)
+	out.ResultSeq, out.Result = seq, stored
+	if err := cl.RecordAsync(out, c.now()); err != nil {
+		c.log.Warn("cannot record the outcome in the ledger; a later delivery calls again", "request_id", out.RequestID, "err", err)
+	}
+	injectCrash("recorded", out.IntegrationID, c.js.Conn().Flush)
+	rec := &ledger.Recorded{Entry: out}
+	c.ack(ctx, msg, meta, rec, false, outcome)
+}
+
+// publishResult publishes a result and returns its stream sequence and the result as
+// stored: the stored one when the stream already had it (a repeated call after a crash).
+func (c *Consumer) publishResult(ctx context.Context, subject, requestID string, data []byte, reqHdr nats.Header) (uint64, []byte, error) {
+	seq, dup, err := c.publish(ctx, subject, requestID, data, reqHdr)
+	if err != nil || !dup {
+		return seq, data, err
+	}
+	stored, err := c.storedResult(ctx, subject, seq)
+	if err != nil {
+		return 0, nil, err
+	}
+	return seq, stored, nil
+}
+
 // settle makes sure the recorded outcome's result is stored, then acks (or terminates)
 // the message.
 func (c *Consumer) settle(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, rec *ledger.Recorded, term bool, outcome string) {
@@ -173,6 +255,13 @@ func (c *Consumer) settle(ctx context.Context, msg jetstream.Msg, meta *jetstrea
 			ids[0], ids[1], ids[2], slog.Any("err", err))
 		return
 	}
+	c.ack(ctx, msg, meta, rec, term, outcome)
+}
+
+// ack acks (or terminates) the message of a settled request and writes its log line.
+func (c *Consumer) ack(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, rec *ledger.Recorded, term bool, outcome string) {
+	ids := [3]slog.Attr{slog.String("request_id", rec.RequestID), slog.String("integration_id", rec.IntegrationID),
+		slog.Int("attempts", rec.Calls)}
 	if c.crashAfterPublish != nil && c.crashAfterPublish(rec.RequestID) {
 		return
 	}
@@ -206,7 +295,7 @@ func (c *Consumer) storeResult(ctx context.Context, rec *ledger.Recorded, reqHdr
 			return rec.Stored(ctx, seq)
 		}
 	}
-	seq, err := c.publish(ctx, rec.Subject, rec.RequestID, rec.Result, reqHdr)
+	seq, _, err := c.publish(ctx, rec.Subject, rec.RequestID, rec.Result, reqHdr)
 	if err != nil {
 		return err
 	}

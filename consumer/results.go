@@ -15,8 +15,9 @@ import (
 )
 
 // publish stores a result in JetStream with Nats-Msg-Id result-<request id>, retrying
-// until it is stored or ctx ends, and returns the stream sequence it is stored at.
-func (c *Consumer) publish(ctx context.Context, subject, requestID string, data []byte, reqHdr nats.Header) (uint64, error) {
+// until it is stored or ctx ends, and returns the stream sequence it is stored at (dup:
+// the stream had it already, at that sequence).
+func (c *Consumer) publish(ctx context.Context, subject, requestID string, data []byte, reqHdr nats.Header) (seq uint64, dup bool, _ error) {
 	m := nats.NewMsg(subject)
 	m.Data = data
 	m.Header.Set(jetstream.MsgIDHeader, "result-"+requestID)
@@ -36,13 +37,13 @@ func (c *Consumer) publish(ctx context.Context, subject, requestID string, data 
 				c.log.Debug("result was already stored (duplicate)", "request_id", requestID)
 			}
 			c.publishFailed(nil)
-			return ack.Sequence, nil
+			return ack.Sequence, ack.Duplicate, nil
 		}
 		c.m.PublishFailures.Inc()
 		c.publishFailed(fmt.Errorf("cannot store results on %s: %w", subject, err))
 		c.log.Warn("publish result failed; retrying", "request_id", requestID, "err", err, "retry_in", wait)
 		if sleep(ctx, wait) != nil {
-			return 0, fmt.Errorf("consumer: request %s: publish result: %w", requestID, err)
+			return 0, false, fmt.Errorf("consumer: request %s: publish result: %w", requestID, err)
 		}
 		wait = min(2*wait, 2*time.Second)
 	}
@@ -215,4 +216,21 @@ func (c *Consumer) undeliverableOnce(ctx context.Context, adv maxDeliveriesAdvis
 			"attempts", res.Attempts, "kombo_code", CodeMaxDeliveries, "outcome", "failed")
 	}
 	return true, nil
+}
+
+// storedResult reads the result stored at seq in the stream that stores subject.
+func (c *Consumer) storedResult(ctx context.Context, subject string, seq uint64) ([]byte, error) {
+	name, err := c.js.StreamNameBySubject(ctx, subject)
+	var stream jetstream.Stream
+	if err == nil {
+		stream, err = c.js.Stream(ctx, name)
+	}
+	var raw *jetstream.RawStreamMsg
+	if err == nil {
+		raw, err = stream.GetMsg(ctx, seq)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("consumer: read the stored result at %d: %w", seq, err)
+	}
+	return raw.Data, nil
 }

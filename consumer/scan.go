@@ -22,8 +22,9 @@ type storedResult struct {
 }
 
 // scanResults reads the result events stored since since (zero: all of them), in every
-// stream that stores a result subject, and calls fn with each until fn returns false.
-func (c *Consumer) scanResults(ctx context.Context, since time.Time, fn func(storedResult) bool) error {
+// stream that stores a result subject, and calls fn with each until fn returns false
+// (headersOnly: without their data).
+func (c *Consumer) scanResults(ctx context.Context, since time.Time, headersOnly bool, fn func(storedResult) bool) error {
 	byStream := map[string][]string{}
 	for _, subject := range []string{c.o.DeletedSubject, c.o.FailedSubject} {
 		name, err := c.js.StreamNameBySubject(ctx, subject)
@@ -33,7 +34,7 @@ func (c *Consumer) scanResults(ctx context.Context, since time.Time, fn func(sto
 		byStream[name] = append(byStream[name], subject)
 	}
 	for name, subjects := range byStream {
-		cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects}
+		cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, HeadersOnly: headersOnly}
 		if !since.IsZero() {
 			cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
 		}
@@ -109,7 +110,7 @@ func (c *Consumer) backfillLogged(ctx context.Context) error {
 func (c *Consumer) backfill(ctx context.Context) (int, error) {
 	n := 0
 	var werr error
-	err := c.scanResults(ctx, time.Time{}, func(r storedResult) bool {
+	err := c.scanResults(ctx, time.Time{}, false, func(r storedResult) bool {
 		var res Result
 		if json.Unmarshal(r.data, &res) != nil || res.RequestID != r.requestID {
 			return true // not a result this daemon wrote
@@ -139,7 +140,7 @@ func (c *Consumer) backfill(ctx context.Context) (int, error) {
 // findStored looks in the stream for the result of requestID stored since since; seq 0
 // means none is stored.
 func (c *Consumer) findStored(ctx context.Context, requestID string, since time.Time) (seq uint64, err error) {
-	err = c.scanResults(ctx, since, func(r storedResult) bool {
+	err = c.scanResults(ctx, since, true, func(r storedResult) bool {
 		if r.requestID == requestID {
 			seq = r.seq
 			return false

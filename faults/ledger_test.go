@@ -282,14 +282,27 @@ func TestLedgerFailedStoredAckLost(t *testing.T) {
 // the duplicate window. A request whose outcome was recorded before the kill is never called
 // again; one whose call was answered but not recorded (point "called") is called once more,
 // since its outcome is unknown; every request id has one stored result.
+// A deleted outcome is written result first (claimed, called, published, recorded); a
+// failed one outcome first (claimed, called, recorded, published, stored): each point of
+// each order is a subtest, the failed ones on crash ids that Kombo refuses (400).
 func TestLedgerCrashAtEachWrite(t *testing.T) {
 	suite(t)
-	for _, point := range []string{"claimed", "called", "recorded", "published", "stored"} {
-		t.Run(point, func(t *testing.T) { crashAt(t, point) })
+	for _, tc := range []struct {
+		point string
+		fail  bool
+	}{
+		{"claimed", false}, {"called", false}, {"published", false}, {"recorded", false},
+		{"recorded", true}, {"published", true}, {"stored", true},
+	} {
+		name := tc.point + "/deleted"
+		if tc.fail {
+			name = tc.point + "/failed"
+		}
+		t.Run(name, func(t *testing.T) { crashAt(t, tc.point, tc.fail) })
 	}
 }
 
-func crashAt(t *testing.T, point string) {
+func crashAt(t *testing.T, point string, fail bool) {
 	const n, crashes = 200, 5
 	w := newWindowWorld(t, kombotest.Options{Latency: 5 * time.Millisecond, LatencyJitter: 5 * time.Millisecond}, shortWindow)
 	reqs := requests("at-"+point, n+crashes)
@@ -298,6 +311,9 @@ func crashAt(t *testing.T, point string) {
 		k := (i + 1) * (n + crashes) / (crashes + 1)
 		reqs[k].IntegrationID = "crash:" + reqs[k].IntegrationID
 		crash[reqs[k].ID] = true
+		if fail {
+			w.fake.Script(reqs[k].IntegrationID, kombotest.Answer{Status: 400, Code: "PLATFORM.INPUT_INVALID", Message: "refused by the test"})
+		}
 	}
 	a := w.start("daemon-a", map[string]string{"FAULT_CRASH_AT": point})
 
@@ -381,7 +397,11 @@ func crashAt(t *testing.T, point string) {
 			repeatedOther++
 		}
 	}
-	report(t, row{Case: "L5 kill -9 at " + point, In: tl.in, Stored: tl.stored, Lost: tl.lost, Dup: tl.dup,
+	outcome := "deleted"
+	if fail {
+		outcome = "failed"
+	}
+	report(t, row{Case: "L5 kill -9 at " + point + " (" + outcome + ")", In: tl.in, Stored: tl.stored, Lost: tl.lost, Dup: tl.dup,
 		CallsPerReq: deletesPerRequest(w.fake, len(reqs)), Took: took,
 		Notes: fmt.Sprintf("%s (crash ids %d, others %d: all claimed without outcome at the kill); "+
 			"at the kill %d outcomes recorded, %d claims open, %d results stored; DELETE calls after the kill for recorded outcomes: %d; "+
@@ -392,7 +412,15 @@ func crashAt(t *testing.T, point string) {
 		t.Errorf("not done after 2m: %d of %d requests have no result (e.g. %v)", tl.lost, len(reqs), tl.missing)
 	}
 	checkTally(t, tl, len(reqs))
-	requireAllDeleted(t, tl)
+	for id, rs := range tl.byID {
+		want := "deleted"
+		if fail && crash[id] {
+			want = "failed"
+		}
+		if len(rs) == 1 && rs[0].Status != want {
+			t.Errorf("request %s: got %s, want %s", id, rs[0].raw, want)
+		}
+	}
 	// Called more than once only when the kill left the request claimed without an outcome.
 	f.check(t, func(id string) bool { return open[id] })
 	if len(afterOutcome) > 0 {

@@ -32,6 +32,16 @@ type Claim struct {
 // delivery included) and those of them that use up KOMBO_MAX_ATTEMPTS.
 func (c *Claim) Prior() (calls, counted int) { return c.prior.Calls, c.prior.Counted }
 
+// RequestID returns the request id the claim holds.
+func (c *Claim) RequestID() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.e.RequestID
+}
+
+// PriorUntil returns when the claim this one took over had expired (zero: a new claim).
+func (c *Claim) PriorUntil() time.Time { return c.prior.Until }
+
 // Holds reports whether the claim, as last written, still holds at now for at least
 // margin: no other handler can have taken it over meanwhile (one may only once it
 // expired), so its holder may start a call.
@@ -178,5 +188,31 @@ func (r *Recorded) NoteStored(seq uint64) error {
 		return fmt.Errorf("ledger: note stored result of %s: %w", e.RequestID, err)
 	}
 	r.Entry = e
+	return nil
+}
+
+// RecordAsync writes the outcome out in place of the claim like Record, without waiting
+// for the server's answer: for an outcome whose result is stored already (out.ResultSeq
+// set), so that a lost write costs only a later delivery a repeated call, never a result
+// that disagrees with the stream. After it the claim writes nothing.
+func (c *Claim) RecordAsync(out Entry, now time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.recorded {
+		return nil
+	}
+	out.Scope = c.e.Scope
+	out.RecordedAt = now
+	data, err := json.Marshal(out)
+	if err != nil {
+		return fmt.Errorf("ledger: encode: %w", err)
+	}
+	m := nats.NewMsg(c.l.subject(c.key))
+	m.Data = data
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(c.rev, 10))
+	if err := c.l.nc.PublishMsg(m); err != nil {
+		return fmt.Errorf("ledger: record %s: %w", out.RequestID, err)
+	}
+	c.e, c.recorded = out, true
 	return nil
 }
