@@ -101,7 +101,8 @@ func renderMarkdown(p params, figs []figure, byID map[string][2]*runResult, pngP
 		"(whole seconds, as Kombo documents). Calls that arrive inside an announced wait (later than %s after the 429 that announced it), "+
 		"and results per second. N=%d, L=%s, `KOMBO_MAX_CONCURRENCY=%d`.\n", p.rate, p.burst, p.earlyGrace, p.nRate, p.latency, p.rateConc)
 	w("4. **Overhead**: L=0, no limits, N=%d, `KOMBO_MAX_CONCURRENCY=%d` (the baseline's semaphore too). Results per second and CPU-seconds per 1000 requests; "+
-		"the daemon logs one line per request (`LOG_LEVEL=info`, JSON) as in production, the baseline logs nothing.\n", p.nOverhead, p.overheadConc)
+		"the daemon logs one line per request (`LOG_LEVEL=info`, JSON) as in production, the baseline logs nothing; "+
+		"the daemon also records each outcome in its ledger (three stored messages a request where the baseline stores one).\n", p.nOverhead, p.overheadConc)
 	w("5. **Memory**: the daemon's peak RSS during scenarios 1 and 4.\n")
 	w("6. **Two replicas** of the daemon on one durable consumer (and two baseline replicas), each `KOMBO_MAX_CONCURRENCY=%d`, Kombo allows %d: as 2.\n\n",
 		p.adaptiveMax, p.adaptiveLimit)

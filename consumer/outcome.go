@@ -16,19 +16,19 @@ import (
 	"github.com/kombo-ops/integration-deleter/internal/ledger"
 )
 
-// The write order of one request (docs/DESIGN.md lists what a crash after each one leaves):
+// The write orders of one request (docs/DESIGN.md lists what a crash after each write
+// leaves):
 //
 //	claim   ledger: claimed {owner, until, calls}   (before waiting for a Kombo slot)
 //	call    Kombo DELETE; a retry writes calls+1 to the claim first; no call starts
 //	        unless the claim, as last written, holds for a while yet
-//	record  ledger: the outcome, with the result event (compare-and-set on the claim)
-//	publish the result, Nats-Msg-Id result-<request id>; waits for the PubAck
-//	stored  ledger: the outcome notes the result's stream sequence (not waited for)
-//	ack     the request message
+//	failed:  record the outcome (CAS) → publish the result (PubAck) → note its sequence
+//	         (not waited for) → ack. A stored failed must stay final: no call after it.
+//	deleted: publish the result (PubAck) → record the outcome with its sequence (not
+//	         waited for) → ack. Nothing can contradict a deleted result.
 //
-// Each write but the note is confirmed before the next starts. A delivery that finds an
-// outcome recorded makes no call: it publishes the recorded result if it is not noted as
-// stored, and acks.
+// A delivery that finds an outcome recorded makes no call: it publishes the recorded
+// result if it is not noted as stored, and acks.
 
 // storageWait is how long a message that cannot be claimed (the ledger does not answer)
 // waits on the server before it comes back.
