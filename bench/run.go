@@ -252,10 +252,19 @@ func (e *env) run(ctx context.Context, s runSpec) (res *runResult) {
 	// A fresh stream and durable consumer, the same for the daemon and the baseline.
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	str, err := e.js.CreateStream(cctx, jetstream.StreamConfig{
+	scfg := jetstream.StreamConfig{
 		Name: stream, Subjects: []string{prefix + ".>"}, Storage: jetstream.FileStorage,
 		Retention: jetstream.LimitsPolicy, Duplicates: 20 * time.Minute,
-	})
+	}
+	str, err := e.js.CreateStream(cctx, scfg)
+	for try := 1; err != nil && try < 3 && cctx.Err() == nil; try++ {
+		// The embedded server has refused, rarely, to create a stream's store right
+		// after the previous run's stream and ledger were deleted (seen once in CI):
+		// try again rather than lose the whole run.
+		fmt.Fprintf(os.Stderr, "bench: create stream %s: %v; trying again\n", stream, err)
+		time.Sleep(500 * time.Millisecond)
+		str, err = e.js.CreateStream(cctx, scfg)
+	}
 	if err != nil {
 		res.err = fmt.Errorf("create stream: %w", err)
 		return res
