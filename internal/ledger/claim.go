@@ -177,14 +177,7 @@ func (r *Recorded) Stored(ctx context.Context, seq uint64) error {
 func (r *Recorded) NoteStored(seq uint64) error {
 	e := r.Entry
 	e.ResultSeq = seq
-	data, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("ledger: encode: %w", err)
-	}
-	m := nats.NewMsg(r.l.subject(r.key))
-	m.Data = data
-	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(r.rev, 10))
-	if err := r.l.nc.PublishMsg(m); err != nil {
+	if err := r.l.send(r.key, e, r.rev); err != nil {
 		return fmt.Errorf("ledger: note stored result of %s: %w", e.RequestID, err)
 	}
 	r.Entry = e
@@ -203,16 +196,22 @@ func (c *Claim) RecordAsync(out Entry, now time.Time) error {
 	}
 	out.Scope = c.e.Scope
 	out.RecordedAt = now
-	data, err := json.Marshal(out)
-	if err != nil {
-		return fmt.Errorf("ledger: encode: %w", err)
-	}
-	m := nats.NewMsg(c.l.subject(c.key))
-	m.Data = data
-	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(c.rev, 10))
-	if err := c.l.nc.PublishMsg(m); err != nil {
+	if err := c.l.send(c.key, out, c.rev); err != nil {
 		return fmt.Errorf("ledger: record %s: %w", out.RequestID, err)
 	}
 	c.e, c.recorded = out, true
 	return nil
+}
+
+// send writes e at k if k's revision is still rev, without waiting for the server's
+// answer (a write whose expectation fails is dropped by the server).
+func (l *Ledger) send(k string, e Entry, rev uint64) error {
+	data, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("encode: %w", err)
+	}
+	m := nats.NewMsg(l.subject(k))
+	m.Data = data
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
+	return l.nc.PublishMsg(m)
 }
