@@ -171,15 +171,12 @@ func New(js jetstream.JetStream, d Deleter, o Options) (*Consumer, error) {
 // otherwise an error saying why not.
 func (c *Consumer) Ready() error {
 	c.mu.Lock()
-	stopping, bindErr, checking := c.stopping, c.bindErr, c.checking
+	stopping, checking := c.stopping, c.checking
 	c.mu.Unlock()
 	if stopping {
 		return errors.New("shutting down")
 	}
-	if bindErr != nil {
-		return bindErr
-	}
-	if err := c.storageErr(); err != nil {
+	if err := c.blocked(); err != nil {
 		return err
 	}
 	if paused, why := c.pause.state(); paused {
@@ -273,9 +270,9 @@ func (c *Consumer) pullable() int {
 		return 0
 	}
 	c.mu.Lock()
-	bound, maxPending := c.bindErr == nil, c.maxPending
+	blocked, maxPending := c.bindErr != nil || c.storage.err() != nil, c.maxPending
 	c.mu.Unlock()
-	if !bound || c.storageErr() != nil {
+	if blocked {
 		return 0
 	}
 	out := int(c.outstanding.Load())

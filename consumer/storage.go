@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -47,14 +46,16 @@ func (c *Consumer) checkResultsStored(ctx context.Context) error {
 // floorName names the ack floor of this durable consumer on this stream's incarnation: a
 // stream deleted and created again starts its sequences anew, and an old floor must not
 // skip its requests.
-func (c *Consumer) floorName(info *jetstream.StreamInfo) string {
-	return c.o.Stream.Consumer + "@" + c.o.Stream.Name + "@" + strconv.FormatInt(info.Created.UnixNano(), 10)
+func (c *Consumer) floorName() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.o.Stream.Consumer + "@" + c.o.Stream.Name + "@" + c.incarnation
 }
 
 // savedFloor returns the last ack floor saved for the consumer (0: none), so that a
 // recreated consumer starts after what was acknowledged instead of replaying the stream.
-func (c *Consumer) savedFloor(ctx context.Context, info *jetstream.StreamInfo) uint64 {
-	floor, err := c.ledger.Floor(ctx, c.floorName(info))
+func (c *Consumer) savedFloor(ctx context.Context) uint64 {
+	floor, err := c.ledger.Floor(ctx, c.floorName())
 	if err != nil {
 		c.log.Warn("cannot read the saved ack floor; the new consumer starts at the start of the stream (recorded requests are not called again)", "err", err)
 		return 0
@@ -102,19 +103,11 @@ func (c *Consumer) ledgerFailed(err error) { c.setStorage(func(s *storageState) 
 // publishFailed notes a failed result publish (nil: a publish succeeded).
 func (c *Consumer) publishFailed(err error) {
 	c.mu.Lock()
-	same := (c.storage.publish == nil) == (err == nil)
+	nothing := err == nil && c.storage.publish == nil // the common case: no change to log
 	c.mu.Unlock()
-	if same && err == nil {
-		return // the common case: nothing to change, nothing to log
+	if !nothing {
+		c.setStorage(func(s *storageState) { s.publish = err })
 	}
-	c.setStorage(func(s *storageState) { s.publish = err })
-}
-
-// storageErr says why outcomes cannot be stored now; nil when they can.
-func (c *Consumer) storageErr() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.storage.err()
 }
 
 // blocked says why no DELETE may start now: the consumer is not bound or not usable as it
@@ -203,11 +196,7 @@ func (c *Consumer) checkConsumer(ctx context.Context) {
 		return
 	}
 	if floor := info.AckFloor.Stream; floor > saved {
-		sinfo, err := c.js.Stream(ctx, c.o.Stream.Name)
-		if err == nil {
-			err = c.ledger.SaveFloor(ctx, c.floorName(sinfo.CachedInfo()), floor)
-		}
-		if err != nil {
+		if err := c.ledger.SaveFloor(ctx, c.floorName(), floor); err != nil {
 			c.log.Warn("cannot save the consumer's ack floor", "err", err)
 			return
 		}

@@ -223,7 +223,7 @@ func (c *Consumer) prepareStorage(ctx context.Context, info *jetstream.StreamInf
 // result already stored is in the ledger (so that none of those requests is called again).
 func (c *Consumer) createConsumer(ctx context.Context, stream jetstream.Stream, backfilled bool) (jetstream.Consumer, error) {
 	o := c.o.Stream
-	floor := c.savedFloor(ctx, stream.CachedInfo())
+	floor := c.savedFloor(ctx)
 	if floor == 0 || backfilled {
 		if err := c.backfillLogged(ctx); err != nil {
 			return nil, err
