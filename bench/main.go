@@ -7,12 +7,14 @@
 // last stored result. Each scenario then runs the baseline (bench/baseline.go, started as
 // `bench baseline`, a subprocess too, so that its RSS and CPU are measured the same way) against
 // a fresh stream and a fresh fake with the same settings. It prints a table, writes
-// BENCHMARKS.md with pictures of scenarios 2 and 6 (docs/bench-adaptive.png,
-// docs/bench-replicas.png), and exits 1 when the daemon misses a target (not with -short,
-// which only checks that the harness works; a run that does not finish fails either way).
+// BENCHMARKS.md with pictures of scenarios 2, 6 and 7 (docs/bench-adaptive.png,
+// docs/bench-replicas.png, docs/bench-limit-shift.png), and exits 1 when the daemon misses a
+// target (not with -short, which only checks that the harness works; a run that does not
+// finish fails either way).
 //
 //	go run ./bench                   the full run (make bench)
 //	go run ./bench -short            a quick smoke run for CI
+//	go run ./bench -short -scenarios 7 -v   one scenario, with its progress
 //	go run ./bench -profile DIR      the daemon runs as `bench daemon` (daemon.Run, as the binary
 //	                                 does) and both sides write CPU and allocation profiles to DIR
 //	                                 (go tool pprof DIR/s4-daemon-1.cpu.pprof)
@@ -71,7 +73,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 Usage: go run ./bench [flags]      (make bench)
        go run ./bench -short       (CI smoke: small N, targets reported, not enforced)
 
-Scenarios: 1 Bound, 2 Adaptive, 3 Rate limit, 4 Overhead, 5 Memory (from 1 and 4), 6 Two replicas.
+Scenarios:
+  1 Bound                              Kombo allows C at once; N·L/C ÷ time
+  2 Adaptive                           Kombo allows 4, says so in Concurrency-Limit; the daemon finds it
+  3 Rate limit (ratelimit-* headers)   a token bucket announced by ratelimit-limit/-remaining/-reset
+  4 Overhead                           L=0, no limits: results/s and CPU against the baseline
+  5 Memory                             peak RSS during 1 and 4 (runs them)
+  6 Two replicas                       two daemons share Kombo's limit of 4; every round judged
+  7 Limit shift                        Kombo's limit changes mid-run (6, 2, 6); utilization per phase
+  8 Rate limit (Retry-After only)      as 3, but 429s carry only Retry-After (whole seconds)
 
 Flags:
 `)
@@ -89,27 +99,32 @@ Flags:
 		quietWait  time.Duration
 		roundsFlag int
 		daemonBin  string
+		shiftLims  string
 	)
 	fs.IntVar(&p.n, "n", 5000, "requests in scenarios 1, 2 and 6")
-	fs.IntVar(&p.nRate, "n-rate", 5000, "requests in scenario 3")
+	fs.IntVar(&p.nRate, "n-rate", 5000, "requests in scenarios 3 and 8")
 	fs.IntVar(&p.nOverhead, "n-overhead", 20000, "requests in scenario 4")
-	fs.DurationVar(&p.latency, "l", 20*time.Millisecond, "latency L of each Kombo call (scenarios 1, 2, 3, 6)")
+	fs.DurationVar(&p.latency, "l", 20*time.Millisecond, "latency L of each Kombo call (scenarios 1, 2, 3, 6, 7, 8)")
 	fs.IntVar(&p.limit, "c", 8, "scenario 1: Kombo's concurrency limit C, and KOMBO_MAX_CONCURRENCY")
 	fs.IntVar(&p.adaptiveLimit, "c-adaptive", 4, "scenarios 2 and 6: Kombo's concurrency limit")
 	fs.IntVar(&p.adaptiveMax, "max-adaptive", 32, "scenarios 2 and 6: KOMBO_MAX_CONCURRENCY of each replica (and the baseline's semaphore)")
-	fs.Float64Var(&p.rate, "rate", 50, "scenario 3: Kombo's rate limit, calls per second")
-	fs.IntVar(&p.burst, "burst", 10, "scenario 3: the rate limit's burst")
-	fs.IntVar(&p.rateConc, "c-rate", 8, "scenario 3: KOMBO_MAX_CONCURRENCY (and the baseline's semaphore)")
+	fs.Float64Var(&p.rate, "rate", 50, "scenarios 3 and 8: Kombo's rate limit, calls per second")
+	fs.IntVar(&p.burst, "burst", 10, "scenarios 3 and 8: the rate limit's burst")
+	fs.IntVar(&p.rateConc, "c-rate", 8, "scenarios 3 and 8: KOMBO_MAX_CONCURRENCY (and the baseline's semaphore)")
 	fs.IntVar(&p.overheadConc, "c-overhead", 8, "scenario 4: KOMBO_MAX_CONCURRENCY (and the baseline's semaphore)")
 	fs.DurationVar(&p.earlyGrace, "early-grace", 5*time.Millisecond,
-		"scenario 3: a call arriving this soon after a 429 is not counted as inside the announced wait (it was sent before the 429 was read)")
+		"scenarios 3 and 8: a call arriving this soon after a 429 is not counted as inside the announced wait (it was sent before the 429 was read)")
+	fs.StringVar(&shiftLims, "shift-limits", "6,2,6", "scenario 7: Kombo's concurrency limit in each phase, in order")
+	fs.DurationVar(&p.shiftPhase, "shift-phase", 8*time.Second, "scenario 7: length of each phase, from the first publish (1s with -short)")
+	fs.IntVar(&p.nShift, "n-shift", 0, "scenario 7: requests; 0 = 1.1 × what the phases admit at their limits (Σ phase·limit/L: 6160 by default, 770 with -short)")
+	fs.IntVar(&p.shiftMax, "max-shift", 16, "scenario 7: KOMBO_MAX_CONCURRENCY (and the baseline's semaphore)")
 	fs.Float64Var(&memLimMiB, "mem-target", 25, "scenario 5: peak RSS target, MiB")
-	fs.StringVar(&only, "scenarios", "1,2,3,4,5,6", "which scenarios to run (5 needs 1 and 4, and runs them)")
-	fs.BoolVar(&p.short, "short", false, "CI smoke run: N=300 (scenario 3: 150, scenario 4: 1000); targets reported, not enforced; writes no files unless -md/-png are given")
+	fs.StringVar(&only, "scenarios", "1,2,3,4,5,6,7,8", "which scenarios to run (5 needs 1 and 4, and runs them)")
+	fs.BoolVar(&p.short, "short", false, "CI smoke run: N=300 (scenarios 3 and 8: 100, scenario 4: 1000), scenario 7's phases 1s, 1 round; targets reported, not enforced; writes no files unless -md/-png are given")
 	fs.StringVar(&mdPath, "md", "", "write the report here (default BENCHMARKS.md in a full run, nothing with -short)")
-	fs.StringVar(&pngPath, "png", "", "write scenario 2's picture here (default docs/bench-adaptive.png in a full run, nothing with -short)")
+	fs.StringVar(&pngPath, "png", "", "write scenario 2's picture here, and those of 6 and 7 next to it as bench-replicas.png and bench-limit-shift.png (default docs/bench-adaptive.png in a full run, nothing with -short)")
 	fs.StringVar(&profile, "profile", "", "run the daemon in-process as \"bench daemon\" and write CPU and allocation profiles of each replica into this `dir`")
-	fs.IntVar(&roundsFlag, "rounds", 5, "scenarios 1 and 4 run daemon and baseline this many times, interleaved, and keep each one's best run (the least disturbed by other work on the machine); 1 with -short")
+	fs.IntVar(&roundsFlag, "rounds", 5, "scenarios 1, 4 and 6 run daemon and baseline this many times, interleaved, and list every round; 1 and 4 are judged on each one's best run (the least disturbed by other work on the machine), 6 on every round; 1 with -short")
 	fs.DurationVar(&quietWait, "quiet-wait", 2*time.Minute, "before each run, wait up to this long for the machine to be nearly idle (other work < 0.5 CPU); 0 = do not wait (the default with -short)")
 	fs.StringVar(&daemonBin, "daemon-bin", "", "run this integration-deleter binary instead of building one (to compare builds)")
 	fs.BoolVar(&keep, "keep", false, "keep the work directory (logs of every process, NATS store)")
@@ -124,6 +139,10 @@ Flags:
 		return fmt.Errorf("unexpected arguments %q (see -h)", fs.Args())
 	}
 	p.memLimit = uint64(memLimMiB * (1 << 20))
+	var err error
+	if p.shiftLimits, err = parseLimits(shiftLims); err != nil {
+		return err
+	}
 	p.boundTarget, p.adaptTarget = 0.95, 0.9
 	set := map[string]bool{}
 	for f := range strings.SplitSeq(only, ",") {
@@ -145,10 +164,13 @@ Flags:
 			p.n = 300
 		}
 		if !flagGiven(fs, "n-rate") {
-			p.nRate = 150
+			p.nRate = 100
 		}
 		if !flagGiven(fs, "n-overhead") {
 			p.nOverhead = 1000
+		}
+		if !flagGiven(fs, "shift-phase") {
+			p.shiftPhase = time.Second
 		}
 	} else {
 		if !flagGiven(fs, "md") {
@@ -159,6 +181,9 @@ Flags:
 		}
 	}
 	p.rounds = max(roundsFlag, 1)
+	if p.shiftPhase <= 0 {
+		return errors.New("-shift-phase must be positive")
+	}
 	if profile != "" {
 		if err := os.MkdirAll(profile, 0o755); err != nil {
 			return err
@@ -186,10 +211,7 @@ Flags:
 		}
 		var pair [2]*runResult
 		var every [2][]*runResult
-		rounds := 1
-		if s.id == "1" || s.id == "4" {
-			rounds = p.rounds
-		}
+		rounds := max(s.rounds, 1)
 		for round := range rounds {
 			for i, spec := range []runSpec{s.daemon, s.baseline} {
 				if ctx.Err() != nil {
@@ -210,7 +232,7 @@ Flags:
 					r.elapsed.Seconds(), r.results, r.perSecond(), r.cpuTotal(), mib(r.rssMax()), r.otherLoad)
 				if verbose {
 					fmt.Fprintf(stderr, "  %s\n", r.diagnostics())
-					if len(r.samples) > 0 {
+					if len(r.samples) > 0 || len(r.phaseAt) > 0 {
 						fmt.Fprintln(stderr, r.capHistory())
 					}
 				}
@@ -223,10 +245,7 @@ Flags:
 			}
 		}
 		byID[s.id] = pair
-		figs := s.judge(pair[0], pair[1])
-		if rounds > 1 {
-			figs = append(figs, roundsFigure(s.id, every))
-		}
+		figs := s.judge(pair[0], pair[1], every)
 		if s.id == "1" {
 			figs = append(figs, ceilingFigure(ctx, p, rounds, quietWait, stderr))
 		}
@@ -249,7 +268,7 @@ Flags:
 	wall := time.Since(started)
 	fmt.Fprintf(stdout, "\nbench wall time: %s\n", wall.Round(time.Second))
 
-	replicasPNG := ""
+	replicasPNG, shiftPNG := "", ""
 	if pngPath != "" {
 		if r, ok := byID["2"]; ok && len(r[0].samples) > 0 {
 			if err := plotAdaptive(pngPath, r[0], r[1], p); err != nil {
@@ -264,9 +283,16 @@ Flags:
 			}
 			fmt.Fprintln(stdout, "wrote", replicasPNG)
 		}
+		if r, ok := byID["7"]; ok && len(r[0].samples) > 0 {
+			shiftPNG = filepath.Join(filepath.Dir(pngPath), "bench-limit-shift.png")
+			if err := plotLimitShift(shiftPNG, r[0], r[1], p); err != nil {
+				return fmt.Errorf("picture: %w", err)
+			}
+			fmt.Fprintln(stdout, "wrote", shiftPNG)
+		}
 	}
 	if mdPath != "" {
-		md := renderMarkdown(p, figures, byID, pngPath, replicasPNG, mdPath, wall)
+		md := renderMarkdown(p, figures, byID, pngPath, replicasPNG, shiftPNG, mdPath, wall)
 		if err := os.WriteFile(mdPath, []byte(md), 0o644); err != nil {
 			return err
 		}
@@ -345,28 +371,6 @@ func better(a, b *runResult) *runResult {
 		out.results = other.results
 	}
 	return &out
-}
-
-// roundsFigure lists every round of each side, so that the spread the best run was
-// chosen from is in the report: results/s and, for scenario 4, CPU-seconds per 1000.
-func roundsFigure(id string, every [2][]*runResult) figure {
-	f := figure{measure: "every round: results/s", info: true}
-	if id == "4" {
-		f.measure += " (CPU-s per 1000)"
-	}
-	col := func(runs []*runResult) string {
-		var parts []string
-		for _, r := range runs {
-			v := fmt.Sprintf("%.0f", r.perSecond())
-			if id == "4" && r.results > 0 {
-				v += fmt.Sprintf(" (%.3f)", r.cpuTotal()/float64(r.results)*1000)
-			}
-			parts = append(parts, v)
-		}
-		return strings.Join(parts, ", ")
-	}
-	f.daemon, f.baseline = col(every[0]), col(every[1])
-	return f
 }
 
 // ceilingFigure measures scenario 1 without NATS (see ceiling), best of rounds.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -22,9 +23,9 @@ var (
 	grey   = color.RGBA{R: 90, G: 90, B: 90, A: 255}
 )
 
-// baselinePanel is the lower panel of both pictures: the baseline's calls in flight as
-// Kombo saw them, Kombo's limit and the calls it rejected.
-func baselinePanel(title string, b *runResult, limit float64) (*plot.Plot, error) {
+// baselinePanel is the lower panel of the pictures: the baseline's calls in flight as
+// Kombo saw them, Kombo's limit (drawn by addLimit) and the calls it rejected.
+func baselinePanel(title string, b *runResult, addLimit func(*plot.Plot) error) (*plot.Plot, error) {
 	bottom := plot.New()
 	bottom.Title.Text = title
 	bottom.X.Label.Text = "seconds since the first publish"
@@ -36,7 +37,10 @@ func baselinePanel(title string, b *runResult, limit float64) (*plot.Plot, error
 	bLine.Color, bLine.Width = orange, vg.Points(1)
 	bottom.Add(plotter.NewGrid(), bLine)
 	bottom.Legend.Add("calls in flight at Kombo", bLine)
-	if err := addLimitAndRejects(bottom, b, limit); err != nil {
+	if err := addLimit(bottom); err != nil {
+		return nil, err
+	}
+	if err := addRejects(bottom, b); err != nil {
 		return nil, err
 	}
 	return bottom, nil
@@ -81,7 +85,8 @@ func plotAdaptive(path string, d, b *runResult, p params) error {
 		return err
 	}
 
-	bottom, err := baselinePanel(fmt.Sprintf("plain baseline: fixed semaphore of %d, per-worker backoff", p.adaptiveMax), b, limit)
+	bottom, err := baselinePanel(fmt.Sprintf("plain baseline: fixed semaphore of %d, per-worker backoff", p.adaptiveMax), b,
+		func(pl *plot.Plot) error { return addConstLimit(pl, limit) })
 	if err != nil {
 		return err
 	}
@@ -90,10 +95,23 @@ func plotAdaptive(path string, d, b *runResult, p params) error {
 }
 
 func addLimitAndRejects(pl *plot.Plot, r *runResult, limit float64) error {
+	if err := addConstLimit(pl, limit); err != nil {
+		return err
+	}
+	return addRejects(pl, r)
+}
+
+// addConstLimit draws Kombo's limit as a dashed line across the plot.
+func addConstLimit(pl *plot.Plot, limit float64) error {
 	lim := plotter.NewFunction(func(float64) float64 { return limit })
 	lim.Color, lim.Width, lim.Dashes = grey, vg.Points(1), []vg.Length{vg.Points(4), vg.Points(3)}
 	pl.Add(lim)
 	pl.Legend.Add(fmt.Sprintf("Kombo's limit (%.0f)", limit), lim)
+	return nil
+}
+
+// addRejects marks the calls Kombo rejected for concurrency, per 100 ms.
+func addRejects(pl *plot.Plot, r *runResult) error {
 	rej := rejectsPer(r, 0.1)
 	if len(rej) == 0 {
 		return nil
@@ -112,7 +130,7 @@ func addLimitAndRejects(pl *plot.Plot, r *runResult, limit float64) error {
 func rejectsPer(r *runResult, bin float64) plotter.XYs {
 	counts := map[int]int{}
 	for _, c := range r.calls {
-		if c.code == "PLATFORM.CONCURRENCY_LIMIT_EXCEEDED" {
+		if c.code == codeConcurrency {
 			counts[int(c.start.Sub(r.t0).Seconds()/bin)]++
 		}
 	}
@@ -133,7 +151,7 @@ func komboInFlight(r *runResult, step float64) plotter.XYs {
 	n := int(r.elapsed.Seconds()/step) + 1
 	diff := make([]int, n+1)
 	for _, c := range r.calls {
-		if c.code == "PLATFORM.CONCURRENCY_LIMIT_EXCEEDED" || c.end.IsZero() {
+		if c.code == codeConcurrency || c.end.IsZero() {
 			continue
 		}
 		a := int(c.start.Sub(r.t0).Seconds()/step + 0.999999)
@@ -209,7 +227,8 @@ func plotReplicas(path string, d, b *runResult, p params) error {
 		return err
 	}
 
-	bottom, err := baselinePanel(fmt.Sprintf("two plain baseline replicas: fixed semaphores of %d, per-worker backoff", p.adaptiveMax), b, limit)
+	bottom, err := baselinePanel(fmt.Sprintf("two plain baseline replicas: fixed semaphores of %d, per-worker backoff", p.adaptiveMax), b,
+		func(pl *plot.Plot) error { return addConstLimit(pl, limit) })
 	if err != nil {
 		return err
 	}
@@ -245,4 +264,85 @@ func saveTwo(path string, top, bottom *plot.Plot, xmax, ymax float64) error {
 		return err
 	}
 	return f.Close()
+}
+
+// limitSteps is the fake's concurrency limit over a run with phases, as a step line: each
+// limit from the moment the fake changed to it, the last one until the run's end.
+func limitSteps(r *runResult) plotter.XYs {
+	var xy plotter.XYs
+	for i, at := range r.phaseAt {
+		xy = append(xy, plotter.XY{X: at, Y: float64(r.spec.phases[i].limit)})
+	}
+	if n := len(xy); n > 0 {
+		xy = append(xy, plotter.XY{X: max(r.elapsed.Seconds(), xy[n-1].X), Y: xy[n-1].Y})
+	}
+	return xy
+}
+
+// addStepLimit draws the fake's changing limit of r as a dashed step line.
+func addStepLimit(pl *plot.Plot, r *runResult) error {
+	xy := limitSteps(r)
+	if len(xy) == 0 {
+		return nil
+	}
+	lim, err := plotter.NewLine(xy)
+	if err != nil {
+		return err
+	}
+	lim.StepStyle = plotter.PostStep
+	lim.Color, lim.Width, lim.Dashes = grey, vg.Points(1.5), []vg.Length{vg.Points(4), vg.Points(3)}
+	pl.Add(lim)
+	pl.Legend.Add("Kombo's limit (changed by the bench)", lim)
+	return nil
+}
+
+// plotLimitShift draws scenario 7: on top the daemon's cap and calls in flight (from its
+// /metrics every 50 ms), below the baseline's calls in flight as Kombo saw them; each with
+// the fake's limit as a step line and the calls it rejected per 100 ms.
+func plotLimitShift(path string, d, b *runResult, p params) error {
+	xmax := max(d.elapsed.Seconds(), b.elapsed.Seconds())
+	top := plot.New()
+	top.Title.Text = fmt.Sprintf("integration-deleter: Kombo's limit %s, %s each, KOMBO_MAX_CONCURRENCY=%d (N=%d, L=%s)",
+		limitsText(p.shiftLimits), p.shiftPhase, p.shiftMax, d.spec.n, p.latency)
+	top.Y.Label.Text = "calls"
+	var capXY, inXY plotter.XYs
+	for _, s := range byTime(d.samples) {
+		capXY = append(capXY, plotter.XY{X: s.t, Y: s.cap})
+		inXY = append(inXY, plotter.XY{X: s.t, Y: s.inFlight})
+	}
+	capLine, err := plotter.NewLine(capXY)
+	if err != nil {
+		return err
+	}
+	capLine.StepStyle = plotter.PostStep
+	capLine.Color, capLine.Width = blue, vg.Points(2)
+	inLine, err := plotter.NewLine(inXY)
+	if err != nil {
+		return err
+	}
+	inLine.Color, inLine.Width = orange, vg.Points(1)
+	top.Add(plotter.NewGrid(), capLine, inLine)
+	top.Legend.Add("concurrency cap (integration_deleter_concurrency_cap)", capLine)
+	top.Legend.Add("calls in flight (integration_deleter_kombo_calls_in_flight)", inLine)
+	if err := addStepLimit(top, d); err != nil {
+		return err
+	}
+	if err := addRejects(top, d); err != nil {
+		return err
+	}
+
+	bottom, err := baselinePanel(fmt.Sprintf("plain baseline: fixed semaphore of %d, per-worker backoff", p.shiftMax), b,
+		func(pl *plot.Plot) error { return addStepLimit(pl, b) })
+	if err != nil {
+		return err
+	}
+	return saveTwo(path, top, bottom, xmax, float64(p.shiftMax)+2)
+}
+
+func limitsText(limits []int) string {
+	parts := make([]string, len(limits))
+	for i, l := range limits {
+		parts[i] = fmt.Sprint(l)
+	}
+	return strings.Join(parts, " → ")
 }

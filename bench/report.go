@@ -48,7 +48,7 @@ func targetText(f figure) string {
 }
 
 // renderMarkdown is BENCHMARKS.md.
-func renderMarkdown(p params, figs []figure, byID map[string][2]*runResult, pngPath, replicasPNG, mdPath string, wall time.Duration) string {
+func renderMarkdown(p params, figs []figure, byID map[string][2]*runResult, pngPath, replicasPNG, shiftPNG, mdPath string, wall time.Duration) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("# Benchmarks\n\n")
@@ -97,22 +97,39 @@ func renderMarkdown(p params, figs []figure, byID map[string][2]*runResult, pngP
 	w("2. **Adaptive**: Kombo allows %d at once (and says so in `Concurrency-Limit`), `KOMBO_MAX_CONCURRENCY=%d`. Share of calls rejected with "+
 		"`CONCURRENCY_LIMIT_EXCEEDED` (over the run, and over calls made in its second half) and ratio to N·L/%d.\n",
 		p.adaptiveLimit, p.adaptiveMax, p.adaptiveLimit)
-	w("3. **Rate limit**: Kombo admits %.0f calls/s (token bucket, burst %d) and answers the others 429 with `ratelimit-reset` "+
+	w("3. **Rate limit (ratelimit-\\* headers)**: Kombo admits %.0f calls/s (token bucket, burst %d), puts `ratelimit-limit` and "+
+		"`ratelimit-remaining` on every DELETE answer and answers the calls beyond the bucket 429 with `ratelimit-reset` "+
 		"(whole seconds, as Kombo documents). Calls that arrive inside an announced wait (later than %s after the 429 that announced it), "+
-		"and results per second. N=%d, L=%s, `KOMBO_MAX_CONCURRENCY=%d`.\n", p.rate, p.burst, p.earlyGrace, p.nRate, p.latency, p.rateConc)
+		"results per second (first publish to last result), and `RATE_LIMIT_EXCEEDED` answers per 1000 DELETE calls. N=%d, L=%s, `KOMBO_MAX_CONCURRENCY=%d`.\n",
+		p.rate, p.burst, p.earlyGrace, p.nRate, p.latency, p.rateConc)
 	w("4. **Overhead**: L=0, no limits, N=%d, `KOMBO_MAX_CONCURRENCY=%d` (the baseline's semaphore too). Results per second and CPU-seconds per 1000 requests; "+
 		"the daemon logs one line per request (`LOG_LEVEL=info`, JSON) as in production, the baseline logs nothing; "+
 		"the daemon also records each outcome in its ledger (three stored messages a request where the baseline stores one).\n", p.nOverhead, p.overheadConc)
 	w("5. **Memory**: the daemon's peak RSS during scenarios 1 and 4.\n")
-	w("6. **Two replicas** of the daemon on one durable consumer (and two baseline replicas), each `KOMBO_MAX_CONCURRENCY=%d`, Kombo allows %d: as 2.\n\n",
-		p.adaptiveMax, p.adaptiveLimit)
+	w("6. **Two replicas** of the daemon on one durable consumer (and two baseline replicas), each `KOMBO_MAX_CONCURRENCY=%d`, Kombo allows %d, "+
+		"N=%d, %d round(s), every one listed and judged: ratio to N·L/%d, share of calls rejected, and each replica's share of the deletions "+
+		"(2xx DELETE answers; each replica calls the fake through a listener of its own, which tags its calls).\n",
+		p.adaptiveMax, p.adaptiveLimit, p.n, max(p.rounds, 1), p.adaptiveLimit)
+	{
+		nShift := p.nShift
+		if nShift <= 0 {
+			nShift = shiftN(p)
+		}
+		w("7. **Limit shift**: Kombo's concurrency limit is %s, each for %s from the first publish (changed on the fake while it serves; "+
+			"`Concurrency-Limit` on every answer tells the new value), L=%s, `KOMBO_MAX_CONCURRENCY=%d`, N=%d (1.1 × what the phases admit at their "+
+			"limits, so that the backlog outlasts the last phase). Per phase: admitted calls in flight at the fake, time-weighted, ÷ the phase's limit; "+
+			"calls rejected ÷ DELETE calls arriving in the phase; and the time from the fake's change to the first scrape (every 50 ms) of the daemon's cap "+
+			"at the new limit.\n", limitsText(p.shiftLimits), p.shiftPhase, p.latency, p.shiftMax, nShift)
+	}
+	w("8. **Rate limit (Retry-After only)**: as 3, but the 429s carry only `Retry-After` (whole seconds, rounded up) and no answer carries " +
+		"`ratelimit-*`. Calls inside an announced wait and results per second; refusals per 1000 DELETE calls as information.\n\n")
 
 	w("## Noise\n\n")
 	w("The machine is shared. Before each run the bench waits (up to a limit) until other work uses less than half a CPU; ")
 	w("during each run it measures the CPU used by anything but the measured processes and the bench itself (NATS, fake Kombo). ")
-	w("Scenarios 1 and 4 keep the best of %d interleaved rounds of each side.\n\n", max(p.rounds, 1))
+	w("Scenarios 1 and 4 keep the best of %d interleaved rounds of each side; scenario 6 is judged in every round. Every round is listed.\n\n", max(p.rounds, 1))
 	w("| scenario | daemon: other load before / during (CPUs) | baseline: other load before / during (CPUs) |\n| --- | --- | --- |\n")
-	for _, id := range []string{"1", "2", "3", "4", "6"} {
+	for _, id := range []string{"1", "2", "3", "4", "6", "7", "8"} {
 		if r, ok := byID[id]; ok {
 			w("| %s | %.2f / %.2f | %.2f / %.2f |\n", id, r[0].quietLoad, r[0].otherLoad, r[1].quietLoad, r[1].otherLoad)
 		}
@@ -140,11 +157,22 @@ func renderMarkdown(p params, figs []figure, byID map[string][2]*runResult, pngP
 		w("Each replica's cap, their sum, and the sum of their calls in flight (from their `/metrics`, every 50 ms), above the two baseline replicas' calls in flight as Kombo saw them.\n\n")
 		w("![two replicas sharing Kombo's limit](%s)\n\n", filepath.ToSlash(rel))
 	}
+	if shiftPNG != "" {
+		rel, err := filepath.Rel(filepath.Dir(mdPath), shiftPNG)
+		if err != nil {
+			rel = shiftPNG
+		}
+		w("## Scenario 7 in a picture\n\n")
+		w("The daemon's concurrency cap and calls in flight (from its `/metrics`, every 50 ms) with Kombo's limit as the bench changed it (dashed steps), ")
+		w("above the baseline's calls in flight as Kombo saw them; red crosses count the calls Kombo rejected per 100 ms.\n\n")
+		w("![the daemon following Kombo's limit as it changes](%s)\n\n", filepath.ToSlash(rel))
+	}
 	if notes := notesFor(); notes != "" {
 		w("%s", notes)
 	}
 	w("## Reproduce\n\n")
-	w("```sh\nmake bench                 # go run ./bench: all scenarios, writes BENCHMARKS.md and docs/bench-adaptive.png\n")
+	w("```sh\nmake bench                 # go run ./bench: all scenarios, writes BENCHMARKS.md and docs/bench-*.png\n")
+	w("go run ./bench -short -scenarios 7 -v   # one scenario, small, with its progress\n")
 	w("go run ./bench -short      # CI smoke run (small N; targets reported, not enforced)\n")
 	w("go run ./bench -scenarios 4 -profile /tmp/prof   # CPU and allocation profiles of the daemon\n```\n")
 	return b.String()

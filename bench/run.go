@@ -126,7 +126,27 @@ type runSpec struct {
 	fake     kombotest.Options
 	scrape   bool          // sample the daemons' cap and calls in flight
 	timeout  time.Duration // for all results
+	// phases, when set, change the fake's concurrency limit during the run: phase i starts
+	// phases[i].at after the first publish (the first phase at 0, whose limit is
+	// fake.ConcurrencyLimit). The last phase is measured until phasesEnd (or the end of the
+	// run); the run goes on at the last limit until every result is in.
+	phases    []phase
+	phasesEnd time.Duration
 }
+
+// phase is a stretch of a run with one concurrency limit at the fake.
+type phase struct {
+	at    time.Duration
+	limit int
+}
+
+// replicaHeader tags each call to the fake with the replica that made it: every replica
+// calls the fake through a listener of its own, which adds this header to the request (the
+// fake records request headers; the API key it records is redacted).
+const replicaHeader = "X-Bench-Replica"
+
+// codeConcurrency is error.code of the fake's answer to a call beyond its concurrency limit.
+const codeConcurrency = "PLATFORM.CONCURRENCY_LIMIT_EXCEEDED"
 
 // call is what the bench keeps of each call the fake answered.
 type call struct {
@@ -134,6 +154,7 @@ type call struct {
 	status     int
 	code       string
 	early      bool
+	replica    int // 0-based: which replica made the call
 }
 
 // sample is one scrape of one daemon replica's metrics.
@@ -157,6 +178,7 @@ type runResult struct {
 	cpu       []float64 // CPU-seconds per replica between the first publish and the last result
 	rss       []uint64  // peak RSS per replica (VmHWM)
 	samples   []sample
+	phaseAt   []float64 // seconds since the first publish at which each phase began (the fake's limit changed)
 	err       error
 	profileAt string
 	quietLoad float64 // CPUs busy on the machine just before the run
@@ -192,7 +214,7 @@ func (r *runResult) rejected() (all, secondHalf float64) {
 	mid := r.t0.Add(r.elapsed / 2)
 	var n, rej, n2, rej2 int
 	for _, c := range r.calls {
-		isRej := c.code == "PLATFORM.CONCURRENCY_LIMIT_EXCEEDED"
+		isRej := c.code == codeConcurrency
 		n++
 		if isRej {
 			rej++
@@ -232,22 +254,38 @@ func (e *env) run(ctx context.Context, s runSpec) (res *runResult) {
 		if c.Method != http.MethodDelete {
 			return
 		}
+		rep, _ := strconv.Atoi(c.Header.Get(replicaHeader))
 		mu.Lock()
-		calls = append(calls, call{start: c.Start, end: c.End, status: c.Status, code: c.Code, early: c.EarlyForRateLimit})
+		calls = append(calls, call{start: c.Start, end: c.End, status: c.Status, code: c.Code, early: c.EarlyForRateLimit,
+			replica: max(rep-1, 0)})
 		mu.Unlock()
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		res.err = err
-		return res
-	}
-	srv := &http.Server{Handler: fake, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
+	// One listener per replica, all serving the same fake, so that each call says which
+	// replica made it (replicaHeader).
+	var servers []*http.Server
 	defer func() {
 		fake.Close()
-		_ = srv.Close()
+		for _, srv := range servers {
+			_ = srv.Close()
+		}
 	}()
-	komboURL := "http://" + ln.Addr().String() + "/v1"
+	komboURLs := make([]string, s.replicas)
+	for i := range s.replicas {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			res.err = err
+			return res
+		}
+		tag := strconv.Itoa(i + 1)
+		srv := &http.Server{ReadHeaderTimeout: 5 * time.Second,
+			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				r.Header.Set(replicaHeader, tag)
+				fake.ServeHTTP(w, r)
+			})}
+		servers = append(servers, srv)
+		go func() { _ = srv.Serve(ln) }()
+		komboURLs[i] = "http://" + ln.Addr().String() + "/v1"
+	}
 
 	// A fresh stream and durable consumer, the same for the daemon and the baseline.
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -302,7 +340,7 @@ func (e *env) run(ctx context.Context, s runSpec) (res *runResult) {
 				return res
 			}
 			envv := []string{
-				"KOMBO_API_KEY=bench", "KOMBO_BASE_URL=" + komboURL,
+				"KOMBO_API_KEY=bench", "KOMBO_BASE_URL=" + komboURLs[i],
 				"KOMBO_MAX_CONCURRENCY=" + strconv.Itoa(s.maxConc),
 				"NATS_URL=" + e.nats.ClientURL(),
 				"STREAM_NAME=" + stream, "STREAM_SUBJECTS=" + prefix + ".>", "CONSUMER_NAME=" + durable,
@@ -328,7 +366,7 @@ func (e *env) run(ctx context.Context, s runSpec) (res *runResult) {
 		} else {
 			ready := filepath.Join(e.dir, name+".ready")
 			argv := []string{e.self, "baseline", "-nats", e.nats.ClientURL(), "-stream", stream, "-consumer", durable,
-				"-deleted", delSubj, "-failed", failSubj, "-kombo", komboURL, "-c", strconv.Itoa(s.maxConc),
+				"-deleted", delSubj, "-failed", failSubj, "-kombo", komboURLs[i], "-c", strconv.Itoa(s.maxConc),
 				"-ready-file", ready}
 			var envv []string
 			if e.profile != "" {
@@ -423,6 +461,30 @@ func (e *env) run(ctx context.Context, s runSpec) (res *runResult) {
 		}
 	}
 
+	// Change the fake's concurrency limit at the phases' times.
+	var shiftErr error // under mu
+	if len(s.phases) > 0 {
+		res.phaseAt = []float64{0}
+		scrapeWG.Go(func() {
+			for _, ph := range s.phases[1:] {
+				select {
+				case <-scrapeStop:
+					return
+				case <-time.After(time.Until(t0.Add(ph.at))):
+				}
+				err := fake.Update(func(o *kombotest.Options) { o.ConcurrencyLimit = ph.limit })
+				at := time.Since(t0).Seconds()
+				mu.Lock()
+				if err != nil {
+					shiftErr = fmt.Errorf("set the fake's limit to %d: %w", ph.limit, err)
+				} else {
+					res.phaseAt = append(res.phaseAt, at)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+
 	// Publish N requests as fast as JetStream takes them.
 	for i := range s.n {
 		data := fmt.Appendf(nil, `{"integration_id":"personio:bench-%06d","request_id":"%s-%06d","requested_by":"bench","reason":"benchmark"}`, i, tag, i)
@@ -471,6 +533,9 @@ func (e *env) run(ctx context.Context, s runSpec) (res *runResult) {
 	}
 	close(scrapeStop)
 	scrapeWG.Wait()
+	if shiftErr != nil {
+		res.err = errors.Join(res.err, shiftErr)
+	}
 
 	// Every result stored exactly once? (A subscriber may see the last results a moment
 	// before the stream has stored them.)
@@ -552,10 +617,17 @@ func (r *runResult) capHistory() string {
 		}
 		b.WriteString("\n")
 	}
+	if len(r.phaseAt) > 0 {
+		b.WriteString("  the fake's limit:")
+		for i, at := range r.phaseAt {
+			fmt.Fprintf(&b, " %.2f:%d", at, r.spec.phases[i].limit)
+		}
+		b.WriteString("\n")
+	}
 	per := map[int]int{}
 	maxSec := 0
 	for _, c := range r.calls {
-		if c.code == "PLATFORM.CONCURRENCY_LIMIT_EXCEEDED" {
+		if c.code == codeConcurrency {
 			sec := int(c.start.Sub(r.t0).Seconds())
 			per[sec]++
 			maxSec = max(maxSec, sec)

@@ -20,8 +20,12 @@ type params struct {
 	rateConc                 int     // scenario 3: KOMBO_MAX_CONCURRENCY
 	overheadConc             int     // scenario 4: KOMBO_MAX_CONCURRENCY
 	earlyGrace               time.Duration
-	rounds                   int    // of scenarios 1 and 4
-	memLimit                 uint64 // scenario 5: bytes
+	shiftLimits              []int         // scenario 7: Kombo's concurrency limit in each phase
+	shiftPhase               time.Duration // scenario 7: length of each phase
+	nShift                   int           // scenario 7: requests; 0 = enough for the phases (shiftN)
+	shiftMax                 int           // scenario 7: KOMBO_MAX_CONCURRENCY
+	rounds                   int           // of scenarios 1, 4 and 6
+	memLimit                 uint64        // scenario 5: bytes
 	short                    bool
 	boundTarget, adaptTarget float64
 }
@@ -36,12 +40,14 @@ type figure struct {
 	info              bool // reported only, no target
 }
 
-// scenario is a pair of runs (daemon, baseline) and how to judge them.
+// scenario is a pair of runs (daemon, baseline), repeated rounds times, and how to judge
+// them: d and b are each side's best run (see better), every lists every round's runs.
 type scenario struct {
 	id, title string
 	daemon    runSpec
 	baseline  runSpec
-	judge     func(d, b *runResult) []figure
+	rounds    int // 0 means 1
+	judge     func(d, b *runResult, every [2][]*runResult) []figure
 }
 
 func boundOf(n int, l time.Duration, c int) time.Duration {
@@ -53,13 +59,18 @@ func timeoutFor(ideal time.Duration) time.Duration { return time.Minute + 5*idea
 func scenarios(p params) []scenario {
 	pct := func(v float64) string { return fmt.Sprintf("%.2f %%", 100*v) }
 	x := func(v float64) string { return fmt.Sprintf("%.3f", v) }
+	same := func(s scenario) scenario {
+		s.baseline = s.daemon
+		s.baseline.kind, s.baseline.scrape = "baseline", false
+		return s
+	}
 
 	// 1. Bound.
 	b1 := boundOf(p.n, p.latency, p.limit)
-	s1 := scenario{id: "1", title: "Bound",
+	s1 := same(scenario{id: "1", title: "Bound", rounds: p.rounds,
 		daemon: runSpec{scenario: "1", kind: "daemon", replicas: 1, n: p.n, maxConc: p.limit,
 			fake: kombotest.Options{Latency: p.latency, ConcurrencyLimit: p.limit}, timeout: timeoutFor(b1)},
-		judge: func(d, b *runResult) []figure {
+		judge: func(d, b *runResult, every [2][]*runResult) []figure {
 			rd, rb := b1.Seconds()/d.elapsed.Seconds(), b1.Seconds()/b.elapsed.Seconds()
 			return []figure{
 				{measure: fmt.Sprintf("N·L/C ÷ time (N=%d, L=%s, C=%d; bound %.2fs)", p.n, p.latency, p.limit, b1.Seconds()),
@@ -68,72 +79,72 @@ func scenarios(p params) []scenario {
 				{measure: "mean call at Kombo (ms) / mean calls in flight at Kombo", daemon: d.komboFigures(), baseline: b.komboFigures(), info: true},
 				{measure: "calls rejected for concurrency", daemon: fmt.Sprint(d.stats.RejectedConcurrency),
 					baseline: fmt.Sprint(b.stats.RejectedConcurrency), info: true},
+				roundsFigure("1", every),
 			}
-		}}
-	s1.baseline = s1.daemon
-	s1.baseline.kind = "baseline"
+		}})
 
 	// 2. Adaptive.
 	b2 := boundOf(p.n, p.latency, p.adaptiveLimit)
-	adaptive := func(replicas int) func(d, b *runResult) []figure {
-		return func(d, b *runResult) []figure {
+	s2 := same(scenario{id: "2", title: "Adaptive",
+		daemon: runSpec{scenario: "2", kind: "daemon", replicas: 1, n: p.n, maxConc: p.adaptiveMax, scrape: true,
+			fake: kombotest.Options{Latency: p.latency, ConcurrencyLimit: p.adaptiveLimit}, timeout: timeoutFor(b2)},
+		judge: func(d, b *runResult, _ [2][]*runResult) []figure {
 			da, d2 := d.rejected()
 			ba, b2h := b.rejected()
 			rd, rb := b2.Seconds()/d.elapsed.Seconds(), b2.Seconds()/b.elapsed.Seconds()
-			settle := "never"
-			if t, ok := settleTime(d.samples, replicas, float64(p.adaptiveLimit)); ok {
-				settle = fmt.Sprintf("%.2f s", t)
-			}
 			return []figure{
 				{measure: "calls rejected (CONCURRENCY_LIMIT_EXCEEDED), whole run", daemon: pct(da), baseline: pct(ba),
 					target: "≤ 3 %", ok: da <= 0.03},
 				{measure: "calls rejected, second half", daemon: pct(d2), baseline: pct(b2h), target: "≤ 1 %", ok: d2 <= 0.01},
 				{measure: fmt.Sprintf("N·L/%d ÷ time (N=%d; bound %.2fs)", p.adaptiveLimit, p.n, b2.Seconds()),
 					daemon: x(rd), baseline: x(rb), target: fmt.Sprintf("≥ %.2f", p.adaptTarget), ok: rd >= p.adaptTarget},
-				{measure: fmt.Sprintf("time until the cap (sum over replicas) first is ≤ %d", p.adaptiveLimit), daemon: settle, baseline: "–", info: true},
+				{measure: fmt.Sprintf("time until the cap first is ≤ %d", p.adaptiveLimit), daemon: settleText(d, p.adaptiveLimit), baseline: "–", info: true},
 				{measure: "DELETE calls / rejected", daemon: fmt.Sprintf("%d / %d", d.stats.Deletes, d.stats.RejectedConcurrency),
 					baseline: fmt.Sprintf("%d / %d", b.stats.Deletes, b.stats.RejectedConcurrency), info: true},
 				{measure: "most calls in flight at Kombo", daemon: fmt.Sprint(d.stats.MaxInFlight), baseline: fmt.Sprint(b.stats.MaxInFlight), info: true},
 				{measure: "requests that ended failed (retries used up)", daemon: fmt.Sprint(d.failed), baseline: fmt.Sprint(b.failed), info: true},
 			}
-		}
-	}
-	s2 := scenario{id: "2", title: "Adaptive",
-		daemon: runSpec{scenario: "2", kind: "daemon", replicas: 1, n: p.n, maxConc: p.adaptiveMax, scrape: true,
-			fake: kombotest.Options{Latency: p.latency, ConcurrencyLimit: p.adaptiveLimit}, timeout: timeoutFor(b2)},
-		judge: adaptive(1)}
-	s2.baseline = s2.daemon
-	s2.baseline.kind, s2.baseline.scrape = "baseline", false
+		}})
 
-	// 3. Rate limit.
+	// 3 and 8. Rate limit, announced with ratelimit-* headers or with Retry-After alone.
 	ideal3 := time.Duration(float64(p.nRate) / p.rate * float64(time.Second))
-	s3 := scenario{id: "3", title: "Rate limit",
-		daemon: runSpec{scenario: "3", kind: "daemon", replicas: 1, n: p.nRate, maxConc: p.rateConc,
-			fake: kombotest.Options{Latency: p.latency, RateLimit: p.rate, RateBurst: p.burst,
-				RateLimitHeader: kombotest.HintRateLimitReset, EarlyGrace: p.earlyGrace},
-			timeout: timeoutFor(ideal3)},
-		judge: func(d, b *runResult) []figure {
-			td, tb := d.perSecond(), b.perSecond()
-			return []figure{
-				{measure: fmt.Sprintf("calls inside an announced wait (N=%d; grace %s)", p.nRate, p.earlyGrace),
-					daemon: fmt.Sprint(d.stats.EarlyForRateLimit), baseline: fmt.Sprint(b.stats.EarlyForRateLimit), target: "0",
-					ok: d.stats.EarlyForRateLimit == 0},
-				{measure: fmt.Sprintf("results/s (Kombo allows %.0f/s, burst %d)", p.rate, p.burst),
-					daemon: fmt.Sprintf("%.1f", td), baseline: fmt.Sprintf("%.1f", tb),
-					target: fmt.Sprintf("≥ %.1f", 0.9*p.rate), ok: td >= 0.9*p.rate},
-				{measure: "calls answered RATE_LIMIT_EXCEEDED", daemon: fmt.Sprint(d.stats.RejectedRate),
-					baseline: fmt.Sprint(b.stats.RejectedRate), info: true},
-				{measure: "requests that ended failed (retries used up)", daemon: fmt.Sprint(d.failed), baseline: fmt.Sprint(b.failed), info: true},
-			}
-		}}
-	s3.baseline = s3.daemon
-	s3.baseline.kind = "baseline"
+	rateLimited := func(id, title, hint string, rateTarget float64, refusalTarget bool) scenario {
+		return same(scenario{id: id, title: title,
+			daemon: runSpec{scenario: id, kind: "daemon", replicas: 1, n: p.nRate, maxConc: p.rateConc,
+				fake: kombotest.Options{Latency: p.latency, RateLimit: p.rate, RateBurst: p.burst,
+					RateLimitHeader: hint, EarlyGrace: p.earlyGrace},
+				timeout: timeoutFor(ideal3)},
+			judge: func(d, b *runResult, _ [2][]*runResult) []figure {
+				td, tb := d.perSecond(), b.perSecond()
+				per := func(r *runResult) float64 { return 1000 * ratio(r.stats.RejectedRate, r.stats.Deletes) }
+				perText := func(r *runResult) string {
+					return fmt.Sprintf("%.2f (%d of %d)", per(r), r.stats.RejectedRate, r.stats.Deletes)
+				}
+				refusals := figure{measure: "calls answered RATE_LIMIT_EXCEEDED per 1000 DELETE calls",
+					daemon: perText(d), baseline: perText(b), info: true}
+				if refusalTarget {
+					refusals.info, refusals.target, refusals.ok = false, "≤ 1", per(d) <= 1
+				}
+				return []figure{
+					{measure: fmt.Sprintf("calls inside an announced wait (N=%d; grace %s)", p.nRate, p.earlyGrace),
+						daemon: fmt.Sprint(d.stats.EarlyForRateLimit), baseline: fmt.Sprint(b.stats.EarlyForRateLimit), target: "0",
+						ok: d.stats.EarlyForRateLimit == 0},
+					{measure: fmt.Sprintf("results/s (Kombo allows %.0f/s, burst %d)", p.rate, p.burst),
+						daemon: fmt.Sprintf("%.1f", td), baseline: fmt.Sprintf("%.1f", tb),
+						target: fmt.Sprintf("≥ %.1f (%.2f × %.0f)", rateTarget*p.rate, rateTarget, p.rate), ok: td >= rateTarget*p.rate},
+					refusals,
+					{measure: "requests that ended failed (retries used up)", daemon: fmt.Sprint(d.failed), baseline: fmt.Sprint(b.failed), info: true},
+				}
+			}})
+	}
+	s3 := rateLimited("3", "Rate limit (ratelimit-* headers)", kombotest.HintRateLimitReset, 0.97, true)
+	s8 := rateLimited("8", "Rate limit (Retry-After only)", kombotest.HintRetryAfter, 0.9, false)
 
 	// 4. Overhead.
-	s4 := scenario{id: "4", title: "Overhead",
+	s4 := same(scenario{id: "4", title: "Overhead", rounds: p.rounds,
 		daemon: runSpec{scenario: "4", kind: "daemon", replicas: 1, n: p.nOverhead, maxConc: p.overheadConc,
 			timeout: 5 * time.Minute},
-		judge: func(d, b *runResult) []figure {
+		judge: func(d, b *runResult, every [2][]*runResult) []figure {
 			rd, rb := d.perSecond(), b.perSecond()
 			cd, cb := 1000*d.cpuTotal()/float64(d.results), 1000*b.cpuTotal()/float64(b.results)
 			return []figure{
@@ -146,20 +157,22 @@ func scenarios(p params) []scenario {
 					target: "≥ 0.8×", ok: rd >= 0.8*rb},
 				{measure: "CPU-seconds per 1000 requests", daemon: fmt.Sprintf("%.3f", cd), baseline: fmt.Sprintf("%.3f", cb),
 					info: true},
+				roundsFigure("4", every),
 			}
-		}}
-	s4.baseline = s4.daemon
-	s4.baseline.kind = "baseline"
+		}})
 
-	// 6. Two replicas.
-	s6 := scenario{id: "6", title: "Two replicas",
+	// 6. Two replicas, judged in every round.
+	s6 := same(scenario{id: "6", title: "Two replicas", rounds: p.rounds,
 		daemon: runSpec{scenario: "6", kind: "daemon", replicas: 2, n: p.n, maxConc: p.adaptiveMax, scrape: true,
 			fake: kombotest.Options{Latency: p.latency, ConcurrencyLimit: p.adaptiveLimit}, timeout: timeoutFor(b2)},
-		judge: adaptive(2)}
-	s6.baseline = s6.daemon
-	s6.baseline.kind, s6.baseline.scrape = "baseline", false
+		judge: func(d, b *runResult, every [2][]*runResult) []figure {
+			return replicaFigures(p, d, b, every)
+		}})
 
-	return []scenario{s1, s2, s3, s4, s6}
+	// 7. Limit shift.
+	s7 := shiftScenario(p)
+
+	return []scenario{s1, s2, s3, s4, s6, s7, s8}
 }
 
 // memoryFigures is scenario 5: the daemon's peak RSS during scenarios 1 and 4.
