@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kombo-ops/integration-deleter/internal/admission"
 	"github.com/kombo-ops/integration-deleter/internal/ledger"
 	"github.com/kombo-ops/integration-deleter/kombo"
 )
@@ -61,10 +61,6 @@ type Options struct {
 	Now func() time.Time
 }
 
-// floorHoldMax bounds the doubling of the hold after rejections at a cap of 1 (see
-// Consumer.floor); the ±50 % jitter comes after it, so a hold lasts at most 1.5 floorHoldMax.
-const floorHoldMax = time.Second
-
 // handBackDelay is the redelivery delay of a message handed back at shutdown. It is short,
 // so that another replica soon takes it, but never zero: a bare Nak redelivers at once,
 // which a crash-looping process could turn into a busy loop.
@@ -73,26 +69,16 @@ const handBackDelay = time.Second
 // Consumer is the JetStream loop: pull what free Kombo slots can start (and a little
 // ahead), call Kombo, decide, publish the result, ack.
 type Consumer struct {
-	js      jetstream.JetStream
-	kombo   Deleter
-	o       Options
-	log     *slog.Logger
-	m       *Metrics
-	now     func() time.Time
-	limiter *Limiter
-	keep    keeper
-	gate    *Gate
-	pace    *pacer
-	pause   *pauser
-	// floor holds every worker off for a while after Kombo refused a call for concurrency
-	// when the cap was already 1 and cannot shrink further: other clients hold all of
-	// Kombo's slots, and each new call would only be refused again. The hold doubles with
-	// every such refusal in a row (from two mean call durations, up to floorHoldMax) and
-	// ends at the next success.
-	floor       *Gate
-	floorStreak atomic.Int32
-	first       *scout
-	meanCall    atomic.Int64 // moving mean of successful call durations, ns
+	js    jetstream.JetStream
+	kombo Deleter
+	o     Options
+	log   *slog.Logger
+	m     *Metrics
+	now   func() time.Time
+	adm   *admission.Controller // when a Kombo call may start
+	keep  keeper
+	// holdLogged is the end of the latest rate-limit hold logged, in Unix ns.
+	holdLogged atomic.Int64
 
 	// okCalls and deleted are the metrics of the common case, looked up once.
 	okCalls, deleted prometheus.Counter
@@ -138,8 +124,6 @@ func New(js jetstream.JetStream, d Deleter, o Options) (*Consumer, error) {
 		log:      o.Logger,
 		m:        o.Metrics,
 		now:      o.Now,
-		limiter:  NewLimiter(o.MaxConcurrency),
-		pause:    newPauser(),
 		wake:     make(chan struct{}, 1),
 		work:     make(chan jetstream.Msg),
 		quit:     make(chan struct{}),
@@ -155,15 +139,12 @@ func New(js jetstream.JetStream, d Deleter, o Options) (*Consumer, error) {
 	if c.now == nil {
 		c.now = time.Now
 	}
-	c.gate = NewGate(c.now)
-	c.floor = NewGate(c.now)
-	c.first = newScout()
-	c.pace = newPacer(c.now)
-	pace := c.pace.current
+	c.adm = admission.New(admission.Options{Max: o.MaxConcurrency, Now: c.now})
+	pace := func() float64 { return c.adm.Stats().Pace }
 	c.m.pace.Store(&pace)
 	c.okCalls = c.m.KomboCalls.WithLabelValues("200", "")
 	c.deleted = c.m.Requests.WithLabelValues("deleted")
-	c.m.ConcurrencyCap.Set(float64(c.limiter.Limit()))
+	c.m.ConcurrencyCap.Set(float64(c.adm.Stats().Cap))
 	return c, nil
 }
 
@@ -179,7 +160,7 @@ func (c *Consumer) Ready() error {
 	if err := c.blocked(); err != nil {
 		return err
 	}
-	if paused, why := c.pause.state(); paused {
+	if paused, why := c.adm.Paused(); paused {
 		return fmt.Errorf("paused: Kombo rejects the API key (%s)", why)
 	}
 	if checking {
@@ -187,9 +168,6 @@ func (c *Consumer) Ready() error {
 	}
 	return nil
 }
-
-// Limit returns the current concurrency cap.
-func (c *Consumer) Limit() int { return c.limiter.Limit() }
 
 // Run binds the consumer, checks the API key, and processes requests until ctx is done.
 // Then it stops pulling, naks what waits, lets calls in flight finish within
@@ -266,17 +244,18 @@ func (c *Consumer) kick() {
 // that pulls come in batches (each pull is a subscription, a request and its messages).
 // All within the consumer's MaxAckPending.
 func (c *Consumer) pullable() int {
-	if paused, _ := c.pause.state(); paused || !c.gate.Open() {
-		return 0
-	}
 	c.mu.Lock()
 	blocked, maxPending := c.bindErr != nil || c.storage.err() != nil, c.maxPending
 	c.mu.Unlock()
 	if blocked {
 		return 0
 	}
+	s := c.adm.Stats()
+	if s.Held {
+		return 0
+	}
 	out := int(c.outstanding.Load())
-	limit, inFlight := c.limiter.usage()
+	limit, inFlight := s.Cap, s.InFlight
 	n := 3*limit - inFlight - int(c.wanting.Load()) - out
 	if maxPending > 0 {
 		n = min(n, maxPending-int(c.held.Load())-out)
@@ -299,7 +278,7 @@ func (c *Consumer) pullLoop(ctx, hard context.Context, wg *sync.WaitGroup) {
 			c.rebind(ctx)
 			continue
 		}
-		changed := c.limiter.Changed() // taken before reading the limiter, so no release is missed
+		changed := c.adm.Changed() // taken before reading admission, so that no change is missed
 		n := c.pullable()
 		if n <= 0 {
 			if c.waitPullable(ctx, changed) != nil {
@@ -329,21 +308,14 @@ func (c *Consumer) pullLoop(ctx, hard context.Context, wg *sync.WaitGroup) {
 	}
 }
 
-// waitPullable waits until pulling may have become possible: a slot freed, a message
-// finished, a state changed (kick), or a rate-limit hold ended.
+// waitPullable waits until pulling may have become possible: admission changed (a slot
+// freed, a hold ended, a resume) or a state changed (kick).
 func (c *Consumer) waitPullable(ctx context.Context, changed <-chan struct{}) error {
-	var wait <-chan time.Time
-	if until := c.gate.Until(); !c.gate.Open() {
-		t := time.NewTimer(until.Sub(c.now()))
-		defer t.Stop()
-		wait = t.C
-	}
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-changed:
 	case <-c.wake:
-	case <-wait:
 	}
 	return nil
 }
@@ -512,7 +484,7 @@ func (c *Consumer) serve(ctx, hard context.Context, msg jetstream.Msg, kept *kep
 	injectCrash("claimed", req.IntegrationID)
 	now := c.now()
 	calls, counted := h.cl.Prior()
-	h.j = &job{msg: msg, req: req, meta: meta, claim: h.cl, start: now, pausedAt0: c.pause.pausedTotal(now), prev: calls,
+	h.j = &job{msg: msg, req: req, meta: meta, claim: h.cl, start: now, pausedAt0: c.adm.PausedTotal(), prev: calls,
 		prevCounted: counted, wanting: wanting}
 	c.process(ctx, hard, msg, h.j)
 }
@@ -527,63 +499,93 @@ func (c *Consumer) newBackoff() *backoff.ExponentialBackOff {
 	)
 }
 
-// process calls Kombo until the request is done, failed, paused or shutdown interrupts.
+// process calls Kombo until the request is done, failed, paused or shutdown interrupts:
+// wait for a turn, call, decide, report the answer to admission, then settle or retry.
 func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job) {
 	for {
 		if j.calls > 0 && !c.countCall(j) { // the first call was counted by the claim
 			return
 		}
-		if !*j.wanting {
-			c.wanting.Add(1)
-			*j.wanting = true
-		}
-		ticket, err := c.awaitTurn(ctx, func() error { return c.mayCall(j) })
-		c.wanting.Add(-1)
-		*j.wanting = false
+		ticket, err := c.turn(ctx, j)
 		if err != nil {
 			c.noTurn(ctx, j, err)
 			return
 		}
 		a := c.call(hard, j, ticket)
-		err = a.err
 		injectCrash("called", j.req.IntegrationID)
-		if err != nil && hard.Err() != nil {
+		if a.err != nil && hard.Err() != nil {
 			// The shutdown deadline cut the call: its outcome is unknown, redeliver.
+			c.adm.Done(ticket, admission.Answer{Class: admission.Other, Took: a.took})
 			c.release(j, handBackDelay)
 			j.log(c.log).Warn("call cut by the shutdown deadline; request handed back", "attempt", j.prev+j.calls)
 			return
 		}
-		d, kerr := c.answered(ticket, a)
-
-		switch d.Action {
-		case ActionDeleted, ActionNotFound:
-			notFound := d.Action == ActionNotFound
-			if notFound {
-				j.log(c.log).Warn("Kombo does not know the integration; counting it as deleted (a wrong region or environment looks the same)",
-					"kombo_code", d.Code)
-			}
-			res := Result{RequestID: j.req.RequestID, IntegrationID: j.req.IntegrationID, Status: StatusDeleted,
-				NotFound: &notFound, Attempts: j.prev + j.calls, RequestedBy: j.req.RequestedBy, Reason: j.req.Reason}
-			outcome := "deleted"
-			if notFound {
-				outcome = "not_found"
-			}
-			c.finish(hard, msg, j.meta, j.claim, res, j.prevCounted+j.counted, false, outcome)
-			return
-		case ActionFail:
-			c.finish(hard, msg, j.meta, j.claim, c.failed(j.req, j.prev+j.calls, resultError(kerr, err)),
-				j.prevCounted+j.counted, false, "failed")
-			return
-		case ActionPause:
-			c.pauseFor(err)
-			c.release(j, c.o.AuthProbeInterval)
-			j.log(c.log).Warn("Kombo rejects the API key; request kept for later", "kombo_code", d.Code, "attempt", j.prev+j.calls)
-			return
+		d := Decide(a.res, a.err)
+		var delay time.Duration
+		if d.Retry() {
+			delay = c.retryDelay(j, d) // before Done: a rate-limit answer holds every call for it
 		}
-		if !c.retry(ctx, hard, msg, j, d, kerr, err, a.t0) {
+		c.adm.Done(ticket, admissionAnswer(d, a.took, delay))
+		c.observe(d, a)
+		if !c.settleAnswer(ctx, hard, msg, j, d, a, delay) {
 			return
 		}
 	}
+}
+
+// turn waits for j's turn to call Kombo; a waiting message holds no slot. With the turn
+// granted, the call may start only if the consumer is usable and j's claim holds.
+func (c *Consumer) turn(ctx context.Context, j *job) (admission.Ticket, error) {
+	if !*j.wanting {
+		c.wanting.Add(1)
+		*j.wanting = true
+	}
+	t, err := c.adm.Wait(ctx)
+	c.wanting.Add(-1)
+	*j.wanting = false
+	if err != nil {
+		return t, err
+	}
+	if err = c.blocked(); err == nil {
+		err = c.mayCall(j)
+	}
+	if err != nil {
+		c.adm.Done(t, admission.Answer{})
+		return admission.Ticket{}, err
+	}
+	return t, nil
+}
+
+// settleAnswer acts on the decision about one answer: a result for a deleted, unknown or
+// failed integration, a pause for a rejected key, or a retry. It reports whether to call
+// again.
+func (c *Consumer) settleAnswer(ctx, hard context.Context, msg jetstream.Msg, j *job, d Decision, a callAnswer, delay time.Duration) bool {
+	var kerr *kombo.Error
+	errors.As(a.err, &kerr)
+	switch d.Action {
+	case ActionDeleted, ActionNotFound:
+		notFound := d.Action == ActionNotFound
+		outcome := "deleted"
+		if notFound {
+			outcome = "not_found"
+			j.log(c.log).Warn("Kombo does not know the integration; counting it as deleted (a wrong region or environment looks the same)",
+				"kombo_code", d.Code)
+		}
+		res := Result{RequestID: j.req.RequestID, IntegrationID: j.req.IntegrationID, Status: StatusDeleted,
+			NotFound: &notFound, Attempts: j.prev + j.calls, RequestedBy: j.req.RequestedBy, Reason: j.req.Reason}
+		c.finish(hard, msg, j.meta, j.claim, res, j.prevCounted+j.counted, false, outcome)
+		return false
+	case ActionFail:
+		c.finish(hard, msg, j.meta, j.claim, c.failed(j.req, j.prev+j.calls, resultError(kerr, a.err)),
+			j.prevCounted+j.counted, false, "failed")
+		return false
+	case ActionPause:
+		c.pauseFor(a.err)
+		c.release(j, c.o.AuthProbeInterval)
+		j.log(c.log).Warn("Kombo rejects the API key; request kept for later", "kombo_code", d.Code, "attempt", j.prev+j.calls)
+		return false
+	}
+	return c.retry(ctx, hard, msg, j, d, kerr, a.err, delay)
 }
 
 // mayCall says whether j's call may start now: its claim, as last written, holds for a
@@ -618,83 +620,69 @@ func (c *Consumer) noTurn(ctx context.Context, j *job, err error) {
 type callAnswer struct {
 	res  kombo.DeleteResult
 	err  error
-	t0   time.Time // when the call started
 	took time.Duration
 }
 
-// call makes one DELETE call in the slot of ticket. The slot is released here only if
-// the call panics or the shutdown deadline cut it; otherwise answered releases it.
-func (c *Consumer) call(hard context.Context, j *job, ticket Ticket) callAnswer {
+// call makes one DELETE call in the turn of ticket. The caller reports the answer to
+// admission, except when the call panics: the turn is handed back here then.
+func (c *Consumer) call(hard context.Context, j *job, ticket admission.Ticket) callAnswer {
 	defer func() {
 		if r := recover(); r != nil {
-			c.limiter.Release(ticket, OutcomeOther)
-			c.first.answered()
+			c.adm.Done(ticket, admission.Answer{Class: admission.Other})
 			panic(r)
 		}
 	}()
-	c.m.InFlight.Set(float64(c.limiter.InFlight()))
+	c.m.InFlight.Set(float64(c.adm.Stats().InFlight))
 	callCtx := hard
 	if j.req.Traceparent != "" || j.req.Tracestate != "" {
 		callCtx = kombo.WithTrace(hard, j.req.Traceparent, j.req.Tracestate)
 	}
-	a := callAnswer{t0: c.now()}
+	t0 := c.now()
 	j.calls++ // started: counted even if it never returns
-	a.res, a.err = c.kombo.DeleteIntegration(callCtx, j.req.IntegrationID)
-	a.took = c.now().Sub(a.t0)
-	if a.err != nil && hard.Err() != nil {
-		c.first.answered()
-		c.limiter.Release(ticket, OutcomeOther)
+	res, err := c.kombo.DeleteIntegration(callCtx, j.req.IntegrationID)
+	return callAnswer{res: res, err: err, took: c.now().Sub(t0)}
+}
+
+// admissionAnswer is what admission learns from one answer: what it came to, how long it
+// took, the limits Kombo stated, and, for a rate-limit answer, how long no call may start.
+func admissionAnswer(d Decision, took, delay time.Duration) admission.Answer {
+	a := admission.Answer{Took: took, ConcurrencyLimit: d.Limits.ConcurrencyLimit, ConcurrencyRemaining: d.Limits.ConcurrencyRemaining,
+		RateLimit: d.Limits.RateLimit, RateRemaining: d.Limits.RateRemaining}
+	switch d.Action {
+	case ActionDeleted, ActionNotFound:
+		a.Class = admission.Processed
+	case ActionRetryConcurrency:
+		a.Class = admission.ConcurrencyRefused
+	case ActionRetryRateLimited:
+		a.Class, a.Wait = admission.RateRefused, delay
+	default:
+		a.Class = admission.Other
 	}
 	return a
 }
 
-// answered releases the call's slot and feeds its answer to admission (cap, pacer, floor
-// hold) and the metrics; it returns the decision.
-func (c *Consumer) answered(ticket Ticket, a callAnswer) (Decision, *kombo.Error) {
-	res, err, took, t0 := a.res, a.err, a.took, a.t0
-	d := Decide(res, err)
-	granted := c.limiter.release(ticket, limiterOutcome(d))
-	if d.ConcurrencyBound > 0 {
-		c.limiter.SetBound(d.ConcurrencyBound)
+// observe counts one answer in the metrics, and logs a new rate-limit hold.
+func (c *Consumer) observe(d Decision, a callAnswer) {
+	s := c.adm.Stats()
+	c.m.InFlight.Set(float64(s.InFlight))
+	c.m.ConcurrencyCap.Set(float64(s.Cap))
+	if d.Action == ActionRetryRateLimited {
+		if until := s.HoldUntil.UnixNano(); c.holdLogged.Swap(until) < until {
+			c.log.Info("Kombo's rate limit: no call starts before the time it announced, then calls are paced",
+				"until", s.HoldUntil.UTC().Format(time.RFC3339Nano), "pace_per_second", math.Round(s.Pace*10)/10)
+		}
 	}
-	// Only now may the calls that waited for the first answer go: under the cap its
-	// Concurrency-Limit set.
-	c.first.answered()
-	if granted {
-		// The slot went to a message waiting for it: let its call start now rather
-		// than after this one's result is published (Kombo's slots are the scarce
-		// resource).
-		runtime.Gosched()
-	}
-	limit, inFlight := c.limiter.usage()
-	c.m.InFlight.Set(float64(inFlight))
-	c.m.ConcurrencyCap.Set(float64(limit))
-	var kerr *kombo.Error
-	if err == nil {
+	if a.err == nil {
 		c.okCalls.Inc()
-		c.m.KomboLatency.Observe(took.Seconds())
-	} else {
-		status := 0
-		if errors.As(err, &kerr) {
-			status = kerr.Status
-		}
-		c.m.call(status, d.Code, took.Seconds())
+		c.m.KomboLatency.Observe(a.took.Seconds())
+		return
 	}
-	if d.Action != ActionRetryRateLimited {
-		c.pace.done(t0, err == nil || (kerr != nil && d.Action != ActionRetryConcurrency))
+	status := 0
+	var kerr *kombo.Error
+	if errors.As(a.err, &kerr) {
+		status = kerr.Status
 	}
-	switch {
-	case d.Action == ActionRetryConcurrency && limit == 1:
-		c.holdAtFloor()
-	case limiterOutcome(d) == OutcomeSuccess:
-		c.floorStreak.Store(0)
-		if m := c.meanCall.Load(); m == 0 {
-			c.meanCall.Store(int64(took))
-		} else {
-			c.meanCall.Store(m + (int64(took)-m)/8)
-		}
-	}
-	return d, kerr
+	c.m.call(status, d.Code, a.took.Seconds())
 }
 
 // countCall counts, in the ledger's claim, the call about to start (a retry), before it
@@ -717,16 +705,11 @@ func (c *Consumer) countCall(j *job) bool {
 	return false
 }
 
-// retry decides how long to wait after an answer that may succeed later, counts the call,
-// gives up when the budget is used (a failed result), and waits. It reports whether to
-// call again.
-func (c *Consumer) retry(ctx, hard context.Context, msg jetstream.Msg, j *job, d Decision, kerr *kombo.Error, err error, t0 time.Time) bool {
-	if j.bo == nil {
-		j.bo = c.newBackoff()
-	}
-	delay, reason := c.retryDelay(j, d, t0)
+// retry counts the call, gives up when the budget is used (a failed result), and waits
+// delay. It reports whether to call again.
+func (c *Consumer) retry(ctx, hard context.Context, msg jetstream.Msg, j *job, d Decision, kerr *kombo.Error, err error, delay time.Duration) bool {
 	now := c.now()
-	active := now.Sub(j.start) - (c.pause.pausedTotal(now) - j.pausedAt0)
+	active := now.Sub(j.start) - (c.adm.PausedTotal() - j.pausedAt0)
 	if j.prevCounted+j.counted+boolInt(d.Counts()) >= c.o.MaxAttempts || active+delay > c.o.RetryMaxElapsed {
 		re := resultError(kerr, err)
 		if re.Code == "" {
@@ -739,7 +722,6 @@ func (c *Consumer) retry(ctx, hard context.Context, msg jetstream.Msg, j *job, d
 	if d.Counts() {
 		j.counted++
 	}
-	c.m.Retries.WithLabelValues(reason).Inc()
 	lvl := slog.LevelDebug
 	if d.Action == ActionRetry {
 		lvl = slog.LevelWarn
@@ -756,32 +738,31 @@ func (c *Consumer) retry(ctx, hard context.Context, msg jetstream.Msg, j *job, d
 	return true
 }
 
-// retryDelay returns how long to wait before the next call, and the reason for the
-// metric; a rate-limit answer also holds every worker off until then.
-func (c *Consumer) retryDelay(j *job, d Decision, t0 time.Time) (time.Duration, string) {
+// retryDelay returns how long to wait before the next call, and counts the retry's reason.
+// A rate-limit answer waits what Kombo announced, else the backoff, and every call waits
+// with it (admission holds them). A concurrency refusal waits about two call durations,
+// jittered, and goes back in line: the cap paces those calls, and an escalating backoff
+// would leave a message refused a few times in a row waiting long after Kombo has room.
+func (c *Consumer) retryDelay(j *job, d Decision) time.Duration {
+	if j.bo == nil {
+		j.bo = c.newBackoff()
+	}
 	switch d.Action {
 	case ActionRetryRateLimited:
-		delay := j.bo.NextBackOff()
-		if d.Hint > 0 {
-			delay = d.Hint
-		}
-		c.gate.HoldUntil(c.now().Add(delay))
-		_, inFlight := c.limiter.usage()
-		if pace, probe, changed := c.pace.limited(t0, c.gate.Until(), inFlight); changed {
-			c.log.Info("Kombo's rate limit: every worker holds off, then calls are paced",
-				"until", c.gate.Until().UTC().Format(time.RFC3339Nano), "pace_per_second", math.Round(pace*10)/10, "searching", probe)
-		}
+		c.m.Retries.WithLabelValues("rate_limit").Inc()
 		c.m.RateLimitHolds.Inc()
-		return delay, "rate_limit"
+		if d.Hint > 0 {
+			return d.Hint
+		}
+		return j.bo.NextBackOff()
 	case ActionRetryConcurrency:
-		// Not an escalating backoff: after a concurrency refusal the limiter's cut
-		// (and, at a cap of 1, the floor hold) pace the calls; the message only waits
-		// about two call durations, jittered, and goes back in line for a slot. An
-		// escalating wait would leave a message refused a few times in a row waiting
-		// long after Kombo has room again.
-		return max(c.retryAfterRefusal(), d.Hint), "concurrency_limit"
+		c.m.Retries.WithLabelValues("concurrency_limit").Inc()
+		mean := max(c.adm.Stats().MeanCall, 5*time.Millisecond)
+		jittered := mean + time.Duration(rand.Int64N(int64(2*mean))) // two call durations, ±50 %
+		return max(min(max(jittered, 10*time.Millisecond), c.o.BackoffInitial), d.Hint)
 	default:
-		return max(j.bo.NextBackOff(), d.Hint), "transient"
+		c.m.Retries.WithLabelValues("transient").Inc()
+		return max(j.bo.NextBackOff(), d.Hint)
 	}
 }
 
@@ -790,85 +771,6 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
-}
-
-// awaitTurn waits until the daemon is not paused, no rate-limit hold is on, no hold after
-// refusals at the floor, the first call has been answered (unless this is it), the pace set
-// after rate-limit answers allows the next call, and a Kombo slot is free; a waiting message
-// holds no slot. It fails when ctx ends or, once it has a slot, when no call may start:
-// blocked (the consumer unusable, outcomes not storable) or may (nil: no check) fails.
-func (c *Consumer) awaitTurn(ctx context.Context, may func() error) (_ Ticket, err error) {
-	first := false // this message makes the first call
-	defer func() {
-		if first && err != nil {
-			c.first.abandon()
-		}
-	}()
-	for {
-		if err := c.pause.wait(ctx); err != nil {
-			return Ticket{}, err
-		}
-		if err := c.gate.Wait(ctx); err != nil {
-			return Ticket{}, err
-		}
-		if err := c.floor.Wait(ctx); err != nil {
-			return Ticket{}, err
-		}
-		if !first {
-			if first, err = c.first.wait(ctx); err != nil {
-				return Ticket{}, err
-			}
-		}
-		if err := c.pace.wait(ctx); err != nil {
-			return Ticket{}, err
-		}
-		t, err := c.limiter.Acquire(ctx)
-		if err != nil {
-			return Ticket{}, err
-		}
-		if err := c.blocked(); err != nil {
-			c.limiter.Release(t, OutcomeOther)
-			return Ticket{}, err
-		}
-		if may != nil {
-			if err := may(); err != nil {
-				c.limiter.Release(t, OutcomeOther)
-				return Ticket{}, err
-			}
-		}
-		if paused, _ := c.pause.state(); !paused && c.gate.Open() && c.floor.Open() {
-			return t, nil
-		}
-		c.limiter.Release(t, OutcomeOther)
-	}
-}
-
-// retryAfterRefusal is how long a message refused for concurrency waits before it goes
-// back in line for a slot: two mean call durations, ±50 %, within [10 ms, BackoffInitial].
-func (c *Consumer) retryAfterRefusal() time.Duration {
-	d := 2 * time.Duration(max(c.meanCall.Load(), int64(5*time.Millisecond)))
-	d = d/2 + time.Duration(rand.Int64N(int64(d)))
-	return min(max(d, 10*time.Millisecond), c.o.BackoffInitial)
-}
-
-// holdAtFloor starts or extends the hold of c.floor after a refusal at a cap of 1.
-func (c *Consumer) holdAtFloor() {
-	n := min(c.floorStreak.Add(1), 16)
-	hold := 2 * time.Duration(max(c.meanCall.Load(), int64(5*time.Millisecond)))
-	hold = min(hold<<(n-1), floorHoldMax)
-	hold = hold/2 + time.Duration(rand.Int64N(int64(hold))) // ±50 %, so that replicas do not retry in step
-	c.floor.HoldUntil(c.now().Add(hold))
-}
-
-func limiterOutcome(d Decision) Outcome {
-	switch d.Action {
-	case ActionDeleted, ActionNotFound:
-		return OutcomeSuccess
-	case ActionRetryConcurrency:
-		return OutcomeConcurrencyLimited
-	default:
-		return OutcomeOther
-	}
 }
 
 func resultError(kerr *kombo.Error, err error) *ResultError {

@@ -46,8 +46,8 @@ type Decision struct {
 	Action Action
 	// Hint is the server's retry hint (Retry-After, retry-after-ms, ratelimit-reset); 0 = none.
 	Hint time.Duration
-	// ConcurrencyBound is the Concurrency-Limit header value when present; 0 = absent.
-	ConcurrencyBound int
+	// Limits are the limits Kombo stated on the answer (none for a transport error).
+	Limits kombo.Limits
 	// Code is the error code for results and metrics: Kombo's code, HTTP.<status> where
 	// Kombo gave none, and "" for transport errors (no answer at all).
 	Code string
@@ -67,13 +67,13 @@ func (d Decision) Retry() bool {
 // its own context being cancelled before calling it.
 func Decide(res kombo.DeleteResult, err error) Decision {
 	if err == nil {
-		return Decision{Action: ActionDeleted, ConcurrencyBound: res.ConcurrencyLimit}
+		return Decision{Action: ActionDeleted, Limits: res.Limits}
 	}
 	var kerr *kombo.Error
 	if !errors.As(err, &kerr) {
 		return Decision{Action: ActionRetry}
 	}
-	d := Decision{Hint: kerr.RetryAfter, ConcurrencyBound: kerr.ConcurrencyLimit, Code: kerr.EffectiveCode()}
+	d := Decision{Hint: kerr.RetryAfter, Limits: kerr.Limits, Code: kerr.EffectiveCode()}
 	d.Action = classify(kerr.Code, kerr.Status)
 	return d
 }

@@ -30,8 +30,8 @@ func TestDecide(t *testing.T) {
 	}{
 		// 200
 		{name: "200", want: Decision{Action: ActionDeleted}},
-		{name: "200 with Concurrency-Limit", res: kombo.DeleteResult{ConcurrencyLimit: 5},
-			want: Decision{Action: ActionDeleted, ConcurrencyBound: 5}},
+		{name: "200 with Concurrency-Limit", res: kombo.DeleteResult{Limits: kombo.Limits{ConcurrencyLimit: 5}},
+			want: Decision{Action: ActionDeleted, Limits: kombo.Limits{ConcurrencyLimit: 5}}},
 
 		// Not found is what the request wanted.
 		{name: "INTEGRATION_NOT_FOUND", err: kerr(404, kombo.CodeIntegrationNotFound),
@@ -61,7 +61,7 @@ func TestDecide(t *testing.T) {
 		{name: "CONCURRENCY_LIMIT_EXCEEDED", err: kerr(429, kombo.CodeConcurrencyLimitExceeded),
 			want: Decision{Action: ActionRetryConcurrency, Code: kombo.CodeConcurrencyLimitExceeded}, wantRetry: true},
 		{name: "CONCURRENCY_LIMIT_EXCEEDED with Concurrency-Limit", err: withBound(kerr(429, kombo.CodeConcurrencyLimitExceeded), 3),
-			want: Decision{Action: ActionRetryConcurrency, ConcurrencyBound: 3, Code: kombo.CodeConcurrencyLimitExceeded}, wantRetry: true},
+			want: Decision{Action: ActionRetryConcurrency, Limits: kombo.Limits{ConcurrencyLimit: 3}, Code: kombo.CodeConcurrencyLimitExceeded}, wantRetry: true},
 
 		// Rate limit: retry after the hint, not counted.
 		{name: "RATE_LIMIT_EXCEEDED with hint", err: withHint(kerr(429, kombo.CodeRateLimitExceeded), 2*time.Second),

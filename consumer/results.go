@@ -62,7 +62,7 @@ func (c *Consumer) pauseFor(err error) {
 	if errors.As(err, &kerr) {
 		reason = kerr.EffectiveCode()
 	}
-	if c.pause.pause(c.now(), reason) {
+	if c.adm.Pause(reason) {
 		c.m.Paused.Set(1)
 		c.log.Error("Kombo rejects the API key: intake paused, messages kept; probing GET /check-api-key",
 			"kombo_code", reason, "probe_interval", c.o.AuthProbeInterval, "err", err)
@@ -99,7 +99,7 @@ func (c *Consumer) probeLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if paused, _ := c.pause.state(); !paused {
+		if paused, _ := c.adm.Paused(); !paused {
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, c.o.AuthProbeInterval)
@@ -108,7 +108,7 @@ func (c *Consumer) probeLoop(ctx context.Context) {
 		switch {
 		case err == nil:
 			c.m.AuthProbes.WithLabelValues("accepted").Inc()
-			if c.pause.resume(c.now()) {
+			if c.adm.Resume() {
 				c.m.Paused.Set(0)
 				c.log.Info("Kombo accepts the API key again: resuming", "environment_id", info.EnvironmentID)
 				c.kick()

@@ -173,8 +173,8 @@ func defaultTransport() *http.Transport {
 
 // DeleteResult is what Kombo answered to a successful delete.
 type DeleteResult struct {
-	// ConcurrencyLimit is the Concurrency-Limit response header; 0 means absent.
-	ConcurrencyLimit int
+	// Limits are the limits the answer states.
+	Limits
 }
 
 // DeleteIntegration deletes the integration id with
@@ -195,7 +195,7 @@ func (c *Client) DeleteIntegration(ctx context.Context, id string) (DeleteResult
 	}
 	// Any 200 is a success: the body does not matter, nor whether it could
 	// be read in full.
-	return DeleteResult{ConcurrencyLimit: concurrencyLimit(r.header)}, nil
+	return DeleteResult{Limits: parseLimits(r.header)}, nil
 }
 
 // KeyInfo is what Kombo tells about an accepted API key.

@@ -171,7 +171,7 @@ func TestDeleteIntegrationError(t *testing.T) {
 			header: map[string]string{"Content-Type": jsonCT, "Concurrency-Limit": "10", "Concurrency-Remaining": "0"},
 			body:   `{"status":"error","error":{"code":"PLATFORM.CONCURRENCY_LIMIT_EXCEEDED","title":null,"message":"Too many requests in flight.","log_url":null}}`,
 			want: &kombo.Error{Status: 429, Code: kombo.CodeConcurrencyLimitExceeded, Message: "Too many requests in flight.",
-				ConcurrencyLimit: 10},
+				Limits: kombo.Limits{ConcurrencyLimit: 10, ConcurrencyRemaining: 0}},
 			wantIs: kombo.ErrConcurrencyLimitExceeded,
 		},
 		{
@@ -374,11 +374,18 @@ func TestDeleteIntegrationSuccess(t *testing.T) {
 		body   string
 		want   kombo.DeleteResult
 	}{
-		{name: "without Concurrency-Limit", body: `{"status":"success","data":{}}`, want: kombo.DeleteResult{}},
+		{name: "without limit headers", body: `{"status":"success","data":{}}`, want: kombo.DeleteResult{}},
 		{name: "with Concurrency-Limit", header: map[string]string{"Concurrency-Limit": "25", "Concurrency-Remaining": "24"},
-			body: `{"status":"success","data":{}}`, want: kombo.DeleteResult{ConcurrencyLimit: 25}},
-		{name: "with an invalid Concurrency-Limit", header: map[string]string{"Concurrency-Limit": "many"},
+			body: `{"status":"success","data":{}}`,
+			want: kombo.DeleteResult{Limits: kombo.Limits{ConcurrencyLimit: 25, ConcurrencyRemaining: 24}}},
+		{name: "with the ratelimit headers", header: map[string]string{"ratelimit-limit": "100", "ratelimit-remaining": "0", "ratelimit-reset": "1"},
+			body: `{"status":"success","data":{}}`,
+			want: kombo.DeleteResult{Limits: kombo.Limits{RateLimit: 100, RateRemaining: 0}}},
+		{name: "with invalid limit headers", header: map[string]string{"Concurrency-Limit": "many", "Concurrency-Remaining": "3",
+			"ratelimit-limit": "1e3", "ratelimit-remaining": "2"},
 			body: `{"status":"success","data":{}}`, want: kombo.DeleteResult{}},
+		{name: "with a limit and an invalid remaining", header: map[string]string{"Concurrency-Limit": "4", "Concurrency-Remaining": "-3"},
+			body: `{"status":"success","data":{}}`, want: kombo.DeleteResult{Limits: kombo.Limits{ConcurrencyLimit: 4, ConcurrencyRemaining: -1}}},
 		{name: "with a body that is not JSON", body: "OK", want: kombo.DeleteResult{}},
 		{name: "with a huge body", body: strings.Repeat(" ", 1<<20), want: kombo.DeleteResult{}},
 	}

@@ -93,9 +93,8 @@ type Error struct {
 	// retry-after-ms and ratelimit-reset hints (see ParseRetryHint); 0 means
 	// none.
 	RetryAfter time.Duration
-	// ConcurrencyLimit is the Concurrency-Limit response header; 0 means
-	// absent or invalid.
-	ConcurrencyLimit int
+	// Limits are the limits the answer states.
+	Limits
 }
 
 // Error returns, for example,
@@ -148,9 +147,9 @@ const excerptRunes = 200
 // most maxBodyBytes of the response body; truncated tells there was more.
 func (c *Client) newError(resp *http.Response, body []byte, truncated bool) *Error {
 	e := &Error{
-		Status:           resp.StatusCode,
-		RetryAfter:       ParseRetryHint(resp.Header, c.now()),
-		ConcurrencyLimit: concurrencyLimit(resp.Header),
+		Status:     resp.StatusCode,
+		RetryAfter: ParseRetryHint(resp.Header, c.now()),
+		Limits:     parseLimits(resp.Header),
 	}
 	var kombo struct {
 		Error *struct {
@@ -270,12 +269,41 @@ func excerpt(b []byte, n int) string {
 	return sb.String()
 }
 
-// concurrencyLimit returns the Concurrency-Limit header, or 0 when it is
-// absent or not a positive integer.
-func concurrencyLimit(h http.Header) int {
-	n, err := strconv.Atoi(strings.TrimSpace(h.Get("Concurrency-Limit")))
+// Limits are the limits Kombo states on an answer: Concurrency-Limit and
+// Concurrency-Remaining (the calls it takes at once, and how many more it
+// took when this one arrived), ratelimit-limit and ratelimit-remaining (its
+// rate-limit quota, and what was left of it). The zero Limits states nothing.
+type Limits struct {
+	// ConcurrencyLimit is Concurrency-Limit; 0 when absent or invalid.
+	ConcurrencyLimit int
+	// ConcurrencyRemaining is Concurrency-Remaining when ConcurrencyLimit is
+	// stated: -1 when absent or invalid then; 0 without a ConcurrencyLimit.
+	ConcurrencyRemaining int
+	// RateLimit is ratelimit-limit; 0 when absent or invalid.
+	RateLimit int
+	// RateRemaining is ratelimit-remaining when RateLimit is stated: -1 when
+	// absent or invalid then; 0 without a RateLimit.
+	RateRemaining int
+}
+
+// parseLimits reads the limit headers of h.
+func parseLimits(h http.Header) Limits {
+	var l Limits
+	if n := headerInt(h, "Concurrency-Limit"); n > 0 {
+		l.ConcurrencyLimit, l.ConcurrencyRemaining = n, headerInt(h, "Concurrency-Remaining")
+	}
+	if n := headerInt(h, "Ratelimit-Limit"); n > 0 {
+		l.RateLimit, l.RateRemaining = n, headerInt(h, "Ratelimit-Remaining")
+	}
+	return l
+}
+
+// headerInt returns the header name of h as a non-negative integer, or -1
+// when it is absent or not one.
+func headerInt(h http.Header, name string) int {
+	n, err := strconv.Atoi(strings.TrimSpace(h.Get(name)))
 	if err != nil || n < 0 {
-		return 0
+		return -1
 	}
 	return n
 }
