@@ -1,0 +1,435 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kombo-ops/integration-deleter/internal/admission"
+	"github.com/kombo-ops/integration-deleter/internal/ledger"
+	"github.com/kombo-ops/integration-deleter/kombo"
+)
+
+// job is one delivery of one request being handled.
+type job struct {
+	msg         jetstream.Msg
+	req         Request
+	meta        *jetstream.MsgMetadata
+	claim       *ledger.Claim // this handler's hold on the request id
+	start       time.Time
+	pausedAt0   time.Duration               // pausedTotal when the job started
+	prev        int                         // DELETE calls made before this delivery (the ledger's count)
+	prevCounted int                         // of those, the ones that use up KOMBO_MAX_ATTEMPTS
+	calls       int                         // DELETE calls made by this delivery
+	counted     int                         // of those, the ones that use up KOMBO_MAX_ATTEMPTS
+	bo          *backoff.ExponentialBackOff // made at the first retry
+	wanting     *bool                       // counted in Consumer.wanting
+}
+
+// log returns the consumer's logger with the job's ids, for the lines about one request.
+func (j *job) log(l *slog.Logger) *slog.Logger {
+	return l.With("request_id", j.req.RequestID, "integration_id", j.req.IntegrationID)
+}
+
+func (c *Consumer) handle(ctx, hard context.Context, msg jetstream.Msg) {
+	defer func() {
+		c.held.Add(-1)
+		c.m.Held.Set(float64(c.held.Load()))
+		// Wake the pull loop only if it may pull now: it pulls in batches, so most
+		// messages that end leave it nothing to do (every change that can make pulling
+		// possible checks this after making it, so no wake-up is lost).
+		if c.pullable() > 0 {
+			c.kick()
+		}
+	}()
+	kept := c.keep.add(msg, c.now())
+	defer c.keep.remove(kept)
+	wanting := true // counted in c.wanting by readBatch, until its first call starts
+	defer func() {
+		if wanting {
+			c.wanting.Add(-1)
+		}
+	}()
+	var h handling
+	defer c.recoverPanic(hard, msg, &h)
+	c.serve(ctx, hard, msg, kept, &wanting, &h)
+}
+
+// handling is what is known of a message being handled, for recoverPanic.
+type handling struct {
+	meta *jetstream.MsgMetadata
+	req  Request
+	cl   *ledger.Claim
+	j    *job
+}
+
+// recoverPanic, deferred, turns a panic while handling a message into a failed
+// DELETER.INTERNAL result (once the request is claimed; before, the message comes back).
+func (c *Consumer) recoverPanic(hard context.Context, msg jetstream.Msg, h *handling) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	c.log.Error("panic while handling a request", "request_id", h.req.RequestID,
+		"integration_id", h.req.IntegrationID, "panic", fmt.Sprint(r))
+	if h.cl == nil {
+		_ = msg.NakWithDelay(storageWait)
+		return
+	}
+	calls, counted := h.cl.Prior()
+	if h.j != nil {
+		calls, counted = h.j.prev+h.j.calls, h.j.prevCounted+h.j.counted
+	}
+	res := c.failed(h.req, calls, &ResultError{Code: CodeInternal, Title: "Internal error",
+		Message: fmt.Sprintf("the daemon failed while handling this request: %v", r)})
+	c.finish(hard, msg, h.meta, h.cl, res, counted, true, "failed")
+}
+
+// serve reads the message, claims its request in the ledger (settling it at once when an
+// outcome is recorded) and processes it.
+func (c *Consumer) serve(ctx, hard context.Context, msg jetstream.Msg, kept *kept, wanting *bool, h *handling) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		c.log.Error("message without JetStream metadata; terminating it", "subject", msg.Subject(), "err", err)
+		_ = msg.Term()
+		return
+	}
+	h.meta = meta
+	if meta.NumDelivered > 1 {
+		c.m.Redeliveries.Inc()
+	}
+	if err := c.blocked(); err != nil {
+		// Delivered by a pull made before the consumer turned unusable (a widened filter
+		// delivers results too): handed back untouched.
+		_ = msg.NakWithDelay(storageWait)
+		return
+	}
+	req, decodeErr := DecodeRequest(msg.Data(), msg.Headers(), meta.Stream, meta.Sequence.Stream)
+	h.req = req
+	if h.cl = c.claim(ctx, hard, msg, meta, req, decodeErr == nil); h.cl == nil {
+		return
+	}
+	c.keep.setClaim(kept, h.cl)
+	if decodeErr != nil {
+		var inv *InvalidEventError
+		errors.As(decodeErr, &inv)
+		res := c.failed(req, 0, &ResultError{Code: CodeEventInvalid, Title: "Invalid request event", Message: inv.Reason})
+		c.finish(hard, msg, meta, h.cl, res, 0, true, "invalid")
+		return
+	}
+	injectFault(req)
+	injectCrash("claimed", req.IntegrationID)
+	now := c.now()
+	calls, counted := h.cl.Prior()
+	h.j = &job{msg: msg, req: req, meta: meta, claim: h.cl, start: now, pausedAt0: c.adm.PausedTotal(), prev: calls,
+		prevCounted: counted, wanting: wanting}
+	c.process(ctx, hard, msg, h.j)
+}
+
+func (c *Consumer) newBackoff() *backoff.ExponentialBackOff {
+	return backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(c.o.BackoffInitial),
+		backoff.WithMaxInterval(c.o.BackoffMax),
+		backoff.WithRandomizationFactor(0.5),
+		backoff.WithMultiplier(2),
+		backoff.WithMaxElapsedTime(0), // the consumer keeps its own budget, without paused time
+	)
+}
+
+// process calls Kombo until the request is done, failed, paused or shutdown interrupts:
+// wait for a turn, call, decide, report the answer to admission, then settle or retry.
+func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job) {
+	for {
+		if j.calls > 0 && !c.countCall(j) { // the first call was counted by the claim
+			return
+		}
+		ticket, err := c.turn(ctx, j)
+		if err != nil {
+			c.noTurn(ctx, j, err)
+			return
+		}
+		a := c.call(hard, j, ticket)
+		injectCrash("called", j.req.IntegrationID)
+		if a.err != nil && hard.Err() != nil {
+			// The shutdown deadline cut the call: its outcome is unknown, redeliver.
+			c.adm.Done(ticket, admission.Answer{Class: admission.Other, Took: a.took})
+			c.release(j, handBackDelay)
+			j.log(c.log).Warn("call cut by the shutdown deadline; request handed back", "attempt", j.prev+j.calls)
+			return
+		}
+		d := Decide(a.res, a.err)
+		var delay time.Duration
+		if d.Retry() {
+			delay = c.retryDelay(j, d) // before Done: a rate-limit answer holds every call for it
+		}
+		c.adm.Done(ticket, admissionAnswer(d, a.took, delay))
+		c.observe(d, a)
+		if !c.settleAnswer(ctx, hard, msg, j, d, a, delay) {
+			return
+		}
+	}
+}
+
+// turn waits for j's turn to call Kombo; a waiting message holds no slot. With the turn
+// granted, the call may start only if the consumer is usable and j's claim holds.
+func (c *Consumer) turn(ctx context.Context, j *job) (admission.Ticket, error) {
+	if !*j.wanting {
+		c.wanting.Add(1)
+		*j.wanting = true
+	}
+	t, err := c.adm.Wait(ctx)
+	c.wanting.Add(-1)
+	*j.wanting = false
+	if err != nil {
+		return t, err
+	}
+	if err = c.blocked(); err == nil {
+		err = c.mayCall(j)
+	}
+	if err != nil {
+		c.adm.Done(t, admission.Answer{})
+		return admission.Ticket{}, err
+	}
+	return t, nil
+}
+
+// settleAnswer acts on the decision about one answer: a result for a deleted, unknown or
+// failed integration, a pause for a rejected key, or a retry. It reports whether to call
+// again.
+func (c *Consumer) settleAnswer(ctx, hard context.Context, msg jetstream.Msg, j *job, d Decision, a callAnswer, delay time.Duration) bool {
+	var kerr *kombo.Error
+	errors.As(a.err, &kerr)
+	switch d.Action {
+	case ActionDeleted, ActionNotFound:
+		notFound := d.Action == ActionNotFound
+		outcome := "deleted"
+		if notFound {
+			outcome = "not_found"
+			j.log(c.log).Warn("Kombo does not know the integration; counting it as deleted (a wrong region or environment looks the same)",
+				"kombo_code", d.Code)
+		}
+		res := Result{RequestID: j.req.RequestID, IntegrationID: j.req.IntegrationID, Status: StatusDeleted,
+			NotFound: &notFound, Attempts: j.prev + j.calls, RequestedBy: j.req.RequestedBy, Reason: j.req.Reason}
+		c.finish(hard, msg, j.meta, j.claim, res, j.prevCounted+j.counted, false, outcome)
+		return false
+	case ActionFail:
+		c.finish(hard, msg, j.meta, j.claim, c.failed(j.req, j.prev+j.calls, resultError(kerr, a.err)),
+			j.prevCounted+j.counted, false, "failed")
+		return false
+	case ActionPause:
+		c.pauseFor(a.err)
+		c.release(j, c.o.AuthProbeInterval)
+		j.log(c.log).Warn("Kombo rejects the API key; request kept for later", "kombo_code", d.Code, "attempt", j.prev+j.calls)
+		return false
+	}
+	return c.retry(ctx, hard, msg, j, d, kerr, a.err, delay)
+}
+
+// mayCall says whether j's call may start now: its claim, as last written, holds for a
+// while yet, or it is renewed now (ErrLost: another handler took it over after it expired).
+func (c *Consumer) mayCall(j *job) error {
+	if j.claim.Holds(c.now(), c.holdMargin()) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := j.claim.Renew(ctx, c.now())
+	if err != nil && !errors.Is(err, ledger.ErrLost) {
+		c.ledgerFailed(err)
+	}
+	return err
+}
+
+// noTurn hands j back when no call could start: shutting down (another replica takes it),
+// outcomes not storable, or the claim lost (the message is another handler's then).
+func (c *Consumer) noTurn(ctx context.Context, j *job, err error) {
+	switch {
+	case errors.Is(err, ledger.ErrLost):
+		j.log(c.log).Warn("another handler took this request over; leaving it to that one", "err", err)
+	case ctx.Err() != nil:
+		c.release(j, handBackDelay)
+	default: // not bound, not usable, or outcomes not storable
+		c.release(j, storageWait)
+	}
+}
+
+// callAnswer is what one DELETE call came back with.
+type callAnswer struct {
+	res  kombo.DeleteResult
+	err  error
+	took time.Duration
+}
+
+// call makes one DELETE call in the turn of ticket. The caller reports the answer to
+// admission, except when the call panics: the turn is handed back here then.
+func (c *Consumer) call(hard context.Context, j *job, ticket admission.Ticket) callAnswer {
+	defer func() {
+		if r := recover(); r != nil {
+			c.adm.Done(ticket, admission.Answer{Class: admission.Other})
+			panic(r)
+		}
+	}()
+	c.m.InFlight.Set(float64(c.adm.Stats().InFlight))
+	callCtx := hard
+	if j.req.Traceparent != "" || j.req.Tracestate != "" {
+		callCtx = kombo.WithTrace(hard, j.req.Traceparent, j.req.Tracestate)
+	}
+	t0 := c.now()
+	j.calls++ // started: counted even if it never returns
+	res, err := c.kombo.DeleteIntegration(callCtx, j.req.IntegrationID)
+	return callAnswer{res: res, err: err, took: c.now().Sub(t0)}
+}
+
+// admissionAnswer is what admission learns from one answer: what it came to, how long it
+// took, the limits Kombo stated, and, for a rate-limit answer, how long no call may start.
+func admissionAnswer(d Decision, took, delay time.Duration) admission.Answer {
+	a := admission.Answer{Took: took, ConcurrencyLimit: d.Limits.ConcurrencyLimit, ConcurrencyRemaining: d.Limits.ConcurrencyRemaining,
+		RateLimit: d.Limits.RateLimit, RateRemaining: d.Limits.RateRemaining}
+	switch d.Action {
+	case ActionDeleted, ActionNotFound:
+		a.Class = admission.Processed
+	case ActionRetryConcurrency:
+		a.Class = admission.ConcurrencyRefused
+	case ActionRetryRateLimited:
+		a.Class, a.Wait = admission.RateRefused, delay
+	default:
+		a.Class = admission.Other
+	}
+	return a
+}
+
+// observe counts one answer in the metrics, and logs a new rate-limit hold.
+func (c *Consumer) observe(d Decision, a callAnswer) {
+	s := c.adm.Stats()
+	c.m.InFlight.Set(float64(s.InFlight))
+	c.m.ConcurrencyCap.Set(float64(s.Cap))
+	if d.Action == ActionRetryRateLimited {
+		if until := s.HoldUntil.UnixNano(); c.holdLogged.Swap(until) < until {
+			c.log.Info("Kombo's rate limit: no call starts before the time it announced, then calls are paced",
+				"until", s.HoldUntil.UTC().Format(time.RFC3339Nano), "pace_per_second", math.Round(s.Pace*10)/10)
+		}
+	}
+	if a.err == nil {
+		c.okCalls.Inc()
+		c.m.KomboLatency.Observe(a.took.Seconds())
+		return
+	}
+	status := 0
+	var kerr *kombo.Error
+	if errors.As(a.err, &kerr) {
+		status = kerr.Status
+	}
+	c.m.call(status, d.Code, a.took.Seconds())
+}
+
+// countCall counts, in the ledger's claim, the call about to start (a retry), before it
+// waits for a slot. It reports false when the claim is no longer this handler's or cannot
+// be written; the message is then left to come back (or handed back) and the caller stops.
+func (c *Consumer) countCall(j *job) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := j.claim.Count(ctx, j.prev+j.calls+1, j.prevCounted+j.counted, c.now())
+	if err == nil {
+		return true
+	}
+	if errors.Is(err, ledger.ErrLost) {
+		j.log(c.log).Warn("another handler took this request over; leaving it to that one", "err", err)
+		return false
+	}
+	c.ledgerFailed(err)
+	j.log(c.log).Error("cannot count the call in the ledger; the request is handed back", "err", err)
+	c.release(j, storageWait)
+	return false
+}
+
+// retry counts the call, gives up when the budget is used (a failed result), and waits
+// delay. It reports whether to call again.
+func (c *Consumer) retry(ctx, hard context.Context, msg jetstream.Msg, j *job, d Decision, kerr *kombo.Error, err error, delay time.Duration) bool {
+	now := c.now()
+	active := now.Sub(j.start) - (c.adm.PausedTotal() - j.pausedAt0)
+	if j.prevCounted+j.counted+boolInt(d.Counts()) >= c.o.MaxAttempts || active+delay > c.o.RetryMaxElapsed {
+		re := resultError(kerr, err)
+		if re.Code == "" {
+			re.Code = CodeRetriesExhausted
+		}
+		re.Message = fmt.Sprintf("gave up after %d attempts over %s: %s", j.prev+j.calls, active.Round(time.Millisecond), re.Message)
+		c.finish(hard, msg, j.meta, j.claim, c.failed(j.req, j.prev+j.calls, re), j.prevCounted+j.counted+boolInt(d.Counts()), false, "failed")
+		return false
+	}
+	if d.Counts() {
+		j.counted++
+	}
+	lvl := slog.LevelDebug
+	if d.Action == ActionRetry {
+		lvl = slog.LevelWarn
+	}
+	if c.log.Enabled(ctx, lvl) {
+		j.log(c.log).Log(ctx, lvl, "retrying", "attempt", j.prev+j.calls, "kombo_code", d.Code,
+			"decision", d.Action.String(), "delay", delay, "err", err)
+	}
+	if sleep(ctx, delay) != nil {
+		// Shutting down during the backoff: keep the backoff, but on the server.
+		c.release(j, max(handBackDelay, delay-c.now().Sub(now)))
+		return false
+	}
+	return true
+}
+
+// retryDelay returns how long to wait before the next call, and counts the retry's reason.
+// A rate-limit answer waits what Kombo announced, else the backoff, and every call waits
+// with it (admission holds them). A concurrency refusal waits about two call durations,
+// jittered, and goes back in line: the cap paces those calls, and an escalating backoff
+// would leave a message refused a few times in a row waiting long after Kombo has room.
+func (c *Consumer) retryDelay(j *job, d Decision) time.Duration {
+	if j.bo == nil {
+		j.bo = c.newBackoff()
+	}
+	switch d.Action {
+	case ActionRetryRateLimited:
+		c.m.Retries.WithLabelValues("rate_limit").Inc()
+		c.m.RateLimitHolds.Inc()
+		if d.Hint > 0 {
+			return d.Hint
+		}
+		return j.bo.NextBackOff()
+	case ActionRetryConcurrency:
+		c.m.Retries.WithLabelValues("concurrency_limit").Inc()
+		mean := max(c.adm.Stats().MeanCall, 5*time.Millisecond)
+		jittered := mean + time.Duration(rand.Int64N(int64(2*mean))) // two call durations, ±50 %
+		return max(min(max(jittered, 10*time.Millisecond), c.o.BackoffInitial), d.Hint)
+	default:
+		c.m.Retries.WithLabelValues("transient").Inc()
+		return max(j.bo.NextBackOff(), d.Hint)
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func resultError(kerr *kombo.Error, err error) *ResultError {
+	if kerr != nil {
+		return &ResultError{Code: kerr.EffectiveCode(), Title: kerr.Title, Message: kerr.Message,
+			LogURL: kerr.LogURL, HTTPStatus: kerr.Status}
+	}
+	msg := "no answer from Kombo"
+	if err != nil {
+		msg = err.Error()
+	}
+	return &ResultError{Title: "No answer from Kombo", Message: msg}
+}
+
+func (c *Consumer) failed(req Request, attempts int, re *ResultError) Result {
+	return Result{RequestID: req.RequestID, IntegrationID: req.IntegrationID, Status: StatusFailed,
+		Attempts: attempts, Error: re, RequestedBy: req.RequestedBy, Reason: req.Reason}
+}
