@@ -92,13 +92,11 @@ type Consumer struct {
 	stopping    bool
 	checking    bool // the API key check at start has not answered yet
 
-	work        chan jetstream.Msg // hands a message to an idle worker
-	quit        chan struct{}      // closed when Run stops pulling: idle workers end
-	quitOnce    sync.Once
-	held        atomic.Int64 // messages being handled
-	outstanding atomic.Int64 // messages asked for by pulls not yet answered
-	wanting     atomic.Int64 // messages that want a Kombo slot now: received and not yet called, or retrying
-	wake        chan struct{}
+	// What pullable counts, kept by the intake and the request path.
+	held        atomic.Int64  // messages being handled
+	outstanding atomic.Int64  // messages asked for by pulls not yet answered
+	wanting     atomic.Int64  // messages that want a Kombo slot now: received and not yet called, or retrying
+	wake        chan struct{} // kick: wakes the pull loop
 
 	// crashAfterPublish, set by tests, makes settle skip the ack of the request ids it
 	// returns true for, as a process that crashed between publishing and acking would.
@@ -121,8 +119,6 @@ func New(js jetstream.JetStream, d Deleter, o Options) (*Consumer, error) {
 		m:        o.Metrics,
 		now:      o.Now,
 		wake:     make(chan struct{}, 1),
-		work:     make(chan jetstream.Msg),
-		quit:     make(chan struct{}),
 		bindErr:  errors.New("not bound to the consumer yet"),
 		checking: true,
 	}
@@ -171,25 +167,6 @@ func (c *Consumer) Ready() error {
 // reason retrying cannot fix (stream or consumer missing with provisioning off). It
 // leaves no goroutine behind.
 func (c *Consumer) Run(ctx context.Context) error {
-	// hard outlives ctx by ShutdownTimeout: calls in flight and their results use it.
-	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelHard()
-	var hardTimer *time.Timer
-	var hardMu sync.Mutex
-	stopAfter := context.AfterFunc(ctx, func() {
-		hardMu.Lock()
-		hardTimer = time.AfterFunc(c.o.ShutdownTimeout, cancelHard)
-		hardMu.Unlock()
-	})
-	defer func() {
-		stopAfter()
-		hardMu.Lock()
-		if hardTimer != nil {
-			hardTimer.Stop()
-		}
-		hardMu.Unlock()
-	}()
-
 	if err := c.bindAtStart(ctx); err != nil || ctx.Err() != nil {
 		return err // (nil when shutdown came before the consumer was bound)
 	}
@@ -198,29 +175,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.checking = false
 	c.mu.Unlock()
 
-	var wg sync.WaitGroup
-	keepDone := make(chan struct{})
-	var keepWG sync.WaitGroup
-	keepWG.Go(func() { c.keepLoop(keepDone) })
-	sub, err := c.watchMaxDeliveries(hard)
-	if err != nil {
-		c.log.Warn("cannot watch MAX_DELIVERIES advisories", "err", err)
-	}
-	wg.Go(func() { c.probeLoop(ctx) })
-	wg.Go(func() { c.watchLoop(ctx) })
-	c.pullLoop(ctx, hard, &wg)
-
-	c.mu.Lock()
-	c.stopping = true
-	c.mu.Unlock()
-	c.log.Info("stopped pulling; waiting for calls in flight", "held", c.held.Load())
-	c.quitOnce.Do(func() { close(c.quit) })
-	wg.Wait()
-	close(keepDone)
-	keepWG.Wait()
-	if sub != nil {
-		_ = sub.Unsubscribe()
-	}
+	in := c.startIntake(ctx)
+	<-ctx.Done()
+	in.stop()
 	c.log.Info("consumer stopped")
 	return nil
 }

@@ -10,6 +10,109 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// intake is a running consumer: it pulls request messages and hands each to a worker
+// while Run's context lives, then stops in order. It starts every goroutine of a running
+// consumer (spawn), in two groups by when stop waits for them:
+//
+//	stopFirst, ended by ctx or quit and waited for first:
+//	  pullLoop    one; pulls what free Kombo slots can start, and a little ahead
+//	  readBatch   one per pull not yet answered; hands each message to a worker
+//	  worker      one per message handled at a time (idle ones are reused, and end after
+//	              workerIdle or at quit); handles a message from receipt to ack or nak
+//	  probeLoop   one; checks a rejected API key until Kombo accepts it again
+//	  watchLoop   one; checks that outcomes can be stored, saves the ack floor
+//	stopLast, waited for once the others ended:
+//	  keepLoop    one; in-progress acks and claim renewals of the messages held, which
+//	              need them until their workers end
+//
+// Its two contexts: ctx is Run's. When it ends, nothing new is pulled, and a message that
+// waits (for a slot, another handler's outcome, a backoff) is handed back. hard ends
+// ShutdownTimeout after ctx: calls in flight and the writes of their outcomes use it, so
+// that they finish unless they take longer than that. The MAX_DELIVERIES advisories are
+// handled on the NATS client's goroutine, with hard; stop unsubscribes them.
+type intake struct {
+	c         *Consumer
+	ctx, hard context.Context
+	endHard   func() // ends hard now
+
+	work       chan jetstream.Msg // hands a message to an idle worker
+	quit       chan struct{}      // closed by stop: idle workers end
+	pulled     chan struct{}      // closed when pullLoop has returned
+	keepDone   chan struct{}      // closed by stop once the stopFirst group ended: keepLoop ends
+	advisories *nats.Subscription // the MAX_DELIVERIES advisories; nil if not subscribed
+	wg         [2]sync.WaitGroup  // by group
+}
+
+// The groups of the intake's goroutines, by when stop waits for them.
+const (
+	stopFirst = iota
+	stopLast
+)
+
+// startIntake starts the goroutines of a consumer bound and running until ctx ends.
+func (c *Consumer) startIntake(ctx context.Context) *intake {
+	hard, endHard := outlive(ctx, c.o.ShutdownTimeout)
+	in := &intake{c: c, ctx: ctx, hard: hard, endHard: endHard, work: make(chan jetstream.Msg),
+		quit: make(chan struct{}), pulled: make(chan struct{}), keepDone: make(chan struct{})}
+	in.spawn(stopLast, func() { c.keepLoop(in.keepDone) })
+	sub, err := c.watchMaxDeliveries(hard)
+	if err != nil {
+		c.log.Warn("cannot watch MAX_DELIVERIES advisories", "err", err)
+	}
+	in.advisories = sub
+	in.spawn(stopFirst, func() { c.probeLoop(ctx) })
+	in.spawn(stopFirst, func() { c.watchLoop(ctx) })
+	in.spawn(stopFirst, in.pullLoop)
+	return in
+}
+
+// spawn starts f as one of the intake's goroutines, in group (stopFirst or stopLast).
+func (in *intake) spawn(group int, f func()) { in.wg[group].Go(f) }
+
+// stop stops the intake once ctx has ended, in this order: the pull loop returns (no new
+// pull; messages still arriving are handed back by readBatch); idle workers end, and busy
+// ones once their message is settled or handed back: a waiting one at once, a call in
+// flight when it finishes with its result, or when hard cuts it; then the keepalive, which
+// kept their messages alive meanwhile; then the advisories; hard ends last.
+func (in *intake) stop() {
+	c := in.c
+	<-in.pulled
+	c.mu.Lock()
+	c.stopping = true
+	c.mu.Unlock()
+	c.log.Info("stopped pulling; waiting for calls in flight", "held", c.held.Load())
+	close(in.quit)
+	in.wg[stopFirst].Wait()
+	close(in.keepDone)
+	in.wg[stopLast].Wait()
+	if in.advisories != nil {
+		_ = in.advisories.Unsubscribe()
+	}
+	in.endHard()
+}
+
+// outlive returns a context that ends grace after ctx ends, and a function that ends it
+// at once (and must be called to release it).
+func outlive(ctx context.Context, grace time.Duration) (context.Context, func()) {
+	hard, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var mu sync.Mutex
+	var timer *time.Timer
+	stopAfter := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		timer = time.AfterFunc(grace, cancel)
+		mu.Unlock()
+	})
+	return hard, func() {
+		stopAfter()
+		mu.Lock()
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancel()
+	}
+}
+
 // kick wakes the pull loop.
 func (c *Consumer) kick() {
 	select {
@@ -47,7 +150,11 @@ func (c *Consumer) pullable() int {
 	return n
 }
 
-func (c *Consumer) pullLoop(ctx, hard context.Context, wg *sync.WaitGroup) {
+// pullLoop pulls what pullable allows, each pull's messages read by a readBatch of their
+// own, until ctx ends.
+func (in *intake) pullLoop() {
+	defer close(in.pulled)
+	c, ctx := in.c, in.ctx
 	retry := time.Duration(0)
 	for {
 		if !c.isBound() {
@@ -62,7 +169,7 @@ func (c *Consumer) pullLoop(ctx, hard context.Context, wg *sync.WaitGroup) {
 		changed := c.adm.Changed() // taken before reading admission, so that no change is missed
 		n := c.pullable()
 		if n <= 0 {
-			if c.waitPullable(ctx, changed) != nil {
+			if in.waitPullable(changed) != nil {
 				return
 			}
 			continue
@@ -85,24 +192,26 @@ func (c *Consumer) pullLoop(ctx, hard context.Context, wg *sync.WaitGroup) {
 		}
 		retry = 0
 		c.outstanding.Add(int64(n))
-		wg.Go(func() { c.readBatch(ctx, hard, batch, n, wg) })
+		in.spawn(stopFirst, func() { in.readBatch(batch, n) })
 	}
 }
 
 // waitPullable waits until pulling may have become possible: admission changed (a slot
 // freed, a hold ended, a resume) or a state changed (kick).
-func (c *Consumer) waitPullable(ctx context.Context, changed <-chan struct{}) error {
+func (in *intake) waitPullable(changed <-chan struct{}) error {
 	select {
-	case <-ctx.Done():
-		return ctx.Err()
+	case <-in.ctx.Done():
+		return in.ctx.Err()
 	case <-changed:
-	case <-c.wake:
+	case <-in.c.wake:
 	}
 	return nil
 }
 
-// readBatch hands each message of a pull to its own goroutine.
-func (c *Consumer) readBatch(ctx, hard context.Context, batch jetstream.MessageBatch, n int, wg *sync.WaitGroup) {
+// readBatch hands each message of a pull (n asked for) to an idle worker, or to a new one.
+// A message that arrives once ctx ended is handed back at once.
+func (in *intake) readBatch(batch jetstream.MessageBatch, n int) {
+	c, ctx := in.c, in.ctx
 	got := 0
 	for msg := range batch.Messages() {
 		got++
@@ -116,9 +225,9 @@ func (c *Consumer) readBatch(ctx, hard context.Context, batch jetstream.MessageB
 		c.wanting.Add(1)
 		c.m.Held.Set(float64(c.held.Load()))
 		select {
-		case c.work <- msg: // an idle worker takes it
+		case in.work <- msg: // an idle worker takes it
 		default:
-			wg.Go(func() { c.worker(ctx, hard, msg) })
+			in.spawn(stopFirst, func() { in.worker(msg) })
 		}
 	}
 	c.outstanding.Add(int64(got - n))
@@ -135,20 +244,21 @@ func (c *Consumer) readBatch(ctx, hard context.Context, batch jetstream.MessageB
 const workerIdle = 10 * time.Second
 
 // worker handles msg, then the messages readBatch hands it while it is idle, until it has
-// waited workerIdle for one or Run stops. Reusing goroutines matters: a new goroutine's
-// stack grows several times over the depth of one message's handling (JSON, HTTP, logs),
-// and each growth copies it; a worker's stack has grown once and for all.
-func (c *Consumer) worker(ctx, hard context.Context, msg jetstream.Msg) {
+// waited workerIdle for one or stop ends the idle workers. Reusing goroutines matters: a
+// new goroutine's stack grows several times over the depth of one message's handling
+// (JSON, HTTP, logs), and each growth copies it; a worker's stack has grown once and for
+// all.
+func (in *intake) worker(msg jetstream.Msg) {
 	idle := time.NewTimer(workerIdle)
 	defer idle.Stop()
 	for {
-		c.handle(ctx, hard, msg)
+		in.c.handle(in.ctx, in.hard, msg)
 		idle.Reset(workerIdle)
 		select {
-		case msg = <-c.work:
+		case msg = <-in.work:
 		case <-idle.C:
 			return
-		case <-c.quit:
+		case <-in.quit:
 			return
 		}
 	}
