@@ -76,10 +76,11 @@ func (c *Consumer) ledgerID(req Request) ledger.ID {
 // here, with no call), or the ledger does not answer, or shutdown came while another
 // handler held the request (the message is then handed back). While another handler
 // holds it, claim waits for that handler's outcome.
-func (c *Consumer) claim(ctx, hard context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, req Request, calling bool) *ledger.Claim {
+func (c *Consumer) claim(j *job, calling bool) *ledger.Claim {
+	msg, meta, req := j.msg, j.meta, j.req
 	wait := 50 * time.Millisecond
 	for {
-		lctx, cancel := context.WithTimeout(hard, 10*time.Second)
+		lctx, cancel := context.WithTimeout(j.hard, 10*time.Second)
 		r, err := c.ledger.Claim(lctx, c.ledgerID(req), req.IntegrationID, c.owner(meta), c.now(), c.lease(), calling)
 		cancel()
 		switch {
@@ -90,17 +91,17 @@ func (c *Consumer) claim(ctx, hard context.Context, msg jetstream.Msg, meta *jet
 			_ = msg.NakWithDelay(storageWait)
 			return nil
 		case r.Claim != nil:
-			if c.foundStored(hard, msg, meta, r.Claim) {
+			if c.foundStored(j, r.Claim) {
 				return nil
 			}
 			return r.Claim
 		case r.Recorded != nil:
-			c.settle(hard, msg, meta, r.Recorded, false, "already_recorded")
+			c.settle(j.hard, msg, meta, r.Recorded, false, "already_recorded")
 			return nil
 		}
 		// Another handler holds it (a second event with the same request id): wait for
 		// its outcome, kept alive meanwhile like any waiting message.
-		if sleep(ctx, wait) != nil {
+		if sleep(j.ctx, wait) != nil {
 			_ = msg.NakWithDelay(handBackDelay)
 			return nil
 		}
@@ -112,7 +113,8 @@ func (c *Consumer) claim(ctx, hard context.Context, msg jetstream.Msg, meta *jet
 // enough ago that the stream would no longer recognise its result as a duplicate, whether
 // that handler stored a result (a deleted one is stored before its outcome is recorded)
 // and, if so, records it and settles the message with no call. It reports whether it did.
-func (c *Consumer) foundStored(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, cl *ledger.Claim) bool {
+func (c *Consumer) foundStored(j *job, cl *ledger.Claim) bool {
+	ctx := j.hard
 	calls, counted := cl.Prior()
 	window := c.resultWindow()
 	// The earlier handler published, if at all, around its last renewal: at most a
@@ -143,7 +145,7 @@ func (c *Consumer) foundStored(ctx context.Context, msg jetstream.Msg, meta *jet
 	if err != nil {
 		return false
 	}
-	c.settle(ctx, msg, meta, rec, false, "already_recorded")
+	c.settle(ctx, j.msg, j.meta, rec, false, "already_recorded")
 	return true
 }
 
@@ -168,7 +170,8 @@ func (c *Consumer) release(j *job, delay time.Duration) {
 // KOMBO_MAX_ATTEMPTS), then settles it: publish, note, ack (or
 // terminate, for term). When the outcome cannot be recorded, the message comes back and
 // no ack is sent. When another handler recorded an outcome first, that one is settled.
-func (c *Consumer) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, cl *ledger.Claim, res Result, counted int, term bool, outcome string) {
+func (c *Consumer) finish(j *job, res Result, counted int, term bool, outcome string) {
+	ctx, msg, meta, cl := j.hard, j.msg, j.meta, j.claim
 	res.CompletedAt = completedAt(c.now())
 	subject := c.o.DeletedSubject
 	status := ledger.Deleted

@@ -17,20 +17,26 @@ import (
 	"github.com/kombo-ops/integration-deleter/kombo"
 )
 
-// job is one delivery of one request being handled.
+// job is one delivery of one request, from the worker that takes its message to its ack
+// or nak: what is known of it, and the calls it made.
 type job struct {
+	// ctx and hard are the intake's: when ctx ends, a job that waits hands its message
+	// back; hard ends ShutdownTimeout later and cuts a call in flight and the writes of
+	// its outcome.
+	ctx, hard   context.Context
 	msg         jetstream.Msg
-	req         Request
-	meta        *jetstream.MsgMetadata
-	claim       *ledger.Claim // this handler's hold on the request id
-	start       time.Time
-	pausedAt0   time.Duration               // pausedTotal when the job started
+	kept        *kept                       // the message's entry in the keeper
+	meta        *jetstream.MsgMetadata      // nil until read
+	req         Request                     // zero until decoded
+	claim       *ledger.Claim               // this handler's hold on the request id; nil until claimed
+	start       time.Time                   // when the claim was taken (retries are timed from it)
+	pausedAt0   time.Duration               // admission's PausedTotal then
 	prev        int                         // DELETE calls made before this delivery (the ledger's count)
 	prevCounted int                         // of those, the ones that use up KOMBO_MAX_ATTEMPTS
 	calls       int                         // DELETE calls made by this delivery
 	counted     int                         // of those, the ones that use up KOMBO_MAX_ATTEMPTS
 	bo          *backoff.ExponentialBackOff // made at the first retry
-	wanting     *bool                       // counted in Consumer.wanting
+	wanting     bool                        // counted in Consumer.wanting
 }
 
 // log returns the consumer's logger with the job's ids, for the lines about one request.
@@ -38,6 +44,9 @@ func (j *job) log(l *slog.Logger) *slog.Logger {
 	return l.With("request_id", j.req.RequestID, "integration_id", j.req.IntegrationID)
 }
 
+// handle is where a request message enters, on a worker: it handles msg until it is
+// settled (acked or terminated with its result stored) or handed back, and keeps the
+// intake's counts.
 func (c *Consumer) handle(ctx, hard context.Context, msg jetstream.Msg) {
 	defer func() {
 		c.held.Add(-1)
@@ -49,59 +58,47 @@ func (c *Consumer) handle(ctx, hard context.Context, msg jetstream.Msg) {
 			c.kick()
 		}
 	}()
-	kept := c.keep.add(msg, c.now())
-	defer c.keep.remove(kept)
-	wanting := true // counted in c.wanting by readBatch, until its first call starts
+	// wanting: counted in c.wanting by readBatch, until its first call starts.
+	j := job{ctx: ctx, hard: hard, msg: msg, kept: c.keep.add(msg, c.now()), wanting: true}
+	defer c.keep.remove(j.kept)
 	defer func() {
-		if wanting {
+		if j.wanting {
 			c.wanting.Add(-1)
 		}
 	}()
-	var h handling
-	defer c.recoverPanic(hard, msg, &h)
-	c.serve(ctx, hard, msg, kept, &wanting, &h)
-}
-
-// handling is what is known of a message being handled, for recoverPanic.
-type handling struct {
-	meta *jetstream.MsgMetadata
-	req  Request
-	cl   *ledger.Claim
-	j    *job
+	defer c.recoverPanic(&j)
+	c.serve(&j)
 }
 
 // recoverPanic, deferred, turns a panic while handling a message into a failed
 // DELETER.INTERNAL result (once the request is claimed; before, the message comes back).
-func (c *Consumer) recoverPanic(hard context.Context, msg jetstream.Msg, h *handling) {
+func (c *Consumer) recoverPanic(j *job) {
 	r := recover()
 	if r == nil {
 		return
 	}
-	c.log.Error("panic while handling a request", "request_id", h.req.RequestID,
-		"integration_id", h.req.IntegrationID, "panic", fmt.Sprint(r))
-	if h.cl == nil {
-		_ = msg.NakWithDelay(storageWait)
+	c.log.Error("panic while handling a request", "request_id", j.req.RequestID,
+		"integration_id", j.req.IntegrationID, "panic", fmt.Sprint(r))
+	if j.claim == nil {
+		_ = j.msg.NakWithDelay(storageWait)
 		return
 	}
-	calls, counted := h.cl.Prior()
-	if h.j != nil {
-		calls, counted = h.j.prev+h.j.calls, h.j.prevCounted+h.j.counted
-	}
-	res := c.failed(h.req, calls, &ResultError{Code: CodeInternal, Title: "Internal error",
+	res := c.failed(j.req, j.prev+j.calls, &ResultError{Code: CodeInternal, Title: "Internal error",
 		Message: fmt.Sprintf("the daemon failed while handling this request: %v", r)})
-	c.finish(hard, msg, h.meta, h.cl, res, counted, true, "failed")
+	c.finish(j, res, j.prevCounted+j.counted, true, "failed")
 }
 
 // serve reads the message, claims its request in the ledger (settling it at once when an
 // outcome is recorded) and processes it.
-func (c *Consumer) serve(ctx, hard context.Context, msg jetstream.Msg, kept *kept, wanting *bool, h *handling) {
+func (c *Consumer) serve(j *job) {
+	msg := j.msg
 	meta, err := msg.Metadata()
 	if err != nil {
 		c.log.Error("message without JetStream metadata; terminating it", "subject", msg.Subject(), "err", err)
 		_ = msg.Term()
 		return
 	}
-	h.meta = meta
+	j.meta = meta
 	if meta.NumDelivered > 1 {
 		c.m.Redeliveries.Inc()
 	}
@@ -112,25 +109,23 @@ func (c *Consumer) serve(ctx, hard context.Context, msg jetstream.Msg, kept *kep
 		return
 	}
 	req, decodeErr := DecodeRequest(msg.Data(), msg.Headers(), meta.Stream, meta.Sequence.Stream)
-	h.req = req
-	if h.cl = c.claim(ctx, hard, msg, meta, req, decodeErr == nil); h.cl == nil {
+	j.req = req
+	if j.claim = c.claim(j, decodeErr == nil); j.claim == nil {
 		return
 	}
-	c.keep.setClaim(kept, h.cl)
+	j.prev, j.prevCounted = j.claim.Prior()
+	c.keep.setClaim(j.kept, j.claim)
 	if decodeErr != nil {
 		var inv *InvalidEventError
 		errors.As(decodeErr, &inv)
 		res := c.failed(req, 0, &ResultError{Code: CodeEventInvalid, Title: "Invalid request event", Message: inv.Reason})
-		c.finish(hard, msg, meta, h.cl, res, 0, true, "invalid")
+		c.finish(j, res, 0, true, "invalid")
 		return
 	}
 	injectFault(req)
 	injectCrash("claimed", req.IntegrationID)
-	now := c.now()
-	calls, counted := h.cl.Prior()
-	h.j = &job{msg: msg, req: req, meta: meta, claim: h.cl, start: now, pausedAt0: c.adm.PausedTotal(), prev: calls,
-		prevCounted: counted, wanting: wanting}
-	c.process(ctx, hard, msg, h.j)
+	j.start, j.pausedAt0 = c.now(), c.adm.PausedTotal()
+	c.process(j)
 }
 
 func (c *Consumer) newBackoff() *backoff.ExponentialBackOff {
@@ -145,19 +140,19 @@ func (c *Consumer) newBackoff() *backoff.ExponentialBackOff {
 
 // process calls Kombo until the request is done, failed, paused or shutdown interrupts:
 // wait for a turn, call, decide, report the answer to admission, then settle or retry.
-func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job) {
+func (c *Consumer) process(j *job) {
 	for {
 		if j.calls > 0 && !c.countCall(j) { // the first call was counted by the claim
 			return
 		}
-		ticket, err := c.turn(ctx, j)
+		ticket, err := c.turn(j)
 		if err != nil {
-			c.noTurn(ctx, j, err)
+			c.noTurn(j, err)
 			return
 		}
-		a := c.call(hard, j, ticket)
+		a := c.call(j, ticket)
 		injectCrash("called", j.req.IntegrationID)
-		if a.err != nil && hard.Err() != nil {
+		if a.err != nil && j.hard.Err() != nil {
 			// The shutdown deadline cut the call: its outcome is unknown, redeliver.
 			c.adm.Done(ticket, admission.Answer{Class: admission.Other, Took: a.took})
 			c.release(j, handBackDelay)
@@ -171,7 +166,7 @@ func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job)
 		}
 		c.adm.Done(ticket, admissionAnswer(d, a.took, delay))
 		c.observe(d, a)
-		if !c.settleAnswer(ctx, hard, msg, j, d, a, delay) {
+		if !c.settleAnswer(j, d, a, delay) {
 			return
 		}
 	}
@@ -179,14 +174,14 @@ func (c *Consumer) process(ctx, hard context.Context, msg jetstream.Msg, j *job)
 
 // turn waits for j's turn to call Kombo; a waiting message holds no slot. With the turn
 // granted, the call may start only if the consumer is usable and j's claim holds.
-func (c *Consumer) turn(ctx context.Context, j *job) (admission.Ticket, error) {
-	if !*j.wanting {
+func (c *Consumer) turn(j *job) (admission.Ticket, error) {
+	if !j.wanting {
 		c.wanting.Add(1)
-		*j.wanting = true
+		j.wanting = true
 	}
-	t, err := c.adm.Wait(ctx)
+	t, err := c.adm.Wait(j.ctx)
 	c.wanting.Add(-1)
-	*j.wanting = false
+	j.wanting = false
 	if err != nil {
 		return t, err
 	}
@@ -203,9 +198,7 @@ func (c *Consumer) turn(ctx context.Context, j *job) (admission.Ticket, error) {
 // settleAnswer acts on the decision about one answer: a result for a deleted, unknown or
 // failed integration, a pause for a rejected key, or a retry. It reports whether to call
 // again.
-func (c *Consumer) settleAnswer(ctx, hard context.Context, msg jetstream.Msg, j *job, d Decision, a callAnswer, delay time.Duration) bool {
-	var kerr *kombo.Error
-	errors.As(a.err, &kerr)
+func (c *Consumer) settleAnswer(j *job, d Decision, a callAnswer, delay time.Duration) bool {
 	switch d.Action {
 	case ActionDeleted, ActionNotFound:
 		notFound := d.Action == ActionNotFound
@@ -217,11 +210,10 @@ func (c *Consumer) settleAnswer(ctx, hard context.Context, msg jetstream.Msg, j 
 		}
 		res := Result{RequestID: j.req.RequestID, IntegrationID: j.req.IntegrationID, Status: StatusDeleted,
 			NotFound: &notFound, Attempts: j.prev + j.calls, RequestedBy: j.req.RequestedBy, Reason: j.req.Reason}
-		c.finish(hard, msg, j.meta, j.claim, res, j.prevCounted+j.counted, false, outcome)
+		c.finish(j, res, j.prevCounted+j.counted, false, outcome)
 		return false
 	case ActionFail:
-		c.finish(hard, msg, j.meta, j.claim, c.failed(j.req, j.prev+j.calls, resultError(kerr, a.err)),
-			j.prevCounted+j.counted, false, "failed")
+		c.finish(j, c.failed(j.req, j.prev+j.calls, resultError(a.err)), j.prevCounted+j.counted, false, "failed")
 		return false
 	case ActionPause:
 		c.pauseFor(a.err)
@@ -229,7 +221,7 @@ func (c *Consumer) settleAnswer(ctx, hard context.Context, msg jetstream.Msg, j 
 		j.log(c.log).Warn("Kombo rejects the API key; request kept for later", "kombo_code", d.Code, "attempt", j.prev+j.calls)
 		return false
 	}
-	return c.retry(ctx, hard, msg, j, d, kerr, a.err, delay)
+	return c.retry(j, d, a.err, delay)
 }
 
 // mayCall says whether j's call may start now: its claim, as last written, holds for a
@@ -249,11 +241,11 @@ func (c *Consumer) mayCall(j *job) error {
 
 // noTurn hands j back when no call could start: shutting down (another replica takes it),
 // outcomes not storable, or the claim lost (the message is another handler's then).
-func (c *Consumer) noTurn(ctx context.Context, j *job, err error) {
+func (c *Consumer) noTurn(j *job, err error) {
 	switch {
 	case errors.Is(err, ledger.ErrLost):
 		j.log(c.log).Warn("another handler took this request over; leaving it to that one", "err", err)
-	case ctx.Err() != nil:
+	case j.ctx.Err() != nil:
 		c.release(j, handBackDelay)
 	default: // not bound, not usable, or outcomes not storable
 		c.release(j, storageWait)
@@ -269,7 +261,7 @@ type callAnswer struct {
 
 // call makes one DELETE call in the turn of ticket. The caller reports the answer to
 // admission, except when the call panics: the turn is handed back here then.
-func (c *Consumer) call(hard context.Context, j *job, ticket admission.Ticket) callAnswer {
+func (c *Consumer) call(j *job, ticket admission.Ticket) callAnswer {
 	defer func() {
 		if r := recover(); r != nil {
 			c.adm.Done(ticket, admission.Answer{Class: admission.Other})
@@ -277,9 +269,9 @@ func (c *Consumer) call(hard context.Context, j *job, ticket admission.Ticket) c
 		}
 	}()
 	c.m.InFlight.Set(float64(c.adm.Stats().InFlight))
-	callCtx := hard
+	callCtx := j.hard
 	if j.req.Traceparent != "" || j.req.Tracestate != "" {
-		callCtx = kombo.WithTrace(hard, j.req.Traceparent, j.req.Tracestate)
+		callCtx = kombo.WithTrace(j.hard, j.req.Traceparent, j.req.Tracestate)
 	}
 	t0 := c.now()
 	j.calls++ // started: counted even if it never returns
@@ -351,16 +343,16 @@ func (c *Consumer) countCall(j *job) bool {
 
 // retry counts the call, gives up when the budget is used (a failed result), and waits
 // delay. It reports whether to call again.
-func (c *Consumer) retry(ctx, hard context.Context, msg jetstream.Msg, j *job, d Decision, kerr *kombo.Error, err error, delay time.Duration) bool {
+func (c *Consumer) retry(j *job, d Decision, err error, delay time.Duration) bool {
 	now := c.now()
 	active := now.Sub(j.start) - (c.adm.PausedTotal() - j.pausedAt0)
 	if j.prevCounted+j.counted+boolInt(d.Counts()) >= c.o.MaxAttempts || active+delay > c.o.RetryMaxElapsed {
-		re := resultError(kerr, err)
+		re := resultError(err)
 		if re.Code == "" {
 			re.Code = CodeRetriesExhausted
 		}
 		re.Message = fmt.Sprintf("gave up after %d attempts over %s: %s", j.prev+j.calls, active.Round(time.Millisecond), re.Message)
-		c.finish(hard, msg, j.meta, j.claim, c.failed(j.req, j.prev+j.calls, re), j.prevCounted+j.counted+boolInt(d.Counts()), false, "failed")
+		c.finish(j, c.failed(j.req, j.prev+j.calls, re), j.prevCounted+j.counted+boolInt(d.Counts()), false, "failed")
 		return false
 	}
 	if d.Counts() {
@@ -370,11 +362,11 @@ func (c *Consumer) retry(ctx, hard context.Context, msg jetstream.Msg, j *job, d
 	if d.Action == ActionRetry {
 		lvl = slog.LevelWarn
 	}
-	if c.log.Enabled(ctx, lvl) {
-		j.log(c.log).Log(ctx, lvl, "retrying", "attempt", j.prev+j.calls, "kombo_code", d.Code,
+	if c.log.Enabled(j.ctx, lvl) {
+		j.log(c.log).Log(j.ctx, lvl, "retrying", "attempt", j.prev+j.calls, "kombo_code", d.Code,
 			"decision", d.Action.String(), "delay", delay, "err", err)
 	}
-	if sleep(ctx, delay) != nil {
+	if sleep(j.ctx, delay) != nil {
 		// Shutting down during the backoff: keep the backoff, but on the server.
 		c.release(j, max(handBackDelay, delay-c.now().Sub(now)))
 		return false
@@ -417,8 +409,11 @@ func boolInt(b bool) int {
 	return 0
 }
 
-func resultError(kerr *kombo.Error, err error) *ResultError {
-	if kerr != nil {
+// resultError is the error of a failed result, from the error of the last call (nil: no
+// answer).
+func resultError(err error) *ResultError {
+	var kerr *kombo.Error
+	if errors.As(err, &kerr) {
 		return &ResultError{Code: kerr.EffectiveCode(), Title: kerr.Title, Message: kerr.Message,
 			LogURL: kerr.LogURL, HTTPStatus: kerr.Status}
 	}
