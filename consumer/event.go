@@ -96,19 +96,28 @@ func DecodeRequest(data []byte, hdr nats.Header, stream string, seq uint64) (Req
 		return req, &InvalidEventError{"payload is not valid UTF-8"}
 	}
 	known, ok := plainFields(data)
-	var dups []string
+	var problems []string
 	if !ok {
-		fields, d, err := objectFields(data)
+		fields, dups, err := objectFields(data)
 		if err != nil {
 			return req, &InvalidEventError{"payload is not a JSON object: " + err.Error()}
 		}
-		known, dups = knownFromMap(fields), d
+		known = knownFromMap(fields)
+		for _, k := range dups {
+			// Two readers of one event must never see different ids: refuse, don't pick.
+			problems = append(problems, k+" appears more than once")
+		}
 	}
-	var problems []string
-	for _, k := range dups {
-		// Two readers of one event must never see different ids: refuse, don't pick.
-		problems = append(problems, k+" appears more than once")
+	if problems = known.read(&req, problems); len(problems) > 0 {
+		return req, &InvalidEventError{strings.Join(problems, "; ")}
 	}
+	return req, nil
+}
+
+// read puts the known fields into req: request_id over the one req has, when it is a
+// valid id; requested_by, reason and integration_id as they are. It returns problems with
+// what is wrong with them appended.
+func (k *knownJSON) read(req *Request, problems []string) []string {
 	str := func(name string, raw json.RawMessage) (string, bool) {
 		if raw == nil || string(raw) == "null" {
 			return "", false
@@ -123,16 +132,16 @@ func DecodeRequest(data []byte, hdr nats.Header, stream string, seq uint64) (Req
 		}
 		return s, true
 	}
-	if id, ok := str("request_id", known.RequestID); ok && id != "" {
+	if id, ok := str("request_id", k.RequestID); ok && id != "" {
 		if why := validID(id); why != "" {
 			problems = append(problems, "request_id "+why)
 		} else {
 			req.RequestID = id
 		}
 	}
-	req.RequestedBy, _ = str("requested_by", known.RequestedBy)
-	req.Reason, _ = str("reason", known.Reason)
-	switch raw := known.IntegrationID; {
+	req.RequestedBy, _ = str("requested_by", k.RequestedBy)
+	req.Reason, _ = str("reason", k.Reason)
+	switch raw := k.IntegrationID; {
 	case raw == nil:
 		problems = append(problems, "integration_id is missing")
 	case string(raw) == "null":
@@ -149,14 +158,7 @@ func DecodeRequest(data []byte, hdr nats.Header, stream string, seq uint64) (Req
 			problems = append(problems, "integration_id "+why)
 		}
 	}
-	if len(problems) > 0 {
-		msg := problems[0]
-		for _, p := range problems[1:] {
-			msg += "; " + p
-		}
-		return req, &InvalidEventError{msg}
-	}
-	return req, nil
+	return problems
 }
 
 // knownNames are the request fields the daemon reads (knownJSON's tags too).
