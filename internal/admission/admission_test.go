@@ -69,9 +69,8 @@ func warm(t *testing.T, maxInFlight, n int) (*Controller, []Ticket) {
 	c := New(Options{Max: maxInFlight, Jitter: func() float64 { return 0.5 }})
 	c.Done(mustStart(t, c, 1)[0], stated(n, n-1)) // the first call goes alone
 	for c.Stats().Cap < n {
-		ts := mustStart(t, c, max(c.Stats().Cap-c.Stats().InFlight, 1))
-		for _, tk := range ts {
-			c.Done(tk, stated(n, n-len(ts)))
+		for _, tk := range mustStart(t, c, max(c.Stats().Cap-c.Stats().InFlight, 1)) {
+			c.Done(tk, stated(n, n-tk.t.inFlight)) // alone at Kombo
 		}
 	}
 	return c, mustStart(t, c, n)
@@ -182,9 +181,8 @@ func TestStatedRoomRaisesTheCapWithinRoundTrips(t *testing.T) {
 			if trips > 6 {
 				t.Fatalf("cap %d after %d round trips showing room, want 6", c.Stats().Cap, trips-1)
 			}
-			ts := mustStart(t, c, c.Stats().Cap)
-			for i, tk := range ts {
-				c.Done(tk, stated(6, 6-len(ts)+i))
+			for _, tk := range mustStart(t, c, c.Stats().Cap) {
+				c.Done(tk, stated(6, 6-tk.t.inFlight)) // alone at Kombo
 			}
 		}
 	})

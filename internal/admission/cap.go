@@ -10,23 +10,13 @@ import (
 // Kombo states no limit.
 const cutFactor = 0.7
 
-// A replica that holds all of Kombo's slots cannot tell another that wants some (its calls
-// are refused, not admitted) from none: every shareEvery it leaves one slot free for
-// shareFor, longer than the longest hold at the floor (see hold.go), so that a replica kept
-// out gets a call in, shows up in the answers and gets its share.
-const (
-	shareEvery = 5 * time.Second
-	shareFor   = 300 * time.Millisecond
-)
-
 // slots is the concurrency cap: how many calls may be in flight at once.
 //
 // Where Kombo states its limit (Concurrency-Limit, Concurrency-Remaining), the cap follows
-// the freshest answer, that of the latest-started call answered: it never exceeds the stated
-// limit; it rises into the room Kombo reports, by half of it (at least one) per round trip,
-// so that two replicas seeing the same room fill it without overshooting; and a replica that
-// holds more than the others combined, plus one, when Kombo is full yields a slot, so that
-// replicas sharing a limit converge on fair shares.
+// the freshest answer, that of the latest-started call answered, at most one step per round
+// trip: it never exceeds the stated limit; it rises into the room Kombo reports, by half of
+// it (at least one), so that two replicas seeing the same room fill it without overshooting;
+// and it shares the limit with the other clients the answers show (see crowd, share.go).
 //
 // A call records how many were in flight when it started. Refused for concurrency after it
 // started above the stated limit, it was our own overshoot (a lowered limit we had not seen
@@ -50,11 +40,10 @@ type slots struct {
 	room      int       // Concurrency-Remaining of the freshest answer; -1 while none
 	freshest  uint64    // seq of the call whose answer stated them
 	gen       uint64    // cuts so far
-	stepAfter uint64    // a step (growth into room, yield) needs a call started after this seq
 	last      uint64    // seq of the latest call started
+	stepAfter uint64    // the next step needs the answer of a call started after this seq
 	quiet     time.Time // no growth into room before this
-	roomSeen  int       // fresh answers in a row that showed room
-	alone     time.Time // since when this replica holds all of Kombo's slots; zero when not
+	crowd     crowd     // what the answers show of other clients
 }
 
 // Outcomes of slots.done for the holds.
@@ -113,7 +102,7 @@ func (s *slots) done(t *turn, a Answer, now time.Time, jitter func() float64, me
 		return s.refused(t, a, now, jitter, meanCall)
 	case Processed:
 		if fresh && s.room >= 0 {
-			s.follow(t, now, meanCall)
+			s.follow(t, now)
 		} else if s.room < 0 && t.gen == s.gen && t.inFlight >= s.limit() {
 			s.cap = math.Min(s.cap+1/s.cap, s.ceiling())
 		}
@@ -148,37 +137,20 @@ func (s *slots) refused(t *turn, a Answer, now time.Time, jitter func() float64,
 }
 
 // follow moves the cap after a fresh processed answer that states the room Kombo has left:
-// into the room, or down by one when Kombo is full and this replica holds more than the
-// others combined plus one, or now and then when it holds them all (shareEvery). At most one
-// step per round trip. While others hold slots, room
-// counts once two answers in a row show it: one may be a gap between another client's calls.
-func (s *slots) follow(t *turn, now time.Time, meanCall time.Duration) {
-	others := s.stated - s.room - t.inFlight
-	if s.room == 0 {
-		s.roomSeen = 0
-	} else {
-		s.roomSeen++
-	}
+// into the room, or down by one to share it (see crowd). At most one step per round trip.
+func (s *slots) follow(t *turn, now time.Time) {
+	s.crowd.see(s.room, s.stated-s.room-t.inFlight, now)
 	if t.seq <= s.stepAfter {
 		return
 	}
-	ceiling := s.ceiling()
-	if s.room > 0 || others > 0 {
-		s.alone = time.Time{}
-	} else if s.alone.IsZero() {
-		s.alone = now
-	}
-	switch {
-	case s.room > 0 && s.cap < ceiling && !now.Before(s.quiet) && (others <= 0 || s.roomSeen >= 2):
-		s.cap = math.Min(math.Floor(s.cap)+float64(max(1, s.room/2)), ceiling)
-	case s.room == 0 && others > 0 && t.inFlight > others+1:
-		s.cap = math.Max(1, math.Min(math.Floor(s.cap), float64(t.inFlight))-1)
-		s.quiet = now.Add(5 * meanCall)
-	case !s.alone.IsZero() && now.Sub(s.alone) >= shareEvery && s.cap >= 2:
-		s.cap = math.Floor(s.cap) - 1
-		s.quiet, s.alone = now.Add(shareFor), time.Time{}
-	default:
+	if s.room > 0 && s.cap < s.ceiling() && !now.Before(s.quiet) && s.crowd.mayTake(s.stated, math.Floor(s.cap)) {
+		s.cap = math.Min(math.Floor(s.cap)+float64(max(1, s.room/2)), s.ceiling())
+		s.stepAfter = s.last
 		return
 	}
-	s.stepAfter = s.last
+	if quiet, ok := s.crowd.yield(s.room, t.inFlight, now); ok && s.cap >= 2 {
+		s.cap = math.Max(1, math.Min(math.Floor(s.cap), float64(t.inFlight))-1)
+		s.quiet = now.Add(quiet)
+		s.stepAfter = s.last
+	}
 }

@@ -12,6 +12,15 @@ import (
 // of fake time in well under a second, every figure exact for the model. make bench measures
 // the same scenarios with the real daemon, NATS and the fake Kombo over HTTP.
 
+// forEachNetwork runs f in a bubble of its own for each network.
+func forEachNetwork(t *testing.T, f func(t *testing.T, net network)) {
+	for _, net := range networks {
+		t.Run(net.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { f(t, net) })
+		})
+	}
+}
+
 // capWatch samples a Controller's cap every 10 ms until ctx ends.
 type capWatch struct {
 	mu   sync.Mutex
@@ -46,8 +55,8 @@ func (w *capWatch) reached(from time.Time, want int) (time.Duration, bool) {
 }
 
 func TestLimitShiftIsFollowedBothWays(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		k := &kombo{latency: 20 * time.Millisecond, limit: 6}
+	forEachNetwork(t, func(t *testing.T, net network) {
+		k := &kombo{latency: 20 * time.Millisecond, net: net, limit: 6}
 		c := newController(16)
 		ctx, cancel := context.WithCancel(t.Context())
 		var wg sync.WaitGroup
@@ -91,8 +100,8 @@ func TestLimitShiftIsFollowedBothWays(t *testing.T) {
 }
 
 func TestTwoReplicasShareOneLimitFairly(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		k := &kombo{latency: 20 * time.Millisecond, limit: 4}
+	forEachNetwork(t, func(t *testing.T, net network) {
+		k := &kombo{latency: 20 * time.Millisecond, net: net, limit: 4}
 		a, b := newController(32), newController(32)
 		ctx, cancel := context.WithCancel(t.Context())
 		ctxB, cancelB := context.WithCancel(ctx)
@@ -131,8 +140,8 @@ func TestTwoReplicasShareOneLimitFairly(t *testing.T) {
 }
 
 func TestAReplicaThatJoinsGetsItsShare(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		k := &kombo{latency: 20 * time.Millisecond, limit: 4}
+	forEachNetwork(t, func(t *testing.T, net network) {
+		k := &kombo{latency: 20 * time.Millisecond, net: net, limit: 4}
 		a, b := newController(32), newController(32)
 		ctx, cancel := context.WithCancel(t.Context())
 		var wg sync.WaitGroup
@@ -162,7 +171,7 @@ func TestAReplicaThatJoinsGetsItsShare(t *testing.T) {
 
 func testRateLimit(t *testing.T, headers bool, minShare, maxRefusedPer1000 float64) {
 	synctest.Test(t, func(t *testing.T) {
-		k := &kombo{latency: 20 * time.Millisecond, rate: 50, burst: 10, tokens: 10, last: time.Now(), headers: headers}
+		k := &kombo{latency: 20 * time.Millisecond, net: networks[0], rate: 50, burst: 10, tokens: 10, last: time.Now(), headers: headers}
 		c := newController(8)
 		ctx, cancel := context.WithCancel(t.Context())
 		var wg sync.WaitGroup

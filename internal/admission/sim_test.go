@@ -12,11 +12,12 @@ import (
 // checked first (Concurrency-Limit and Concurrency-Remaining on every answer, as Kombo
 // sends them), then a token bucket (ratelimit-limit and ratelimit-remaining on every answer
 // when headers is set; a refusal announces the wait for the next token rounded up to whole
-// seconds, as Retry-After: 1 does), then latency. A call reaches it 0.1–0.3 ms after it
-// starts, and is answered after its latency plus up to 1 ms: without that spread every call
-// would start, arrive and end at the same instants, which no network does.
+// seconds, as Retry-After: 1 does), then latency. A call reaches it after a network delay,
+// and is answered after its latency plus up to 1 ms: without that spread every call would
+// start, arrive and end at the same instants, which no network does.
 type kombo struct {
 	latency time.Duration
+	net     network
 	headers bool // ratelimit-* headers on every answer
 
 	mu       sync.Mutex
@@ -53,7 +54,7 @@ func (k *kombo) accountLocked(now time.Time) {
 // call is one DELETE from client, at the time of the bubble; it blocks for the latency when
 // admitted and returns the answer the client reports.
 func (k *kombo) call(client int) Answer {
-	time.Sleep(time.Duration(100+rand.IntN(200)) * time.Microsecond)
+	time.Sleep(k.net.min + rand.N(k.net.spread))
 	now := time.Now()
 	k.mu.Lock()
 	k.calls++
@@ -176,3 +177,14 @@ func (b *backlog) take(ctx context.Context) bool {
 }
 
 func newController(maxInFlight int) *Controller { return New(Options{Max: maxInFlight}) }
+
+// network is how long a call takes to reach Kombo: from min to min+spread.
+type network struct {
+	name        string
+	min, spread time.Duration
+}
+
+// networks: a loopback, and a network whose delays leave gaps of a few percent of a 20 ms
+// call between one call's answer and the next call's arrival.
+var networks = []network{{"near", 100 * time.Microsecond, 200 * time.Microsecond},
+	{"far", 500 * time.Microsecond, 2 * time.Millisecond}}

@@ -1,0 +1,81 @@
+package admission
+
+import "time"
+
+// How replicas share one limit.
+const (
+	// crowdWindow: the slots others hold are the most they held within the last one or two
+	// windows. Each of their calls shows only while it is at Kombo, so at any instant some
+	// of their slots look free; over a window, each shows held.
+	crowdWindow = 400 * time.Millisecond
+	// yieldQuiet: after yielding a slot to others, a replica does not take room for this
+	// long, so that the others stop counting the slot as its and one of them takes it.
+	yieldQuiet = 2*crowdWindow + 200*time.Millisecond
+	// A replica that holds all of Kombo's slots cannot tell another that wants some (whose
+	// calls are refused, not admitted) from none: every shareEvery it leaves one slot free
+	// for shareFor, longer than the longest hold at the floor (hold.go), so that a replica
+	// kept out gets a call in, shows up in the answers and gets its share.
+	shareEvery = 5 * time.Second
+	shareFor   = 300 * time.Millisecond
+)
+
+// crowd is what Kombo's answers show of the other clients of its limit (other replicas,
+// other services with the same key): an answer that states the limit L and the room R left
+// when its call arrived, which started with k of ours in flight, shows L − R − k held by
+// others. A single answer misleads both ways: the others' calls show only while at Kombo,
+// and one of ours that overtook this one on the way looks like someone else's. So the crowd
+// takes what two answers in a row show at least, and remembers the most of that over one or
+// two crowdWindows.
+//
+// Replicas that follow these rules converge on fair shares without talking to each other:
+// room counts only where the limit, less what the others hold, leaves it; a replica that
+// holds more than the others plus one, with Kombo full, yields a slot; one that holds them
+// all leaves one free now and then.
+type crowd struct {
+	last      int       // others shown by the previous answer
+	cur, prev int       // the most others held in the current window and in the one before
+	window    time.Time // start of the current window
+	alone     time.Time // since when this replica has held all the slots; zero when not
+}
+
+// see takes one fresh answer: room left, and others holding slots.
+func (c *crowd) see(room, others int, now time.Time) {
+	others = max(others, 0)
+	held := min(others, c.last)
+	c.last = others
+	if d := now.Sub(c.window); d >= crowdWindow {
+		c.prev, c.cur, c.window = c.cur, 0, now
+		if d >= 2*crowdWindow {
+			c.prev = 0
+		}
+	}
+	c.cur = max(c.cur, held)
+	switch {
+	case room > 0 || c.held() > 0:
+		c.alone = time.Time{}
+	case c.alone.IsZero():
+		c.alone = now
+	}
+}
+
+// held returns the slots others hold.
+func (c *crowd) held() int { return max(c.cur, c.prev) }
+
+// mayTake reports whether a cap of capNow may rise under the stated limit.
+func (c *crowd) mayTake(stated int, capNow float64) bool {
+	return float64(stated-c.held())-capNow >= 1
+}
+
+// yield reports whether to give up a slot, and for how long not to take room again: when
+// Kombo is full and this replica, with k in flight, holds more than the others plus one;
+// or when it has held everything for shareEvery (the clock restarts).
+func (c *crowd) yield(room, k int, now time.Time) (time.Duration, bool) {
+	if held := c.held(); room == 0 && held > 0 && k > held+1 {
+		return yieldQuiet, true
+	}
+	if !c.alone.IsZero() && now.Sub(c.alone) >= shareEvery {
+		c.alone = time.Time{}
+		return shareFor, true
+	}
+	return 0, false
+}
