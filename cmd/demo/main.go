@@ -71,7 +71,7 @@ func batch() []request {
 		request{kind: "malformed event", payload: `{"integration_id": 42, "request_id": "demo-bad-1"}`, reqID: "demo-bad-1"},
 		request{kind: "malformed event", payload: `not json at all`, reqID: ""}, // id from the stream sequence
 	)
-	for i := range 30 {
+	for i := range 50 {
 		add("burst", fmt.Sprintf("bamboohr:burst%02d", i))
 	}
 	return rs
@@ -80,9 +80,10 @@ func batch() []request {
 func run(ctx context.Context, out io.Writer) error {
 	const (
 		fakeLimit  = 4 // Kombo's concurrency limit at first
-		fakeLower  = 2 // … and after it lowers it mid-run
+		fakeLower  = 2 // … after it lowers it mid-run
 		daemonMax  = 8
 		lowerAfter = 10 // results
+		raiseAfter = 35 // results: Kombo's limit is back to fakeLimit
 	)
 	logFile, err := os.CreateTemp("", "integration-deleter-demo-*.log")
 	if err != nil {
@@ -90,8 +91,8 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 	defer logFile.Close()
 
-	// The fake Kombo: 150 ms per call, at most 3 calls at once (like a small integration's
-	// concurrency limit), over real HTTP on loopback.
+	// The fake Kombo: 150 ms per call, at most fakeLimit calls at once (like a small
+	// integration's concurrency limit), over real HTTP on loopback.
 	fake := kombotest.New(kombotest.Options{APIKey: "ks_demo_key", Latency: 150 * time.Millisecond,
 		LatencyJitter: 50 * time.Millisecond, ConcurrencyLimit: fakeLimit})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -124,8 +125,8 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 
 	fmt.Fprintf(out, "integration-deleter demo: embedded NATS at %s, fake Kombo at %s\n", emb.ClientURL(), cfg.KomboBaseURL)
-	fmt.Fprintf(out, "fake Kombo: 150±50 ms per call, concurrency limit %d (lowered to %d after %d results); daemon: KOMBO_MAX_CONCURRENCY=%d\n",
-		fakeLimit, fakeLower, lowerAfter, daemonMax)
+	fmt.Fprintf(out, "fake Kombo: 150±50 ms per call, concurrency limit %d (lowered to %d after %d results, back to %d after %d); daemon: KOMBO_MAX_CONCURRENCY=%d\n",
+		fakeLimit, fakeLower, lowerAfter, fakeLimit, raiseAfter, daemonMax)
 	fmt.Fprintf(out, "daemon logs: %s\n\n", logFile.Name())
 
 	dctx, stopDaemon := context.WithCancel(ctx)
@@ -190,14 +191,14 @@ func run(ctx context.Context, out io.Writer) error {
 		}
 		kinds[r.reqID] = r.kind
 	}
-	fmt.Fprintf(out, "published %d requests; the first answer's Concurrency-Limit sets the cap, refusals cut it:\n", len(reqs))
+	fmt.Fprintf(out, "published %d requests; the cap follows the Concurrency-Limit and Concurrency-Remaining Kombo states:\n", len(reqs))
 
 	got := map[string]consumer.Result{}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.After(90 * time.Second)
 	lastLine := ""
-	lowered := false
+	lowered, raised := false, false
 	for len(got) < len(reqs) {
 		select {
 		case r := <-results:
@@ -206,6 +207,11 @@ func run(ctx context.Context, out io.Writer) error {
 				lowered = true
 				fake.SetConcurrencyLimit(fakeLower)
 				fmt.Fprintf(out, "  Kombo lowers its concurrency limit to %d: calls beyond it are refused, the cap follows\n", fakeLower)
+			}
+			if !raised && len(got) >= raiseAfter {
+				raised = true
+				fake.SetConcurrencyLimit(fakeLimit)
+				fmt.Fprintf(out, "  Kombo raises its concurrency limit back to %d: the cap follows it up\n", fakeLimit)
 			}
 		case <-tick.C:
 			m := scrape(metricsURL)
