@@ -1,4 +1,4 @@
-package consumer_test
+package consumer
 
 import (
 	"context"
@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/kombo-ops/integration-deleter/consumer"
 	"github.com/kombo-ops/integration-deleter/internal/ledger"
 	"github.com/kombo-ops/integration-deleter/internal/natstest"
 	"github.com/kombo-ops/integration-deleter/internal/testwait"
@@ -42,7 +41,7 @@ type env struct {
 	js     jetstream.JetStream
 	fake   *kombotest.Fake
 	client *kombo.Client
-	opts   consumer.Options
+	opts   Options
 }
 
 func newEnv(t *testing.T, fo kombotest.Options) *env {
@@ -72,13 +71,13 @@ func newEnv(t *testing.T, fo kombotest.Options) *env {
 	return e
 }
 
-func testOptions(t *testing.T) consumer.Options {
+func testOptions(t *testing.T) Options {
 	level := slog.LevelWarn
 	if testing.Verbose() {
 		level = slog.LevelDebug
 	}
-	return consumer.Options{
-		Stream: consumer.StreamOptions{
+	return Options{
+		Stream: StreamOptions{
 			Provision: true, Name: streamName, Subjects: []string{"integration.delete.>"},
 			Consumer: "integration-deleter", RequestSubject: requestSubject, Replicas: 1,
 			DuplicateWindow: time.Minute, AckWait: 2 * time.Second, MaxDeliver: -1, MaxAckPending: 64,
@@ -95,18 +94,18 @@ func testOptions(t *testing.T) consumer.Options {
 
 // running is a consumer whose Run goes on in the background.
 type running struct {
-	c      *consumer.Consumer
+	c      *Consumer
 	cancel context.CancelFunc
 	done   chan error
 }
 
-func (e *env) start(d consumer.Deleter, mod ...func(*consumer.Options)) *running {
+func (e *env) start(d Deleter, mod ...func(*Options)) *running {
 	e.t.Helper()
 	return e.startPrepared(d, nil, mod...)
 }
 
 // startPrepared is start with prepare called on the consumer before Run.
-func (e *env) startPrepared(d consumer.Deleter, prepare func(*consumer.Consumer), mod ...func(*consumer.Options)) *running {
+func (e *env) startPrepared(d Deleter, prepare func(*Consumer), mod ...func(*Options)) *running {
 	e.t.Helper()
 	o := e.opts
 	for _, m := range mod {
@@ -115,7 +114,7 @@ func (e *env) startPrepared(d consumer.Deleter, prepare func(*consumer.Consumer)
 	if d == nil {
 		d = e.client
 	}
-	c, err := consumer.New(e.js, d, o)
+	c, err := New(e.js, d, o)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -130,7 +129,7 @@ func (e *env) startPrepared(d consumer.Deleter, prepare func(*consumer.Consumer)
 	return r
 }
 
-func isPaused(c *consumer.Consumer) bool {
+func isPaused(c *Consumer) bool {
 	err := c.Ready()
 	return err != nil && strings.Contains(err.Error(), "paused")
 }
@@ -175,7 +174,7 @@ func (e *env) request(id string) string {
 }
 
 // storedResults reads every result stored in the stream, in order.
-func (e *env) storedResults() []consumer.Result {
+func (e *env) storedResults() []Result {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -187,7 +186,7 @@ func (e *env) storedResults() []consumer.Result {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var out []consumer.Result
+	var out []Result
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
 		m, err := s.GetMsg(ctx, seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -199,14 +198,14 @@ func (e *env) storedResults() []consumer.Result {
 		if m.Subject != deletedSubject && m.Subject != failedSubject {
 			continue
 		}
-		var r consumer.Result
+		var r Result
 		if err := json.Unmarshal(m.Data, &r); err != nil {
 			e.t.Fatalf("result at seq %d is not JSON: %v", seq, err)
 		}
 		if want := "result-" + r.RequestID; m.Header.Get(jetstream.MsgIDHeader) != want {
 			e.t.Errorf("result %s has Nats-Msg-Id %q, want %q", r.RequestID, m.Header.Get(jetstream.MsgIDHeader), want)
 		}
-		if (m.Subject == deletedSubject) != (r.Status == consumer.StatusDeleted) {
+		if (m.Subject == deletedSubject) != (r.Status == StatusDeleted) {
 			e.t.Errorf("result %s with status %q stored on %s", r.RequestID, r.Status, m.Subject)
 		}
 		out = append(out, r)
@@ -216,14 +215,14 @@ func (e *env) storedResults() []consumer.Result {
 
 // waitResults polls until n results are stored and returns them by request id, failing
 // on a request with more than one result.
-func (e *env) waitResults(n int) map[string]consumer.Result {
+func (e *env) waitResults(n int) map[string]Result {
 	e.t.Helper()
-	var got []consumer.Result
+	var got []Result
 	testwait.For(e.t, 20*time.Second, fmt.Sprintf("%d results", n), func() bool {
 		got = e.storedResults()
 		return len(got) >= n
 	})
-	byID := map[string]consumer.Result{}
+	byID := map[string]Result{}
 	for _, r := range got {
 		if _, dup := byID[r.RequestID]; dup {
 			e.t.Errorf("request %s has more than one stored result", r.RequestID)
@@ -341,8 +340,8 @@ func TestTransportErrorsExhaustRetries(t *testing.T) {
 	reqID := e.request("personio:unreachable")
 	e.start(client)
 	got := e.waitResults(1)[reqID]
-	if got.Status != "failed" || got.Error == nil || got.Error.Code != consumer.CodeRetriesExhausted || got.Attempts != 3 {
-		t.Fatalf("got %+v (error %+v), want failed %s after 3 attempts", got, got.Error, consumer.CodeRetriesExhausted)
+	if got.Status != "failed" || got.Error == nil || got.Error.Code != CodeRetriesExhausted || got.Attempts != 3 {
+		t.Fatalf("got %+v (error %+v), want failed %s after 3 attempts", got, got.Error, CodeRetriesExhausted)
 	}
 	if !strings.Contains(got.Error.Message, "gave up after 3 attempts") {
 		t.Errorf("message %q does not say how many attempts", got.Error.Message)
@@ -351,10 +350,10 @@ func TestTransportErrorsExhaustRetries(t *testing.T) {
 
 func TestInvalidEvents(t *testing.T) {
 	e := newEnv(t, kombotest.Options{})
-	big := `{"integration_id":"personio:big","request_id":"big","pad":"` + strings.Repeat("x", consumer.MaxPayload) + `"}`
+	big := `{"integration_id":"personio:big","request_id":"big","pad":"` + strings.Repeat("x", MaxPayload) + `"}`
 	exact := `{"integration_id":"personio:exact","request_id":"exact","pad":"`
-	exact += strings.Repeat("y", consumer.MaxPayload-len(exact)-2) + `"}`
-	if len(exact) != consumer.MaxPayload {
+	exact += strings.Repeat("y", MaxPayload-len(exact)-2) + `"}`
+	if len(exact) != MaxPayload {
 		t.Fatalf("exact payload is %d bytes", len(exact))
 	}
 	tests := []struct {
@@ -394,7 +393,7 @@ func TestInvalidEvents(t *testing.T) {
 			if !ok {
 				t.Fatalf("no result with request_id %q", want)
 			}
-			if got.Status != "failed" || got.Error == nil || got.Error.Code != consumer.CodeEventInvalid || got.Attempts != 0 {
+			if got.Status != "failed" || got.Error == nil || got.Error.Code != CodeEventInvalid || got.Attempts != 0 {
 				t.Fatalf("got %+v error %+v, want failed EVENT.INVALID with 0 attempts", got, got.Error)
 			}
 			if !strings.Contains(got.Error.Message, tt.wantInMsg) {
@@ -423,8 +422,8 @@ func TestRedeliveryAfterCrashCallsNoMore(t *testing.T) {
 	e.opts.Stream.AckWait = time.Second
 	reqID := e.request("personio:crashy")
 	var crashes atomic.Int32
-	e.startPrepared(nil, func(c *consumer.Consumer) {
-		consumer.SetCrashAfterPublish(c, func(string) bool { return crashes.Add(1) == 1 })
+	e.startPrepared(nil, func(c *Consumer) {
+		c.crashAfterPublish = func(string) bool { return crashes.Add(1) == 1 }
 	})
 	testwait.For(t, 20*time.Second, "the redelivery after the crash", func() bool { return crashes.Load() >= 2 })
 	e.settled()
@@ -447,7 +446,7 @@ func TestFirstAnswerSetsTheCap(t *testing.T) {
 			for i := range 40 {
 				e.request(fmt.Sprintf("personio:cap-%02d", i))
 			}
-			e.start(nil, func(o *consumer.Options) { o.MaxConcurrency = 32 })
+			e.start(nil, func(o *Options) { o.MaxConcurrency = 32 })
 			for id, r := range e.waitResults(40) {
 				if r.Status != "deleted" {
 					t.Errorf("%s: %+v", id, r)
@@ -470,11 +469,11 @@ func TestRateLimitHoldsEveryWorker(t *testing.T) {
 		e.request(fmt.Sprintf("personio:rl-%02d", i))
 	}
 	reg := prometheus.NewRegistry()
-	m := consumer.NewMetrics(reg)
+	m := NewMetrics(reg)
 	if got := gaugeValue(t, m.Pace); got != 0 {
 		t.Fatalf("pace gauge %v before any call, want 0", got)
 	}
-	e.start(nil, func(o *consumer.Options) { o.Metrics = m })
+	e.start(nil, func(o *Options) { o.Metrics = m })
 	results := e.waitResults(24)
 	// The first refusal starts a probing pace that holds for seconds: the gauge shows it.
 	if got := gaugeValue(t, m.Pace); got <= 0 {
@@ -517,7 +516,7 @@ func TestRateLimitHoldsEveryWorker(t *testing.T) {
 func TestNotReadyUntilTheKeyCheckAnswers(t *testing.T) {
 	e := newEnv(t, kombotest.Options{})
 	e.fake.ScriptCheckAPIKey(kombotest.Answer{Status: 200, Hang: true})
-	c, err := consumer.New(e.js, e.client, e.opts)
+	c, err := New(e.js, e.client, e.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -623,12 +622,12 @@ func TestProvisionOffFailsWhenMissing(t *testing.T) {
 	e := newEnv(t, kombotest.Options{})
 	o := e.opts
 	o.Stream.Provision = false
-	c, err := consumer.New(e.js, e.client, o)
+	c, err := New(e.js, e.client, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = c.Run(context.Background())
-	if !errors.Is(err, consumer.ErrMissing) || !strings.Contains(err.Error(), streamName) {
+	if !errors.Is(err, ErrMissing) || !strings.Contains(err.Error(), streamName) {
 		t.Fatalf("Run() = %v, want ErrMissing naming the stream", err)
 	}
 }
@@ -657,7 +656,7 @@ func TestUnboundWithoutProvisioningUntilRecreated(t *testing.T) {
 	if _, err := e.js.CreateConsumer(context.Background(), streamName, cfg); err != nil {
 		t.Fatal(err)
 	}
-	r := e.start(nil, func(o *consumer.Options) { o.Stream.Provision = false })
+	r := e.start(nil, func(o *Options) { o.Stream.Provision = false })
 	if err := e.js.DeleteConsumer(context.Background(), streamName, "integration-deleter"); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package consumer_test
+package consumer
 
 import (
 	"encoding/json"
@@ -10,8 +10,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/kombo-ops/integration-deleter/consumer"
 )
 
 // FuzzDecodeRequest feeds arbitrary payloads and Nats-Msg-Id headers to the request decoder.
@@ -45,12 +43,12 @@ func FuzzDecodeRequest(f *testing.F) {
 		if msgID != "" {
 			hdr.Set(jetstream.MsgIDHeader, msgID)
 		}
-		req, err := consumer.DecodeRequest(data, hdr, "INTEGRATION_DELETE", seq)
+		req, err := DecodeRequest(data, hdr, "INTEGRATION_DELETE", seq)
 		if why := usableID(req.RequestID); why != "" {
 			t.Fatalf("request id %q %s (err %v)", req.RequestID, why, err)
 		}
 		if err != nil {
-			var inv *consumer.InvalidEventError
+			var inv *InvalidEventError
 			if !errors.As(err, &inv) {
 				t.Fatalf("got %T %v, want an *InvalidEventError", err, err)
 			}
@@ -59,14 +57,14 @@ func FuzzDecodeRequest(f *testing.F) {
 			}
 			return
 		}
-		if len(data) > consumer.MaxPayload {
-			t.Fatalf("a payload of %d bytes is valid, want invalid over %d", len(data), consumer.MaxPayload)
+		if len(data) > MaxPayload {
+			t.Fatalf("a payload of %d bytes is valid, want invalid over %d", len(data), MaxPayload)
 		}
 		id := req.IntegrationID
 		switch {
 		case id == "":
 			t.Fatalf("valid event with an empty integration id: %q", data)
-		case len(id) > consumer.MaxIDLength:
+		case len(id) > MaxIDLength:
 			t.Fatalf("valid event with an integration id of %d bytes", len(id))
 		case !utf8.ValidString(id):
 			t.Fatalf("valid event with an integration id that is not UTF-8: %q", id)
@@ -89,7 +87,7 @@ func usableID(id string) string {
 	switch {
 	case id == "":
 		return "is empty"
-	case len(id) > consumer.MaxIDLength:
+	case len(id) > MaxIDLength:
 		return "is longer than 256 bytes"
 	case !utf8.ValidString(id):
 		return "is not valid UTF-8"

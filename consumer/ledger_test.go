@@ -1,4 +1,4 @@
-package consumer_test
+package consumer
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/kombo-ops/integration-deleter/consumer"
 	"github.com/kombo-ops/integration-deleter/internal/testwait"
 	"github.com/kombo-ops/integration-deleter/kombo"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
@@ -63,7 +62,7 @@ func TestReplayCallsNothing(t *testing.T) {
 	if _, err := e.js.CreateConsumer(ctx, streamName, cfg); err != nil {
 		t.Fatal(err)
 	}
-	r := e.start(nil, func(o *consumer.Options) { o.Stream.Provision = false; o.Ledger.Provision = true })
+	r := e.start(nil, func(o *Options) { o.Stream.Provision = false; o.Ledger.Provision = true })
 	e.waitResults(10)
 	e.settled()
 	calls := e.fake.Stats().Deletes
@@ -141,7 +140,7 @@ func TestRecreatedConsumerStartsAfterAckFloor(t *testing.T) {
 func TestStoredResultsBackfillTheLedger(t *testing.T) {
 	e := newEnv(t, kombotest.Options{})
 	old := e.request("personio:before-ledger")
-	res, _ := json.Marshal(consumer.Result{RequestID: old, IntegrationID: "personio:before-ledger", Status: consumer.StatusDeleted,
+	res, _ := json.Marshal(Result{RequestID: old, IntegrationID: "personio:before-ledger", Status: StatusDeleted,
 		Attempts: 1, CompletedAt: "2026-11-01T00:00:00.000Z"})
 	m := nats.NewMsg(deletedSubject)
 	m.Data = res
@@ -229,7 +228,7 @@ func (e *env) requireNoCallsFor(t *testing.T, id string) {
 
 // panicky is a Deleter whose DELETE panics for one id, as a bug in the call path would.
 type panicky struct {
-	consumer.Deleter
+	Deleter
 	id string
 }
 
@@ -249,10 +248,10 @@ func TestPanicInTheCallReleasesTheSlot(t *testing.T) {
 	for i := range 3 {
 		after = append(after, e.request(fmt.Sprintf("personio:after-panic-%d", i)))
 	}
-	e.start(panicky{Deleter: e.client, id: "personio:panics"}, func(o *consumer.Options) { o.MaxConcurrency = 1 })
+	e.start(panicky{Deleter: e.client, id: "personio:panics"}, func(o *Options) { o.MaxConcurrency = 1 })
 	results := e.waitResults(4)
-	if r := results[bad]; r.Status != "failed" || r.Error == nil || r.Error.Code != consumer.CodeInternal || r.Attempts != 1 {
-		t.Errorf("the panicking request: %+v, want failed %s after 1 attempt", r, consumer.CodeInternal)
+	if r := results[bad]; r.Status != "failed" || r.Error == nil || r.Error.Code != CodeInternal || r.Attempts != 1 {
+		t.Errorf("the panicking request: %+v, want failed %s after 1 attempt", r, CodeInternal)
 	}
 	for _, id := range after {
 		if results[id].Status != "deleted" {
