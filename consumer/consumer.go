@@ -47,14 +47,13 @@ type Options struct {
 	AuthProbeInterval time.Duration
 	// ShutdownTimeout bounds how long calls in flight may take after Run's context ends.
 	ShutdownTimeout time.Duration
-	// PullWait is how long one pull request waits on the server; 0 means 2s.
-	PullWait time.Duration
+	// pullWait is how long one pull request waits on the server; 0 means 2s (tests
+	// shorten it).
+	pullWait time.Duration
 	// Logger receives the consumer's logs; nil discards them.
 	Logger *slog.Logger
 	// Metrics receive the consumer's metrics; nil means unregistered ones.
 	Metrics *Metrics
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
 }
 
 // handBackDelay is the redelivery delay of a message handed back at shutdown. It is short,
@@ -108,8 +107,8 @@ func New(js jetstream.JetStream, d Deleter, o Options) (*Consumer, error) {
 	if o.MaxConcurrency < 1 || o.MaxAttempts < 1 {
 		return nil, errors.New("consumer: MaxConcurrency and MaxAttempts must be at least 1")
 	}
-	if o.PullWait == 0 {
-		o.PullWait = 2 * time.Second
+	if o.pullWait == 0 {
+		o.pullWait = 2 * time.Second
 	}
 	c := &Consumer{
 		js:       js,
@@ -117,7 +116,7 @@ func New(js jetstream.JetStream, d Deleter, o Options) (*Consumer, error) {
 		o:        o,
 		log:      o.Logger,
 		m:        o.Metrics,
-		now:      o.Now,
+		now:      time.Now,
 		wake:     make(chan struct{}, 1),
 		bindErr:  errors.New("not bound to the consumer yet"),
 		checking: true,
@@ -128,15 +127,12 @@ func New(js jetstream.JetStream, d Deleter, o Options) (*Consumer, error) {
 	if c.m == nil {
 		c.m = NewMetrics(nil)
 	}
-	if c.now == nil {
-		c.now = time.Now
-	}
 	c.adm = admission.New(admission.Options{Max: o.MaxConcurrency, Now: c.now})
 	pace := func() float64 { return c.adm.Stats().Pace }
 	c.m.pace.Store(&pace)
-	c.okCalls = c.m.KomboCalls.WithLabelValues("200", "")
-	c.deleted = c.m.Requests.WithLabelValues("deleted")
-	c.m.ConcurrencyCap.Set(float64(c.adm.Stats().Cap))
+	c.okCalls = c.m.komboCalls.WithLabelValues("200", "")
+	c.deleted = c.m.requests.WithLabelValues("deleted")
+	c.m.concurrencyCap.Set(float64(c.adm.Stats().Cap))
 	return c, nil
 }
 

@@ -65,7 +65,7 @@ func newEnv(t *testing.T, fo kombotest.Options) *env {
 	e := &env{t: t, nc: nc, js: js, fake: fake, client: client, opts: testOptions(t)}
 	// The stream exists before requests are published (the daemon only creates the
 	// consumer here), as where another team owns it.
-	if _, err := js.CreateStream(context.Background(), e.opts.Stream.StreamConfig()); err != nil {
+	if _, err := js.CreateStream(context.Background(), e.opts.Stream.streamConfig()); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -87,7 +87,7 @@ func testOptions(t *testing.T) Options {
 		MaxConcurrency: 4, MaxAttempts: 3, RetryMaxElapsed: 20 * time.Second,
 		BackoffInitial: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
 		AuthProbeInterval: 50 * time.Millisecond, ShutdownTimeout: 5 * time.Second,
-		PullWait: 500 * time.Millisecond,
+		pullWait: 500 * time.Millisecond,
 		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	}
 }
@@ -340,8 +340,8 @@ func TestTransportErrorsExhaustRetries(t *testing.T) {
 	reqID := e.request("personio:unreachable")
 	e.start(client)
 	got := e.waitResults(1)[reqID]
-	if got.Status != "failed" || got.Error == nil || got.Error.Code != CodeRetriesExhausted || got.Attempts != 3 {
-		t.Fatalf("got %+v (error %+v), want failed %s after 3 attempts", got, got.Error, CodeRetriesExhausted)
+	if got.Status != "failed" || got.Error == nil || got.Error.Code != codeRetriesExhausted || got.Attempts != 3 {
+		t.Fatalf("got %+v (error %+v), want failed %s after 3 attempts", got, got.Error, codeRetriesExhausted)
 	}
 	if !strings.Contains(got.Error.Message, "gave up after 3 attempts") {
 		t.Errorf("message %q does not say how many attempts", got.Error.Message)
@@ -350,10 +350,10 @@ func TestTransportErrorsExhaustRetries(t *testing.T) {
 
 func TestInvalidEvents(t *testing.T) {
 	e := newEnv(t, kombotest.Options{})
-	big := `{"integration_id":"personio:big","request_id":"big","pad":"` + strings.Repeat("x", MaxPayload) + `"}`
+	big := `{"integration_id":"personio:big","request_id":"big","pad":"` + strings.Repeat("x", maxPayload) + `"}`
 	exact := `{"integration_id":"personio:exact","request_id":"exact","pad":"`
-	exact += strings.Repeat("y", MaxPayload-len(exact)-2) + `"}`
-	if len(exact) != MaxPayload {
+	exact += strings.Repeat("y", maxPayload-len(exact)-2) + `"}`
+	if len(exact) != maxPayload {
 		t.Fatalf("exact payload is %d bytes", len(exact))
 	}
 	tests := []struct {
@@ -393,7 +393,7 @@ func TestInvalidEvents(t *testing.T) {
 			if !ok {
 				t.Fatalf("no result with request_id %q", want)
 			}
-			if got.Status != "failed" || got.Error == nil || got.Error.Code != CodeEventInvalid || got.Attempts != 0 {
+			if got.Status != "failed" || got.Error == nil || got.Error.Code != codeEventInvalid || got.Attempts != 0 {
 				t.Fatalf("got %+v error %+v, want failed EVENT.INVALID with 0 attempts", got, got.Error)
 			}
 			if !strings.Contains(got.Error.Message, tt.wantInMsg) {
@@ -470,13 +470,13 @@ func TestRateLimitHoldsEveryWorker(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
-	if got := gaugeValue(t, m.Pace); got != 0 {
+	if got := gaugeValue(t, m.paceGauge); got != 0 {
 		t.Fatalf("pace gauge %v before any call, want 0", got)
 	}
 	e.start(nil, func(o *Options) { o.Metrics = m })
 	results := e.waitResults(24)
 	// The first refusal starts a probing pace that holds for seconds: the gauge shows it.
-	if got := gaugeValue(t, m.Pace); got <= 0 {
+	if got := gaugeValue(t, m.paceGauge); got <= 0 {
 		t.Errorf("pace gauge %v after a rate-limit answer, want > 0", got)
 	}
 	for id, r := range results {
@@ -652,7 +652,7 @@ func TestRecreatesDeletedConsumer(t *testing.T) {
 
 func TestUnboundWithoutProvisioningUntilRecreated(t *testing.T) {
 	e := newEnv(t, kombotest.Options{})
-	cfg := e.opts.Stream.ConsumerConfig(0)
+	cfg := e.opts.Stream.consumerConfig(0)
 	if _, err := e.js.CreateConsumer(context.Background(), streamName, cfg); err != nil {
 		t.Fatal(err)
 	}

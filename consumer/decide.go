@@ -8,42 +8,42 @@ import (
 	"github.com/kombo-ops/integration-deleter/kombo"
 )
 
-// Action is what the consumer does after one answer from Kombo.
-type Action int
+// action is what the consumer does after one answer from Kombo.
+type action int
 
 const (
-	// ActionDeleted: the integration was deleted; publish `deleted`.
-	ActionDeleted Action = iota
-	// ActionNotFound: Kombo does not know the integration; publish `deleted` with not_found.
-	ActionNotFound
-	// ActionFail: the request cannot succeed; publish `failed` at once.
-	ActionFail
-	// ActionRetry: a transient failure; retry with backoff, counted against KOMBO_MAX_ATTEMPTS.
-	ActionRetry
-	// ActionRetryRateLimited: Kombo's rate limit; every worker holds off until the hint
+	// actionDeleted: the integration was deleted; publish `deleted`.
+	actionDeleted action = iota
+	// actionNotFound: Kombo does not know the integration; publish `deleted` with not_found.
+	actionNotFound
+	// actionFail: the request cannot succeed; publish `failed` at once.
+	actionFail
+	// actionRetry: a transient failure; retry with backoff, counted against KOMBO_MAX_ATTEMPTS.
+	actionRetry
+	// actionRetryRateLimited: Kombo's rate limit; every worker holds off until the hint
 	// (or the backoff delay when there is none); not counted against KOMBO_MAX_ATTEMPTS.
-	ActionRetryRateLimited
-	// ActionRetryConcurrency: Kombo's concurrency limit; the cap shrinks and the call is
+	actionRetryRateLimited
+	// actionRetryConcurrency: Kombo's concurrency limit; the cap shrinks and the call is
 	// retried with backoff; not counted against KOMBO_MAX_ATTEMPTS.
-	ActionRetryConcurrency
-	// ActionPause: the API key is rejected; nothing is the request's fault, so the daemon
+	actionRetryConcurrency
+	// actionPause: the API key is rejected; nothing is the request's fault, so the daemon
 	// pauses, keeps the message and probes the key.
-	ActionPause
+	actionPause
 )
 
 var actionNames = [...]string{"deleted", "not_found", "fail", "retry", "retry_rate_limited", "retry_concurrency", "pause"}
 
 // String returns the action's name as used in logs and metrics.
-func (a Action) String() string {
+func (a action) String() string {
 	if a >= 0 && int(a) < len(actionNames) {
 		return actionNames[a]
 	}
 	return "unknown"
 }
 
-// Decision is the classification of one answer from Kombo.
-type Decision struct {
-	Action Action
+// decision is the classification of one answer from Kombo.
+type decision struct {
+	Action action
 	// Hint is the server's retry hint (Retry-After, retry-after-ms, ratelimit-reset); 0 = none.
 	Hint time.Duration
 	// Limits are the limits Kombo stated on the answer (none for a transport error).
@@ -54,65 +54,65 @@ type Decision struct {
 }
 
 // Counts reports whether the answer uses up one of KOMBO_MAX_ATTEMPTS.
-func (d Decision) Counts() bool { return d.Action == ActionRetry }
+func (d decision) Counts() bool { return d.Action == actionRetry }
 
 // Retry reports whether the call should be made again later.
-func (d Decision) Retry() bool {
-	return d.Action == ActionRetry || d.Action == ActionRetryRateLimited || d.Action == ActionRetryConcurrency
+func (d decision) Retry() bool {
+	return d.Action == actionRetry || d.Action == actionRetryRateLimited || d.Action == actionRetryConcurrency
 }
 
-// Decide classifies the result of one DeleteIntegration call: by Kombo's error code first,
+// decide classifies the result of one DeleteIntegration call: by Kombo's error code first,
 // by HTTP status only where there is no code, and any error that is not a *kombo.Error
 // (connection refused or reset, timeout) as transient. It is pure; the caller handles
 // its own context being cancelled before calling it.
-func Decide(res kombo.DeleteResult, err error) Decision {
+func decide(res kombo.DeleteResult, err error) decision {
 	if err == nil {
-		return Decision{Action: ActionDeleted, Limits: res.Limits}
+		return decision{Action: actionDeleted, Limits: res.Limits}
 	}
 	var kerr *kombo.Error
 	if !errors.As(err, &kerr) {
-		return Decision{Action: ActionRetry}
+		return decision{Action: actionRetry}
 	}
-	d := Decision{Hint: kerr.RetryAfter, Limits: kerr.Limits, Code: kerr.EffectiveCode()}
+	d := decision{Hint: kerr.RetryAfter, Limits: kerr.Limits, Code: kerr.EffectiveCode()}
 	d.Action = classify(kerr.Code, kerr.Status)
 	return d
 }
 
-func classify(code string, status int) Action {
+func classify(code string, status int) action {
 	switch code {
 	case kombo.CodeIntegrationNotFound:
-		return ActionNotFound
+		return actionNotFound
 	case kombo.CodeConcurrencyLimitExceeded:
-		return ActionRetryConcurrency
+		return actionRetryConcurrency
 	case kombo.CodeRateLimitExceeded:
-		return ActionRetryRateLimited
+		return actionRetryRateLimited
 	case kombo.CodeAuthenticationInvalid, kombo.CodeIPNotWhitelisted:
-		return ActionPause
+		return actionPause
 	case kombo.CodeUnknownError, kombo.CodeTaskTimedOut:
-		return ActionRetry
+		return actionRetry
 	case kombo.CodeInputInvalid:
-		return ActionFail
+		return actionFail
 	case "":
 		// No code: a proxy or load balancer answered. Classify by status.
 		switch {
 		case status == http.StatusTooManyRequests:
-			return ActionRetryRateLimited
+			return actionRetryRateLimited
 		case status == http.StatusRequestTimeout, status >= 500:
-			return ActionRetry
+			return actionRetry
 		case status == http.StatusUnauthorized:
-			return ActionPause
+			return actionPause
 		default:
-			return ActionFail
+			return actionFail
 		}
 	default:
 		// A code this daemon does not know yet (Kombo adds codes over time).
 		switch {
 		case status == http.StatusTooManyRequests:
-			return ActionRetryRateLimited
+			return actionRetryRateLimited
 		case status >= 500:
-			return ActionRetry
+			return actionRetry
 		default:
-			return ActionFail
+			return actionFail
 		}
 	}
 }

@@ -19,18 +19,18 @@ import (
 
 // Limits of a request event.
 const (
-	// MaxPayload is the largest request payload accepted, in bytes (exactly 64 KiB is valid).
-	MaxPayload = 64 << 10
-	// MaxIDLength is the longest integration_id or request_id accepted, in bytes.
-	MaxIDLength = 256
+	// maxPayload is the largest request payload accepted, in bytes (exactly 64 KiB is valid).
+	maxPayload = 64 << 10
+	// maxIDLength is the longest integration_id or request_id accepted, in bytes.
+	maxIDLength = 256
 )
 
 // Codes this daemon puts into failed results for reasons of its own.
 const (
-	CodeEventInvalid     = "EVENT.INVALID"
-	CodeRetriesExhausted = "DELETER.RETRIES_EXHAUSTED"
-	CodeInternal         = "DELETER.INTERNAL"
-	CodeMaxDeliveries    = "DELETER.MAX_DELIVERIES"
+	codeEventInvalid     = "EVENT.INVALID"
+	codeRetriesExhausted = "DELETER.RETRIES_EXHAUSTED"
+	codeInternal         = "DELETER.INTERNAL"
+	codeMaxDeliveries    = "DELETER.MAX_DELIVERIES"
 )
 
 // Result statuses.
@@ -39,8 +39,8 @@ const (
 	StatusFailed  = "failed"
 )
 
-// Request is a delete request as read from the request subject.
-type Request struct {
+// request is a delete request as read from the request subject.
+type request struct {
 	IntegrationID string
 	RequestID     string
 	RequestedBy   string
@@ -71,17 +71,17 @@ type ResultError struct {
 	HTTPStatus int    `json:"http_status"`
 }
 
-// InvalidEventError says what is wrong with a request event.
-type InvalidEventError struct{ Reason string }
+// invalidEventError says what is wrong with a request event.
+type invalidEventError struct{ Reason string }
 
-func (e *InvalidEventError) Error() string { return "consumer: invalid event: " + e.Reason }
+func (e *invalidEventError) Error() string { return "consumer: invalid event: " + e.Reason }
 
-// DecodeRequest reads a request event. It returns the request with every field it could
-// read even when the event is invalid, together with an *InvalidEventError in that case.
+// decodeRequest reads a request event. It returns the request with every field it could
+// read even when the event is invalid, together with an *invalidEventError in that case.
 // The request id is, in this order: the JSON request_id, the Nats-Msg-Id header,
 // "<stream>-<stream sequence>".
-func DecodeRequest(data []byte, hdr nats.Header, stream string, seq uint64) (Request, error) {
-	req := Request{RequestID: hdr.Get(jetstream.MsgIDHeader)}
+func decodeRequest(data []byte, hdr nats.Header, stream string, seq uint64) (request, error) {
+	req := request{RequestID: hdr.Get(jetstream.MsgIDHeader)}
 	req.Traceparent, req.Tracestate = traceHeaders(hdr)
 	if validID(req.RequestID) != "" {
 		req.RequestID = ""
@@ -89,18 +89,18 @@ func DecodeRequest(data []byte, hdr nats.Header, stream string, seq uint64) (Req
 	if req.RequestID == "" {
 		req.RequestID = stream + "-" + strconv.FormatUint(seq, 10)
 	}
-	if len(data) > MaxPayload {
-		return req, &InvalidEventError{fmt.Sprintf("payload is %d bytes, over the limit of %d", len(data), MaxPayload)}
+	if len(data) > maxPayload {
+		return req, &invalidEventError{fmt.Sprintf("payload is %d bytes, over the limit of %d", len(data), maxPayload)}
 	}
 	if !utf8.Valid(data) {
-		return req, &InvalidEventError{"payload is not valid UTF-8"}
+		return req, &invalidEventError{"payload is not valid UTF-8"}
 	}
 	known, ok := plainFields(data)
 	var problems []string
 	if !ok {
 		fields, dups, err := objectFields(data)
 		if err != nil {
-			return req, &InvalidEventError{"payload is not a JSON object: " + err.Error()}
+			return req, &invalidEventError{"payload is not a JSON object: " + err.Error()}
 		}
 		known = knownFromMap(fields)
 		for _, k := range dups {
@@ -109,7 +109,7 @@ func DecodeRequest(data []byte, hdr nats.Header, stream string, seq uint64) (Req
 		}
 	}
 	if problems = known.read(&req, problems); len(problems) > 0 {
-		return req, &InvalidEventError{strings.Join(problems, "; ")}
+		return req, &invalidEventError{strings.Join(problems, "; ")}
 	}
 	return req, nil
 }
@@ -117,7 +117,7 @@ func DecodeRequest(data []byte, hdr nats.Header, stream string, seq uint64) (Req
 // read puts the known fields into req: request_id over the one req has, when it is a
 // valid id; requested_by, reason and integration_id as they are. It returns problems with
 // what is wrong with them appended.
-func (k *knownJSON) read(req *Request, problems []string) []string {
+func (k *knownJSON) read(req *request, problems []string) []string {
 	str := func(name string, raw json.RawMessage) (string, bool) {
 		if raw == nil || string(raw) == "null" {
 			return "", false
@@ -308,8 +308,8 @@ func traceHeaders(hdr nats.Header) (parent, state string) {
 
 // validID returns why id is not acceptable as an id, or "".
 func validID(id string) string {
-	if len(id) > MaxIDLength {
-		return fmt.Sprintf("is %d bytes, over the limit of %d", len(id), MaxIDLength)
+	if len(id) > maxIDLength {
+		return fmt.Sprintf("is %d bytes, over the limit of %d", len(id), maxIDLength)
 	}
 	if !utf8.ValidString(id) {
 		return "is not valid UTF-8"

@@ -13,7 +13,7 @@ import (
 )
 
 // FuzzDecodeRequest feeds arbitrary payloads and Nats-Msg-Id headers to the request decoder.
-// It never panics; an invalid event is an *InvalidEventError that says why; a valid one has
+// It never panics; an invalid event is an *invalidEventError that says why; a valid one has
 // an integration id the contract accepts; and either way the request id can be used as a
 // header value of the result (non-empty, valid UTF-8, no control characters, at most 256
 // bytes).
@@ -43,28 +43,28 @@ func FuzzDecodeRequest(f *testing.F) {
 		if msgID != "" {
 			hdr.Set(jetstream.MsgIDHeader, msgID)
 		}
-		req, err := DecodeRequest(data, hdr, "INTEGRATION_DELETE", seq)
+		req, err := decodeRequest(data, hdr, "INTEGRATION_DELETE", seq)
 		if why := usableID(req.RequestID); why != "" {
 			t.Fatalf("request id %q %s (err %v)", req.RequestID, why, err)
 		}
 		if err != nil {
-			var inv *InvalidEventError
+			var inv *invalidEventError
 			if !errors.As(err, &inv) {
-				t.Fatalf("got %T %v, want an *InvalidEventError", err, err)
+				t.Fatalf("got %T %v, want an *invalidEventError", err, err)
 			}
 			if strings.TrimSpace(inv.Reason) == "" {
 				t.Fatalf("invalid event without a reason: %q", data)
 			}
 			return
 		}
-		if len(data) > MaxPayload {
-			t.Fatalf("a payload of %d bytes is valid, want invalid over %d", len(data), MaxPayload)
+		if len(data) > maxPayload {
+			t.Fatalf("a payload of %d bytes is valid, want invalid over %d", len(data), maxPayload)
 		}
 		id := req.IntegrationID
 		switch {
 		case id == "":
 			t.Fatalf("valid event with an empty integration id: %q", data)
-		case len(id) > MaxIDLength:
+		case len(id) > maxIDLength:
 			t.Fatalf("valid event with an integration id of %d bytes", len(id))
 		case !utf8.ValidString(id):
 			t.Fatalf("valid event with an integration id that is not UTF-8: %q", id)
@@ -87,7 +87,7 @@ func usableID(id string) string {
 	switch {
 	case id == "":
 		return "is empty"
-	case len(id) > MaxIDLength:
+	case len(id) > maxIDLength:
 		return "is longer than 256 bytes"
 	case !utf8.ValidString(id):
 		return "is not valid UTF-8"

@@ -8,7 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// slowKnown reads the known fields the general way, as DecodeRequest does when plainFields
+// slowKnown reads the known fields the general way, as decodeRequest does when plainFields
 // declines; ok is false when the payload is not an object or has a duplicate known field.
 func slowKnown(data []byte) (knownJSON, bool) {
 	fields, dups, err := objectFields(data)
@@ -110,7 +110,7 @@ func BenchmarkDecodeRequest(b *testing.B) {
 	b.Run("typical", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := DecodeRequest(typicalEvent, nil, "S", 1); err != nil {
+			if _, err := decodeRequest(typicalEvent, nil, "S", 1); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -120,7 +120,7 @@ func BenchmarkDecodeRequest(b *testing.B) {
 	b.Run("general", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := DecodeRequest(escaped, nil, "S", 1); err != nil {
+			if _, err := decodeRequest(escaped, nil, "S", 1); err != nil {
 				b.Fatal(err)
 			}
 		}

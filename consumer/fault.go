@@ -3,7 +3,7 @@
 package consumer
 
 // injectFault is a no-op in normal builds; the fault suite builds with -tags faultinject.
-func injectFault(Request) {}
+func injectFault(request) {}
 
 // injectCrash is a no-op in normal builds; the fault suite builds with -tags faultinject.
 func injectCrash(string, string, ...func() error) {}

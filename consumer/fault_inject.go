@@ -11,7 +11,7 @@ import (
 // injectFault panics on requests whose integration id starts with "panic:", so that the
 // fault suite can prove a handler panic ends in a DELETER.INTERNAL result and the process
 // goes on. Only binaries built with -tags faultinject have it.
-func injectFault(req Request) {
+func injectFault(req request) {
 	if strings.HasPrefix(req.IntegrationID, "panic:") {
 		panic("fault injection: panic requested for " + req.IntegrationID)
 	}

@@ -180,7 +180,7 @@ func (in *intake) pullLoop() {
 		c.mu.Lock()
 		cons := c.cons
 		c.mu.Unlock()
-		batch, err := cons.Fetch(n, jetstream.FetchMaxWait(c.o.PullWait))
+		batch, err := cons.Fetch(n, jetstream.FetchMaxWait(c.o.pullWait))
 		if err != nil {
 			retry = min(max(2*retry, 100*time.Millisecond), 5*time.Second)
 			c.log.Warn("pull failed", "err", err, "retry_in", retry)
@@ -223,7 +223,7 @@ func (in *intake) readBatch(batch jetstream.MessageBatch, n int) {
 		}
 		c.held.Add(1)
 		c.wanting.Add(1)
-		c.m.Held.Set(float64(c.held.Load()))
+		c.m.held.Set(float64(c.held.Load()))
 		select {
 		case in.work <- msg: // an idle worker takes it
 		default:

@@ -58,7 +58,7 @@ func TestReplayCallsNothing(t *testing.T) {
 	}
 	e.fake.Script("personio:replay-3", kombotest.Answer{Status: 400, Code: "PLATFORM.INPUT_INVALID", Message: "bad"})
 	ctx := context.Background()
-	cfg := e.opts.Stream.ConsumerConfig(0) // DeliverAll
+	cfg := e.opts.Stream.consumerConfig(0) // DeliverAll
 	if _, err := e.js.CreateConsumer(ctx, streamName, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestRefusesWhileResultsCannotBeStored(t *testing.T) {
 	e := newEnv(t, kombotest.Options{})
 	r := e.start(nil)
 	ctx := context.Background()
-	cfg := e.opts.Stream.StreamConfig()
+	cfg := e.opts.Stream.streamConfig()
 	narrow := cfg
 	narrow.Subjects = []string{requestSubject}
 	if _, err := e.js.UpdateStream(ctx, narrow); err != nil {
@@ -194,7 +194,7 @@ func TestRefusesAWidenedFilter(t *testing.T) {
 	e := newEnv(t, kombotest.Options{})
 	r := e.start(nil)
 	ctx := context.Background()
-	cfg := e.opts.Stream.ConsumerConfig(0)
+	cfg := e.opts.Stream.consumerConfig(0)
 	wide := cfg
 	wide.FilterSubject = "integration.delete.>"
 	if _, err := e.js.UpdateConsumer(ctx, streamName, wide); err != nil {
@@ -250,8 +250,8 @@ func TestPanicInTheCallReleasesTheSlot(t *testing.T) {
 	}
 	e.start(panicky{Deleter: e.client, id: "personio:panics"}, func(o *Options) { o.MaxConcurrency = 1 })
 	results := e.waitResults(4)
-	if r := results[bad]; r.Status != "failed" || r.Error == nil || r.Error.Code != CodeInternal || r.Attempts != 1 {
-		t.Errorf("the panicking request: %+v, want failed %s after 1 attempt", r, CodeInternal)
+	if r := results[bad]; r.Status != "failed" || r.Error == nil || r.Error.Code != codeInternal || r.Attempts != 1 {
+		t.Errorf("the panicking request: %+v, want failed %s after 1 attempt", r, codeInternal)
 	}
 	for _, id := range after {
 		if results[id].Status != "deleted" {

@@ -12,20 +12,20 @@ import (
 
 // Metrics are the consumer's Prometheus metrics.
 type Metrics struct {
-	Requests        *prometheus.CounterVec
-	KomboCalls      *prometheus.CounterVec
-	KomboLatency    prometheus.Histogram
-	InFlight        prometheus.Gauge
-	ConcurrencyCap  prometheus.Gauge
-	Retries         *prometheus.CounterVec
-	Redeliveries    prometheus.Counter
-	Held            prometheus.Gauge
-	Paused          prometheus.Gauge
-	RateLimitHolds  prometheus.Counter
-	AuthProbes      *prometheus.CounterVec
-	PublishFailures prometheus.Counter
-	// Pace reads the pace of the consumer that uses these metrics, when scraped.
-	Pace prometheus.GaugeFunc
+	requests        *prometheus.CounterVec
+	komboCalls      *prometheus.CounterVec
+	komboLatency    prometheus.Histogram
+	inFlight        prometheus.Gauge
+	concurrencyCap  prometheus.Gauge
+	retries         *prometheus.CounterVec
+	redeliveries    prometheus.Counter
+	held            prometheus.Gauge
+	paused          prometheus.Gauge
+	rateLimitHolds  prometheus.Counter
+	authProbes      *prometheus.CounterVec
+	publishFailures prometheus.Counter
+	// paceGauge reads the pace of the consumer that uses these metrics, when scraped.
+	paceGauge prometheus.GaugeFunc
 
 	pace atomic.Pointer[func() float64] // set by the consumer
 }
@@ -34,57 +34,57 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	const ns = "integration_deleter"
 	m := &Metrics{
-		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "requests_total",
 			Help: "Request messages finished, by outcome: deleted, not_found, failed, invalid, already_recorded (the request id had an outcome: no call, no second result).",
 		}, []string{"outcome"}),
-		KomboCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+		komboCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "kombo_calls_total",
 			Help: "DELETE calls to Kombo, by HTTP status (0: no answer) and error code.",
 		}, []string{"status", "code"}),
-		KomboLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+		komboLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Name: "kombo_call_duration_seconds",
 			Help:    "Duration of DELETE calls to Kombo.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
-		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Name: "kombo_calls_in_flight",
 			Help: "DELETE calls to Kombo in flight.",
 		}),
-		ConcurrencyCap: prometheus.NewGauge(prometheus.GaugeOpts{
+		concurrencyCap: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Name: "concurrency_cap",
 			Help: "Current adaptive cap on DELETE calls in flight.",
 		}),
-		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "retries_total",
 			Help: "Retries scheduled, by reason: transient, rate_limit, concurrency_limit.",
 		}, []string{"reason"}),
-		Redeliveries: prometheus.NewCounter(prometheus.CounterOpts{
+		redeliveries: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "redeliveries_total",
 			Help: "Request messages received that had been delivered before.",
 		}),
-		Held: prometheus.NewGauge(prometheus.GaugeOpts{
+		held: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Name: "messages_held",
 			Help: "Request messages this process holds (in a call, waiting for a slot or in backoff).",
 		}),
-		Paused: prometheus.NewGauge(prometheus.GaugeOpts{
+		paused: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Name: "paused",
 			Help: "1 while intake is paused because Kombo rejects the API key.",
 		}),
-		RateLimitHolds: prometheus.NewCounter(prometheus.CounterOpts{
+		rateLimitHolds: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "rate_limit_holds_total",
 			Help: "Times a rate-limit answer held every worker off.",
 		}),
-		AuthProbes: prometheus.NewCounterVec(prometheus.CounterOpts{
+		authProbes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "auth_probes_total",
 			Help: "API key checks (GET /check-api-key), by result: accepted, rejected, error.",
 		}, []string{"result"}),
-		PublishFailures: prometheus.NewCounter(prometheus.CounterOpts{
+		publishFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "result_publish_failures_total",
 			Help: "Failed attempts to publish a result to JetStream.",
 		}),
 	}
-	m.Pace = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	m.paceGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: ns, Name: "rate_pace_per_second",
 		Help: "Calls per second the pacer allows after Kombo's rate limit showed itself; 0 while calls are not paced.",
 	}, func() float64 {
@@ -94,21 +94,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		return 0
 	})
 	for _, o := range []string{"deleted", "not_found", "failed", "invalid"} {
-		m.Requests.WithLabelValues(o)
+		m.requests.WithLabelValues(o)
 	}
 	for _, r := range []string{"transient", "rate_limit", "concurrency_limit"} {
-		m.Retries.WithLabelValues(r)
+		m.retries.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Requests, m.KomboCalls, m.KomboLatency, m.InFlight, m.ConcurrencyCap,
-			m.Retries, m.Redeliveries, m.Held, m.Paused, m.RateLimitHolds, m.AuthProbes, m.PublishFailures, m.Pace)
+		reg.MustRegister(m.requests, m.komboCalls, m.komboLatency, m.inFlight, m.concurrencyCap,
+			m.retries, m.redeliveries, m.held, m.paused, m.rateLimitHolds, m.authProbes, m.publishFailures, m.paceGauge)
 	}
 	return m
 }
 
 func (m *Metrics) call(status int, code string, seconds float64) {
-	m.KomboCalls.WithLabelValues(strconv.Itoa(status), codeLabel(code)).Inc()
-	m.KomboLatency.Observe(seconds)
+	m.komboCalls.WithLabelValues(strconv.Itoa(status), codeLabel(code)).Inc()
+	m.komboLatency.Observe(seconds)
 }
 
 // otherCode is the code label of calls whose code is none of the bounded ones below.
@@ -120,7 +120,7 @@ const otherCode = "other"
 // pass; any other code is otherCode.
 func codeLabel(code string) string {
 	switch code {
-	case "", CodeEventInvalid, CodeRetriesExhausted, CodeInternal, CodeMaxDeliveries:
+	case "", codeEventInvalid, codeRetriesExhausted, codeInternal, codeMaxDeliveries:
 		return code
 	}
 	if kombo.KnownCode(code) || isHTTPCode(code) {

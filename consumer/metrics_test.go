@@ -26,7 +26,7 @@ func TestKomboCallsCodeLabelIsBounded(t *testing.T) {
 		{429, kombo.CodeRateLimitExceeded},
 		{502, "HTTP.502"},
 		{0, ""},
-		{500, CodeInternal},
+		{500, codeInternal},
 		{400, weird},
 		{400, "PLATFORM.SOMETHING_NEW"},
 		{503, "HTTP.5030"},

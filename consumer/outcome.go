@@ -61,7 +61,7 @@ func (c *Consumer) holdMargin() time.Duration {
 // ledgerID is the ledger's name for req: a "<stream>-<sequence>" request id is unique only
 // within this incarnation of the stream (a stream created again numbers from 1), so it is
 // scoped to it.
-func (c *Consumer) ledgerID(req Request) ledger.ID {
+func (c *Consumer) ledgerID(req request) ledger.ID {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	id := ledger.ID{Request: req.RequestID}
@@ -317,7 +317,7 @@ func (c *Consumer) logOutcome(ctx context.Context, msg jetstream.Msg, meta *jets
 	if outcome == "deleted" {
 		c.deleted.Inc()
 	} else {
-		c.m.Requests.WithLabelValues(outcome).Inc()
+		c.m.requests.WithLabelValues(outcome).Inc()
 	}
 	level, text := slog.LevelInfo, "request done"
 	switch {

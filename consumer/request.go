@@ -27,7 +27,7 @@ type job struct {
 	msg         jetstream.Msg
 	kept        *kept                       // the message's entry in the keeper
 	meta        *jetstream.MsgMetadata      // nil until read
-	req         Request                     // zero until decoded
+	req         request                     // zero until decoded
 	claim       *ledger.Claim               // this handler's hold on the request id; nil until claimed
 	start       time.Time                   // when the claim was taken (retries are timed from it)
 	pausedAt0   time.Duration               // admission's PausedTotal then
@@ -50,7 +50,7 @@ func (j *job) log(l *slog.Logger) *slog.Logger {
 func (c *Consumer) handle(ctx, hard context.Context, msg jetstream.Msg) {
 	defer func() {
 		c.held.Add(-1)
-		c.m.Held.Set(float64(c.held.Load()))
+		c.m.held.Set(float64(c.held.Load()))
 		// Wake the pull loop only if it may pull now: it pulls in batches, so most
 		// messages that end leave it nothing to do (every change that can make pulling
 		// possible checks this after making it, so no wake-up is lost).
@@ -83,7 +83,7 @@ func (c *Consumer) recoverPanic(j *job) {
 		_ = j.msg.NakWithDelay(storageWait)
 		return
 	}
-	res := c.failed(j.req, j.prev+j.calls, &ResultError{Code: CodeInternal, Title: "Internal error",
+	res := c.failed(j.req, j.prev+j.calls, &ResultError{Code: codeInternal, Title: "Internal error",
 		Message: fmt.Sprintf("the daemon failed while handling this request: %v", r)})
 	c.finish(j, res, j.prevCounted+j.counted, true, "failed")
 }
@@ -100,7 +100,7 @@ func (c *Consumer) serve(j *job) {
 	}
 	j.meta = meta
 	if meta.NumDelivered > 1 {
-		c.m.Redeliveries.Inc()
+		c.m.redeliveries.Inc()
 	}
 	if err := c.blocked(); err != nil {
 		// Delivered by a pull made before the consumer turned unusable (a widened filter
@@ -108,7 +108,7 @@ func (c *Consumer) serve(j *job) {
 		_ = msg.NakWithDelay(storageWait)
 		return
 	}
-	req, decodeErr := DecodeRequest(msg.Data(), msg.Headers(), meta.Stream, meta.Sequence.Stream)
+	req, decodeErr := decodeRequest(msg.Data(), msg.Headers(), meta.Stream, meta.Sequence.Stream)
 	j.req = req
 	if j.claim = c.claim(j, decodeErr == nil); j.claim == nil {
 		return
@@ -116,9 +116,9 @@ func (c *Consumer) serve(j *job) {
 	j.prev, j.prevCounted = j.claim.Prior()
 	c.keep.setClaim(j.kept, j.claim)
 	if decodeErr != nil {
-		var inv *InvalidEventError
+		var inv *invalidEventError
 		errors.As(decodeErr, &inv)
-		res := c.failed(req, 0, &ResultError{Code: CodeEventInvalid, Title: "Invalid request event", Message: inv.Reason})
+		res := c.failed(req, 0, &ResultError{Code: codeEventInvalid, Title: "Invalid request event", Message: inv.Reason})
 		c.finish(j, res, 0, true, "invalid")
 		return
 	}
@@ -159,7 +159,7 @@ func (c *Consumer) process(j *job) {
 			j.log(c.log).Warn("call cut by the shutdown deadline; request handed back", "attempt", j.prev+j.calls)
 			return
 		}
-		d := Decide(a.res, a.err)
+		d := decide(a.res, a.err)
 		var delay time.Duration
 		if d.Retry() {
 			delay = c.retryDelay(j, d) // before Done: a rate-limit answer holds every call for it
@@ -198,10 +198,10 @@ func (c *Consumer) turn(j *job) (admission.Ticket, error) {
 // settleAnswer acts on the decision about one answer: a result for a deleted, unknown or
 // failed integration, a pause for a rejected key, or a retry. It reports whether to call
 // again.
-func (c *Consumer) settleAnswer(j *job, d Decision, a callAnswer, delay time.Duration) bool {
+func (c *Consumer) settleAnswer(j *job, d decision, a callAnswer, delay time.Duration) bool {
 	switch d.Action {
-	case ActionDeleted, ActionNotFound:
-		notFound := d.Action == ActionNotFound
+	case actionDeleted, actionNotFound:
+		notFound := d.Action == actionNotFound
 		outcome := "deleted"
 		if notFound {
 			outcome = "not_found"
@@ -212,10 +212,10 @@ func (c *Consumer) settleAnswer(j *job, d Decision, a callAnswer, delay time.Dur
 			NotFound: &notFound, Attempts: j.prev + j.calls, RequestedBy: j.req.RequestedBy, Reason: j.req.Reason}
 		c.finish(j, res, j.prevCounted+j.counted, false, outcome)
 		return false
-	case ActionFail:
+	case actionFail:
 		c.finish(j, c.failed(j.req, j.prev+j.calls, resultError(a.err)), j.prevCounted+j.counted, false, "failed")
 		return false
-	case ActionPause:
+	case actionPause:
 		c.pauseFor(a.err)
 		c.release(j, c.o.AuthProbeInterval)
 		j.log(c.log).Warn("Kombo rejects the API key; request kept for later", "kombo_code", d.Code, "attempt", j.prev+j.calls)
@@ -268,7 +268,7 @@ func (c *Consumer) call(j *job, ticket admission.Ticket) callAnswer {
 			panic(r)
 		}
 	}()
-	c.m.InFlight.Set(float64(c.adm.Stats().InFlight))
+	c.m.inFlight.Set(float64(c.adm.Stats().InFlight))
 	callCtx := j.hard
 	if j.req.Traceparent != "" || j.req.Tracestate != "" {
 		callCtx = kombo.WithTrace(j.hard, j.req.Traceparent, j.req.Tracestate)
@@ -281,15 +281,15 @@ func (c *Consumer) call(j *job, ticket admission.Ticket) callAnswer {
 
 // admissionAnswer is what admission learns from one answer: what it came to, how long it
 // took, the limits Kombo stated, and, for a rate-limit answer, how long no call may start.
-func admissionAnswer(d Decision, took, delay time.Duration) admission.Answer {
+func admissionAnswer(d decision, took, delay time.Duration) admission.Answer {
 	a := admission.Answer{Took: took, ConcurrencyLimit: d.Limits.ConcurrencyLimit, ConcurrencyRemaining: d.Limits.ConcurrencyRemaining,
 		RateLimit: d.Limits.RateLimit, RateRemaining: d.Limits.RateRemaining}
 	switch d.Action {
-	case ActionDeleted, ActionNotFound:
+	case actionDeleted, actionNotFound:
 		a.Class = admission.Processed
-	case ActionRetryConcurrency:
+	case actionRetryConcurrency:
 		a.Class = admission.ConcurrencyRefused
-	case ActionRetryRateLimited:
+	case actionRetryRateLimited:
 		a.Class, a.Wait = admission.RateRefused, delay
 	default:
 		a.Class = admission.Other
@@ -298,11 +298,11 @@ func admissionAnswer(d Decision, took, delay time.Duration) admission.Answer {
 }
 
 // observe counts one answer in the metrics, and logs a new rate-limit hold.
-func (c *Consumer) observe(d Decision, a callAnswer) {
+func (c *Consumer) observe(d decision, a callAnswer) {
 	s := c.adm.Stats()
-	c.m.InFlight.Set(float64(s.InFlight))
-	c.m.ConcurrencyCap.Set(float64(s.Cap))
-	if d.Action == ActionRetryRateLimited {
+	c.m.inFlight.Set(float64(s.InFlight))
+	c.m.concurrencyCap.Set(float64(s.Cap))
+	if d.Action == actionRetryRateLimited {
 		if until := s.HoldUntil.UnixNano(); c.holdLogged.Swap(until) < until {
 			c.log.Info("Kombo's rate limit: no call starts before the time it announced, then calls are paced",
 				"until", s.HoldUntil.UTC().Format(time.RFC3339Nano), "pace_per_second", math.Round(s.Pace*10)/10)
@@ -310,7 +310,7 @@ func (c *Consumer) observe(d Decision, a callAnswer) {
 	}
 	if a.err == nil {
 		c.okCalls.Inc()
-		c.m.KomboLatency.Observe(a.took.Seconds())
+		c.m.komboLatency.Observe(a.took.Seconds())
 		return
 	}
 	status := 0
@@ -343,13 +343,13 @@ func (c *Consumer) countCall(j *job) bool {
 
 // retry counts the call, gives up when the budget is used (a failed result), and waits
 // delay. It reports whether to call again.
-func (c *Consumer) retry(j *job, d Decision, err error, delay time.Duration) bool {
+func (c *Consumer) retry(j *job, d decision, err error, delay time.Duration) bool {
 	now := c.now()
 	active := now.Sub(j.start) - (c.adm.PausedTotal() - j.pausedAt0)
 	if j.prevCounted+j.counted+boolInt(d.Counts()) >= c.o.MaxAttempts || active+delay > c.o.RetryMaxElapsed {
 		re := resultError(err)
 		if re.Code == "" {
-			re.Code = CodeRetriesExhausted
+			re.Code = codeRetriesExhausted
 		}
 		re.Message = fmt.Sprintf("gave up after %d attempts over %s: %s", j.prev+j.calls, active.Round(time.Millisecond), re.Message)
 		c.finish(j, c.failed(j.req, j.prev+j.calls, re), j.prevCounted+j.counted+boolInt(d.Counts()), false, "failed")
@@ -359,7 +359,7 @@ func (c *Consumer) retry(j *job, d Decision, err error, delay time.Duration) boo
 		j.counted++
 	}
 	lvl := slog.LevelDebug
-	if d.Action == ActionRetry {
+	if d.Action == actionRetry {
 		lvl = slog.LevelWarn
 	}
 	if c.log.Enabled(j.ctx, lvl) {
@@ -379,25 +379,25 @@ func (c *Consumer) retry(j *job, d Decision, err error, delay time.Duration) boo
 // with it (admission holds them). A concurrency refusal waits about two call durations,
 // jittered, and goes back in line: the cap paces those calls, and an escalating backoff
 // would leave a message refused a few times in a row waiting long after Kombo has room.
-func (c *Consumer) retryDelay(j *job, d Decision) time.Duration {
+func (c *Consumer) retryDelay(j *job, d decision) time.Duration {
 	if j.bo == nil {
 		j.bo = c.newBackoff()
 	}
 	switch d.Action {
-	case ActionRetryRateLimited:
-		c.m.Retries.WithLabelValues("rate_limit").Inc()
-		c.m.RateLimitHolds.Inc()
+	case actionRetryRateLimited:
+		c.m.retries.WithLabelValues("rate_limit").Inc()
+		c.m.rateLimitHolds.Inc()
 		if d.Hint > 0 {
 			return d.Hint
 		}
 		return j.bo.NextBackOff()
-	case ActionRetryConcurrency:
-		c.m.Retries.WithLabelValues("concurrency_limit").Inc()
+	case actionRetryConcurrency:
+		c.m.retries.WithLabelValues("concurrency_limit").Inc()
 		mean := max(c.adm.Stats().MeanCall, 5*time.Millisecond)
 		jittered := mean + time.Duration(rand.Int64N(int64(2*mean))) // two call durations, ±50 %
 		return max(min(max(jittered, 10*time.Millisecond), c.o.BackoffInitial), d.Hint)
 	default:
-		c.m.Retries.WithLabelValues("transient").Inc()
+		c.m.retries.WithLabelValues("transient").Inc()
 		return max(j.bo.NextBackOff(), d.Hint)
 	}
 }
@@ -424,7 +424,7 @@ func resultError(err error) *ResultError {
 	return &ResultError{Title: "No answer from Kombo", Message: msg}
 }
 
-func (c *Consumer) failed(req Request, attempts int, re *ResultError) Result {
+func (c *Consumer) failed(req request, attempts int, re *ResultError) Result {
 	return Result{RequestID: req.RequestID, IntegrationID: req.IntegrationID, Status: StatusFailed,
 		Attempts: attempts, Error: re, RequestedBy: req.RequestedBy, Reason: req.Reason}
 }

@@ -39,7 +39,7 @@ func (c *Consumer) publish(ctx context.Context, subject, requestID string, data 
 			c.publishFailed(nil)
 			return ack.Sequence, ack.Duplicate, nil
 		}
-		c.m.PublishFailures.Inc()
+		c.m.publishFailures.Inc()
 		c.publishFailed(fmt.Errorf("cannot store results on %s: %w", subject, err))
 		c.log.Warn("publish result failed; retrying", "request_id", requestID, "err", err, "retry_in", wait)
 		if sleep(ctx, wait) != nil {
@@ -52,7 +52,7 @@ func (c *Consumer) publish(ctx context.Context, subject, requestID string, data 
 // keyRejected reports whether err says Kombo rejects the API key.
 func keyRejected(err error) bool {
 	var kerr *kombo.Error
-	return errors.As(err, &kerr) && classify(kerr.Code, kerr.Status) == ActionPause
+	return errors.As(err, &kerr) && classify(kerr.Code, kerr.Status) == actionPause
 }
 
 // pauseFor pauses intake because Kombo rejected the key.
@@ -63,7 +63,7 @@ func (c *Consumer) pauseFor(err error) {
 		reason = kerr.EffectiveCode()
 	}
 	if c.adm.Pause(reason) {
-		c.m.Paused.Set(1)
+		c.m.paused.Set(1)
 		c.log.Error("Kombo rejects the API key: intake paused, messages kept; probing GET /check-api-key",
 			"kombo_code", reason, "probe_interval", c.o.AuthProbeInterval, "err", err)
 	}
@@ -77,13 +77,13 @@ func (c *Consumer) checkKeyAtStart(ctx context.Context) {
 	info, err := c.kombo.CheckAPIKey(cctx)
 	switch {
 	case err == nil:
-		c.m.AuthProbes.WithLabelValues("accepted").Inc()
+		c.m.authProbes.WithLabelValues("accepted").Inc()
 		c.log.Info("Kombo accepts the API key", "environment_id", info.EnvironmentID)
 	case keyRejected(err):
-		c.m.AuthProbes.WithLabelValues("rejected").Inc()
+		c.m.authProbes.WithLabelValues("rejected").Inc()
 		c.pauseFor(err)
 	default:
-		c.m.AuthProbes.WithLabelValues("error").Inc()
+		c.m.authProbes.WithLabelValues("error").Inc()
 		c.log.Warn("cannot check the API key at start; starting anyway", "err", err)
 	}
 }
@@ -107,17 +107,17 @@ func (c *Consumer) probeLoop(ctx context.Context) {
 		cancel()
 		switch {
 		case err == nil:
-			c.m.AuthProbes.WithLabelValues("accepted").Inc()
+			c.m.authProbes.WithLabelValues("accepted").Inc()
 			if c.adm.Resume() {
-				c.m.Paused.Set(0)
+				c.m.paused.Set(0)
 				c.log.Info("Kombo accepts the API key again: resuming", "environment_id", info.EnvironmentID)
 				c.kick()
 			}
 		case keyRejected(err):
-			c.m.AuthProbes.WithLabelValues("rejected").Inc()
+			c.m.authProbes.WithLabelValues("rejected").Inc()
 			c.log.Warn("Kombo still rejects the API key", "err", err)
 		default:
-			c.m.AuthProbes.WithLabelValues("error").Inc()
+			c.m.authProbes.WithLabelValues("error").Inc()
 			c.log.Warn("API key probe failed; still paused", "err", err)
 		}
 	}
@@ -184,9 +184,9 @@ func (c *Consumer) undeliverableOnce(ctx context.Context, adv maxDeliveriesAdvis
 	if err != nil {
 		return false, err
 	}
-	req, _ := DecodeRequest(raw.Data, raw.Header, c.o.Stream.Name, raw.Sequence)
+	req, _ := decodeRequest(raw.Data, raw.Header, c.o.Stream.Name, raw.Sequence)
 	id := c.ledgerID(req)
-	res := c.failed(req, 0, &ResultError{Code: CodeMaxDeliveries, Title: "Delivery limit reached",
+	res := c.failed(req, 0, &ResultError{Code: codeMaxDeliveries, Title: "Delivery limit reached",
 		Message: fmt.Sprintf("JetStream stopped delivering the request after %d deliveries (MAX_DELIVER)", adv.Deliveries)})
 	res.CompletedAt = completedAt(c.now())
 	cur, _, err := c.ledger.Lookup(gctx, id)
@@ -196,7 +196,7 @@ func (c *Consumer) undeliverableOnce(ctx context.Context, adv maxDeliveriesAdvis
 	res.Attempts = cur.Calls
 	data, _ := json.Marshal(res)
 	rec, busyUntil, err := c.ledger.RecordUnclaimed(gctx, ledger.Entry{RequestID: req.RequestID, Scope: id.Scope,
-		IntegrationID: req.IntegrationID, Status: ledger.Failed, Calls: res.Attempts, Code: CodeMaxDeliveries,
+		IntegrationID: req.IntegrationID, Status: ledger.Failed, Calls: res.Attempts, Code: codeMaxDeliveries,
 		CompletedAt: res.CompletedAt, Subject: c.o.FailedSubject, Result: data}, c.now())
 	switch {
 	case err != nil:
@@ -211,9 +211,9 @@ func (c *Consumer) undeliverableOnce(ctx context.Context, adv maxDeliveriesAdvis
 		return false, err
 	}
 	if string(rec.Result) == string(data) {
-		c.m.Requests.WithLabelValues("failed").Inc()
+		c.m.requests.WithLabelValues("failed").Inc()
 		c.log.Warn("request failed", "request_id", req.RequestID, "integration_id", req.IntegrationID,
-			"attempts", res.Attempts, "kombo_code", CodeMaxDeliveries, "outcome", "failed")
+			"attempts", res.Attempts, "kombo_code", codeMaxDeliveries, "outcome", "failed")
 	}
 	return true, nil
 }

@@ -115,7 +115,7 @@ func (c *Consumer) backfill(ctx context.Context) (int, error) {
 		if json.Unmarshal(r.data, &res) != nil || res.RequestID != r.requestID {
 			return true // not a result this daemon wrote
 		}
-		e := ledger.Entry{RequestID: res.RequestID, Scope: c.ledgerID(Request{RequestID: res.RequestID}).Scope,
+		e := ledger.Entry{RequestID: res.RequestID, Scope: c.ledgerID(request{RequestID: res.RequestID}).Scope,
 			IntegrationID: res.IntegrationID, Status: ledger.Deleted,
 			Calls: res.Attempts, CompletedAt: res.CompletedAt, Subject: r.subject, Result: r.data, ResultSeq: r.seq}
 		if res.Status == StatusFailed {

@@ -49,7 +49,7 @@ type StreamOptions struct {
 }
 
 // StreamConfig is the stream this daemon creates.
-func (o StreamOptions) StreamConfig() jetstream.StreamConfig {
+func (o StreamOptions) streamConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        o.Name,
 		Description: "integration-deleter: delete requests and their results",
@@ -65,7 +65,7 @@ func (o StreamOptions) StreamConfig() jetstream.StreamConfig {
 
 // ConsumerConfig is the durable consumer this daemon creates. It starts after floor, the
 // ack floor of an earlier consumer of the same name (0: at the start of the stream).
-func (o StreamOptions) ConsumerConfig(floor uint64) jetstream.ConsumerConfig {
+func (o StreamOptions) consumerConfig(floor uint64) jetstream.ConsumerConfig {
 	policy, start := jetstream.DeliverAllPolicy, uint64(0)
 	if floor > 0 {
 		policy, start = jetstream.DeliverByStartSequencePolicy, floor+1
@@ -174,7 +174,7 @@ func (c *Consumer) lookupStream(ctx context.Context) (jetstream.Stream, error) {
 		if !o.Provision {
 			return nil, fmt.Errorf("%w: stream %q not found", ErrMissing, o.Name)
 		}
-		stream, err = c.js.CreateStream(ctx, o.StreamConfig())
+		stream, err = c.js.CreateStream(ctx, o.streamConfig())
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) { // another replica was first
 			stream, err = c.js.Stream(ctx, o.Name)
 		} else if err == nil {
@@ -231,7 +231,7 @@ func (c *Consumer) createConsumer(ctx context.Context, stream jetstream.Stream, 
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cons, err := stream.CreateConsumer(cctx, o.ConsumerConfig(floor))
+	cons, err := stream.CreateConsumer(cctx, o.consumerConfig(floor))
 	if errors.Is(err, jetstream.ErrConsumerExists) { // another replica was first
 		cons, err = stream.Consumer(cctx, o.Consumer)
 	} else if err == nil {
@@ -275,7 +275,7 @@ func (c *Consumer) rebind(ctx context.Context) {
 }
 
 func (c *Consumer) compareStream(got jetstream.StreamConfig) {
-	want := c.o.Stream.StreamConfig()
+	want := c.o.Stream.streamConfig()
 	var diffs []any
 	if !slices.Equal(got.Subjects, want.Subjects) {
 		diffs = append(diffs, "subjects", fmt.Sprintf("%v (would create %v)", got.Subjects, want.Subjects))
@@ -300,7 +300,7 @@ func (c *Consumer) compareStream(got jetstream.StreamConfig) {
 }
 
 func (c *Consumer) compareConsumer(got jetstream.ConsumerConfig) {
-	want := c.o.Stream.ConsumerConfig(0)
+	want := c.o.Stream.consumerConfig(0)
 	var diffs []any
 	if got.AckWait != want.AckWait {
 		diffs = append(diffs, "ack_wait", fmt.Sprintf("%s (would create %s)", got.AckWait, want.AckWait))
