@@ -1,5 +1,14 @@
 // Package consumer reads delete requests from a JetStream durable consumer, deletes the
 // integrations through Kombo and publishes exactly one result event per request.
+//
+// Its files: consumer.go (Options, New, Ready, Run); intake.go (the goroutines of a
+// running consumer: pulling, workers, the order of shutdown); request.go (one request's
+// path from its message to its result); outcome.go (the ledger claim and the write order
+// of an outcome); decide.go (what an answer from Kombo comes to); keep.go (keeping held
+// messages alive); event.go (request and result events); stream.go and storage.go
+// (binding, and what refuses to run); results.go (publishing results, the API key,
+// requests the server stopped delivering); scan.go (reading stored results back);
+// metrics.go.
 package consumer
 
 import (
@@ -97,7 +106,7 @@ type Consumer struct {
 	wanting     atomic.Int64  // messages that want a Kombo slot now: received and not yet called, or retrying
 	wake        chan struct{} // kick: wakes the pull loop
 
-	// crashAfterPublish, set by tests, makes settle skip the ack of the request ids it
+	// crashAfterPublish, set by tests, makes ack skip the ack of the request ids it
 	// returns true for, as a process that crashed between publishing and acking would.
 	crashAfterPublish func(requestID string) bool
 }

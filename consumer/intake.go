@@ -12,18 +12,19 @@ import (
 
 // intake is a running consumer: it pulls request messages and hands each to a worker
 // while Run's context lives, then stops in order. It starts every goroutine of a running
-// consumer (spawn), in two groups by when stop waits for them:
+// consumer, through spawn, in two groups by when stop waits for them:
 //
-//	stopFirst, ended by ctx or quit and waited for first:
+//	stopFirst: end once ctx has ended (workers: once their message is settled or handed
+//	back, and idle ones at quit); stop waits for them first
 //	  pullLoop    one; pulls what free Kombo slots can start, and a little ahead
 //	  readBatch   one per pull not yet answered; hands each message to a worker
-//	  worker      one per message handled at a time (idle ones are reused, and end after
-//	              workerIdle or at quit); handles a message from receipt to ack or nak
-//	  probeLoop   one; checks a rejected API key until Kombo accepts it again
-//	  watchLoop   one; checks that outcomes can be stored, saves the ack floor
-//	stopLast, waited for once the others ended:
+//	  worker      at most one per message held, reused while busy and ended after
+//	              workerIdle idle; runs handle (request.go) for each message
+//	  probeLoop   one; checks a rejected API key until Kombo accepts it (results.go)
+//	  watchLoop   one; checks that outcomes can be stored, saves the ack floor (storage.go)
+//	stopLast: stop waits for it once the others ended
 //	  keepLoop    one; in-progress acks and claim renewals of the messages held, which
-//	              need them until their workers end
+//	              need them until their workers end (keep.go)
 //
 // Its two contexts: ctx is Run's. When it ends, nothing new is pulled, and a message that
 // waits (for a slot, another handler's outcome, a backoff) is handed back. hard ends

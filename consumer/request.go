@@ -17,6 +17,18 @@ import (
 	"github.com/kombo-ops/integration-deleter/kombo"
 )
 
+// One request's path, on the worker that took its message (intake.go):
+//
+//	handle        the message enters: it is held and kept alive (keep.go) until it ends
+//	serve         reads and decodes it, claims its request id in the ledger (claim, in
+//	              outcome.go; an outcome already recorded is settled there, no call)
+//	process       per call: turn waits in admission.Wait for a slot, call calls Kombo's
+//	              DELETE, decide (decide.go) classifies the answer, admission.Done
+//	              reports it, settleAnswer acts on it
+//	settleAnswer  a result: finish (outcome.go) records the outcome, stores the result
+//	              and acks; a rejected key: release hands the message back; else retry
+//	              waits its delay, or gives up with a failed result (finish)
+
 // job is one delivery of one request, from the worker that takes its message to its ack
 // or nak: what is known of it, and the calls it made.
 type job struct {
@@ -126,16 +138,6 @@ func (c *Consumer) serve(j *job) {
 	injectCrash("claimed", req.IntegrationID)
 	j.start, j.pausedAt0 = c.now(), c.adm.PausedTotal()
 	c.process(j)
-}
-
-func (c *Consumer) newBackoff() *backoff.ExponentialBackOff {
-	return backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(c.o.BackoffInitial),
-		backoff.WithMaxInterval(c.o.BackoffMax),
-		backoff.WithRandomizationFactor(0.5),
-		backoff.WithMultiplier(2),
-		backoff.WithMaxElapsedTime(0), // the consumer keeps its own budget, without paused time
-	)
 }
 
 // process calls Kombo until the request is done, failed, paused or shutdown interrupts:
@@ -400,6 +402,18 @@ func (c *Consumer) retryDelay(j *job, d decision) time.Duration {
 		c.m.retries.WithLabelValues("transient").Inc()
 		return max(j.bo.NextBackOff(), d.Hint)
 	}
+}
+
+// newBackoff returns the backoff of one job's transient failures and unannounced rate
+// limits.
+func (c *Consumer) newBackoff() *backoff.ExponentialBackOff {
+	return backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(c.o.BackoffInitial),
+		backoff.WithMaxInterval(c.o.BackoffMax),
+		backoff.WithRandomizationFactor(0.5),
+		backoff.WithMultiplier(2),
+		backoff.WithMaxElapsedTime(0), // the consumer keeps its own budget, without paused time
+	)
 }
 
 func boolInt(b bool) int {

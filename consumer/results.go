@@ -55,7 +55,7 @@ func keyRejected(err error) bool {
 	return errors.As(err, &kerr) && classify(kerr.Code, kerr.Status) == actionPause
 }
 
-// pauseFor pauses intake because Kombo rejected the key.
+// pauseFor pauses admission (no call starts) because Kombo rejected the key.
 func (c *Consumer) pauseFor(err error) {
 	reason := "key rejected"
 	var kerr *kombo.Error
