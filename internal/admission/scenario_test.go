@@ -85,8 +85,8 @@ func TestLimitShiftIsFollowedBothWays(t *testing.T) {
 			util := f.busy.Seconds() / phase.Seconds() / float64(limit)
 			rejected := float64(f.refusedConc) / float64(f.calls)
 			t.Logf("phase %d (limit %d): utilization %.3f, rejected %.2f %% of %d calls", i+1, limit, util, 100*rejected, f.calls)
-			if util < 0.9 || rejected > 0.02 {
-				t.Errorf("phase %d (limit %d): utilization %.3f (want ≥ 0.9), rejected %.2f %% (want ≤ 2 %%)", i+1, limit, util, 100*rejected)
+			if util < 0.9-net.slack || rejected > 0.02 {
+				t.Errorf("phase %d (limit %d): utilization %.3f (want ≥ %.2f), rejected %.2f %% (want ≤ 2 %%)", i+1, limit, util, 0.9-net.slack, 100*rejected)
 			}
 		}
 		for i, want := range []int{2, 6} {
@@ -127,9 +127,9 @@ func TestTwoReplicasShareOneLimitFairly(t *testing.T) {
 		rejected := float64(f.refusedConc) / float64(f.calls)
 		share := float64(split[0]) / float64(split[0]+split[1])
 		t.Logf("utilization %.3f, rejected %.2f %% of %d calls, replica 1 did %.1f %%", util, 100*rejected, f.calls, 100*share)
-		if util < 0.92 || rejected > 0.02 || share < 0.25 || share > 0.75 {
-			t.Errorf("utilization %.3f (want ≥ 0.92), rejected %.2f %% (want ≤ 2 %%), replica 1's share %.1f %% (want 25–75 %%)",
-				util, 100*rejected, 100*share)
+		if util < 0.92-net.slack || rejected > 0.02 || share < 0.25 || share > 0.75 {
+			t.Errorf("utilization %.3f (want ≥ %.2f), rejected %.2f %% (want ≤ 2 %%), replica 1's share %.1f %% (want 25–75 %%)",
+				util, 0.92-net.slack, 100*rejected, 100*share)
 		}
 		took, ok := watch.reached(left, 4)
 		t.Logf("the survivor's cap at 4 after %v", took)
@@ -139,34 +139,45 @@ func TestTwoReplicasShareOneLimitFairly(t *testing.T) {
 	})
 }
 
+// TestAReplicaThatJoinsGetsItsShare: a replica that starts while another holds all of
+// Kombo's slots is refused at first, so the answers the other gets never show it. It gets
+// in through the gaps between the other's calls or the slot the other leaves free every
+// shareEvery, and then gets its share. With 150 ms calls the gaps are too rare to count on.
 func TestAReplicaThatJoinsGetsItsShare(t *testing.T) {
-	forEachNetwork(t, func(t *testing.T, net network) {
-		k := &kombo{latency: 20 * time.Millisecond, net: net, limit: 4}
-		a, b := newController(32), newController(32)
-		ctx, cancel := context.WithCancel(t.Context())
-		var wg sync.WaitGroup
-		work := &backlog{n: -1}
-		replica{c: a, id: 1, workers: 64}.run(ctx, k, work, &wg)
-		time.Sleep(10 * time.Second) // a holds all of Kombo's slots
-		replica{c: b, id: 2, workers: 64}.run(ctx, k, work, &wg)
-		before := k.counts()
-		k.mu.Lock()
-		doneA := k.byClient[1]
-		k.mu.Unlock()
-		time.Sleep(30 * time.Second)
-		f := k.counts().minus(before)
-		k.mu.Lock()
-		split := [2]int{k.byClient[1] - doneA, k.byClient[2]}
-		k.mu.Unlock()
-		cancel()
-		wg.Wait()
-		share := float64(split[1]) / float64(split[0]+split[1])
-		rejected := float64(f.refusedConc) / float64(f.calls)
-		t.Logf("the replica that joined did %.1f %% of the work over 30 s; rejected %.2f %% of %d calls", 100*share, 100*rejected, f.calls)
-		if share < 0.25 || rejected > 0.02 {
-			t.Errorf("the replica that joined did %.1f %% (want ≥ 25 %%), rejected %.2f %% (want ≤ 2 %%)", 100*share, 100*rejected)
-		}
-	})
+	for _, latency := range []time.Duration{20 * time.Millisecond, 150 * time.Millisecond} {
+		t.Run(latency.String(), func(t *testing.T) {
+			forEachNetwork(t, func(t *testing.T, net network) { testJoin(t, net, latency) })
+		})
+	}
+}
+
+func testJoin(t *testing.T, net network, latency time.Duration) {
+	k := &kombo{latency: latency, net: net, limit: 4}
+	a, b := newController(32), newController(32)
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	work := &backlog{n: -1}
+	replica{c: a, id: 1, workers: 64}.run(ctx, k, work, &wg)
+	time.Sleep(10 * time.Second) // a holds all of Kombo's slots
+	replica{c: b, id: 2, workers: 64}.run(ctx, k, work, &wg)
+	before := k.counts()
+	k.mu.Lock()
+	doneA := k.byClient[1]
+	k.mu.Unlock()
+	time.Sleep(30 * time.Second)
+	f := k.counts().minus(before)
+	k.mu.Lock()
+	split := [2]int{k.byClient[1] - doneA, k.byClient[2]}
+	k.mu.Unlock()
+	cancel()
+	wg.Wait()
+	share := float64(split[1]) / float64(split[0]+split[1])
+	perSecond := float64(f.refusedConc) / 30
+	t.Logf("the replica that joined did %.1f %% of the work over 30 s; %d of %d calls refused (%.1f/s)", 100*share, f.refusedConc, f.calls, perSecond)
+	if share < 0.25 || perSecond > 6 {
+		t.Errorf("the replica that joined did %.1f %% (want ≥ 25 %%); %.1f refusals per second (want ≤ 6: a replica kept out knocks at most every 190 ms ±50 %%)",
+			100*share, perSecond)
+	}
 }
 
 func testRateLimit(t *testing.T, headers bool, minShare, maxRefusedPer1000 float64) {

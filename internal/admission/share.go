@@ -35,7 +35,7 @@ type crowd struct {
 	last      int       // others shown by the previous answer
 	cur, prev int       // the most others held in the current window and in the one before
 	window    time.Time // start of the current window
-	alone     time.Time // since when this replica has held all the slots; zero when not
+	lastShare time.Time // when others were last seen or a slot last left free for them
 }
 
 // see takes one fresh answer: room left, and others holding slots.
@@ -50,11 +50,8 @@ func (c *crowd) see(room, others int, now time.Time) {
 		}
 	}
 	c.cur = max(c.cur, held)
-	switch {
-	case room > 0 || c.held() > 0:
-		c.alone = time.Time{}
-	case c.alone.IsZero():
-		c.alone = now
+	if c.lastShare.IsZero() || c.held() > 0 {
+		c.lastShare = now
 	}
 }
 
@@ -68,13 +65,15 @@ func (c *crowd) mayTake(stated int, capNow float64) bool {
 
 // yield reports whether to give up a slot, and for how long not to take room again: when
 // Kombo is full and this replica, with k in flight, holds more than the others plus one;
-// or when it has held everything for shareEvery (the clock restarts).
+// or when Kombo is full, no others have shown for shareEvery and no slot was left free
+// meanwhile.
 func (c *crowd) yield(room, k int, now time.Time) (time.Duration, bool) {
-	if held := c.held(); room == 0 && held > 0 && k > held+1 {
+	held := c.held()
+	switch {
+	case room == 0 && held > 0 && k > held+1:
 		return yieldQuiet, true
-	}
-	if !c.alone.IsZero() && now.Sub(c.alone) >= shareEvery {
-		c.alone = time.Time{}
+	case room == 0 && held == 0 && now.Sub(c.lastShare) >= shareEvery:
+		c.lastShare = now
 		return shareFor, true
 	}
 	return 0, false
