@@ -27,7 +27,9 @@ const (
 // It takes the limit as a bucket of B calls refilled at R per second. An epoch runs from the
 // end of an announced wait to the next refusal: the bucket was full when it began (the waits
 // are long against B/R) and is empty at the refusal, so the A calls admitted in between give
-// A = B + R·T. The first refusal gives B (what got through from the start); each later one R.
+// A = B + R·T. The first refusal gives B (what got through from the start); each later one R,
+// or, when the pace passed R during the epoch (the bucket stayed full until then), the pace
+// less what its excess over R took to empty the bucket.
 // After the first refusal, knowing nothing of R yet, the pace probes at the geometric mean of
 // a rate that would only have refilled the bucket over the epoch and its wait and the rate
 // at which calls got through, and grows from there until refused. After an estimate it paces
@@ -97,6 +99,12 @@ func (p *pace) refused(start, now, until time.Time, inFlight int) {
 	case got > p.burst:
 		r := (got - p.burst) / active
 		rough := 2 / (active * r) // the estimate's relative error, for ±1 call at each end
+		if crossed := p.rate(now) - math.Sqrt(2*p.burst*p.base*p.growth); crossed > p.rate(p.epoch) {
+			// The pace passed R during the epoch: the bucket stayed full (wasting what
+			// refilled) until then, and the pace's excess over R since emptied it. At a
+			// growth of b calls/s², that puts R sqrt(2·B·b) below the pace now.
+			r, rough = crossed, 0.15*(p.rate(now)-crossed)/crossed
+		}
 		p.base, p.growth = paceBelow*r, min(max(rough/10, paceGrowthMin), paceGrowthMax)
 	default:
 		// Refused before the bucket could have emptied at this pace: far too fast.
