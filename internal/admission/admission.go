@@ -18,6 +18,7 @@ package admission
 import (
 	"container/list"
 	"context"
+	"math/rand/v2"
 	"sync"
 	"time"
 )
@@ -75,16 +76,13 @@ type Options struct {
 	Max int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Jitter returns a random number in [0, 1), to spread holds and pauses of replicas; nil
-	// means math/rand/v2.
-	Jitter func() float64
 }
 
 // Controller admits Kombo calls. It is safe for concurrent use. Its only goroutine of its
 // own is a timer's callback that grants waiters when a hold or a pace interval ends.
 type Controller struct {
 	now    func() time.Time
-	jitter func() float64
+	jitter func() float64 // in [0, 1): spreads the holds and pauses of replicas
 
 	mu      sync.Mutex
 	slots   slots
@@ -108,12 +106,9 @@ type waiter struct {
 
 // New returns a Controller whose first call goes alone.
 func New(o Options) *Controller {
-	c := &Controller{now: o.Now, jitter: o.Jitter}
+	c := &Controller{now: o.Now, jitter: rand.Float64}
 	if c.now == nil {
 		c.now = time.Now
-	}
-	if c.jitter == nil {
-		c.jitter = randFloat
 	}
 	c.slots = newSlots(max(o.Max, 1))
 	c.pause = newPause()
@@ -168,20 +163,9 @@ func (c *Controller) Done(t Ticket, a Answer) {
 	c.doneLocked(t.t, a)
 }
 
-// Free returns how many calls could start now without waiting: 0 while paused or held,
-// otherwise the free slots less the waiters. A puller sizes its pulls with it.
-func (c *Controller) Free() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := c.now()
-	if c.pause.on || !c.hold.open(now) {
-		return 0
-	}
-	return max(c.slots.limit()-c.slots.inFlight-c.waiters.Len(), 0)
-}
-
-// Changed returns a channel closed the next time Free may have grown (an answer, a waiter
-// leaving, a hold ending, a resume). Take it before reading Free, so that no change is missed.
+// Changed returns a channel closed the next time more calls may have become able to start
+// (an answer, a waiter leaving, a hold ending, a resume). A puller sizing its pulls from
+// Stats takes it before reading Stats, so that no change is missed.
 func (c *Controller) Changed() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -194,12 +178,10 @@ func (c *Controller) Changed() <-chan struct{} {
 // Stats is a snapshot of the Controller, for metrics and logs.
 type Stats struct {
 	// Cap is the concurrency cap (before the first answer, Max: the first call still goes
-	// alone); InFlight the calls in flight; Waiting the callers blocked in Wait.
-	Cap, InFlight, Waiting int
+	// alone); InFlight the calls in flight.
+	Cap, InFlight int
 	// Held is true while paused or held: no call may start now, whatever the cap.
 	Held bool
-	// Stated is the latest Concurrency-Limit Kombo stated; 0 while none.
-	Stated int
 	// Pace is the calls per second the pacer allows; 0 while calls are not paced.
 	Pace float64
 	// HoldUntil is the end of the latest hold; it may be in the past.
@@ -213,8 +195,8 @@ func (c *Controller) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
-	return Stats{Cap: int(c.slots.cap), InFlight: c.slots.inFlight, Waiting: c.waiters.Len(),
-		Held: c.pause.on || !c.hold.open(now), Stated: c.slots.stated, Pace: c.pace.current(now),
+	return Stats{Cap: int(c.slots.cap), InFlight: c.slots.inFlight,
+		Held: c.pause.on || !c.hold.open(now), Pace: c.pace.current(now),
 		HoldUntil: c.hold.until(), MeanCall: c.meanOK}
 }
 

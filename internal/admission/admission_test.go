@@ -66,7 +66,8 @@ func refusedStating(limit int) Answer {
 // warm returns a Controller whose cap follows a stated limit of n, with n calls in flight.
 func warm(t *testing.T, maxInFlight, n int) (*Controller, []Ticket) {
 	t.Helper()
-	c := New(Options{Max: maxInFlight, Jitter: func() float64 { return 0.5 }})
+	c := New(Options{Max: maxInFlight})
+	c.jitter = func() float64 { return 0.5 }
 	c.Done(mustStart(t, c, 1)[0], stated(n, n-1)) // the first call goes alone
 	for c.Stats().Cap < n {
 		for _, tk := range mustStart(t, c, max(c.Stats().Cap-c.Stats().InFlight, 1)) {
@@ -236,7 +237,8 @@ func TestAnnouncedWaitHoldsEveryCall(t *testing.T) {
 
 func TestRefusalsAtTheFloorHoldEveryCall(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := New(Options{Max: 1, Jitter: func() float64 { return 0.5 }})
+		c := New(Options{Max: 1})
+		c.jitter = func() float64 { return 0.5 }
 		c.Done(mustStart(t, c, 1)[0], Answer{Class: Processed, Took: 10 * time.Millisecond})
 		var holds []time.Duration
 		for range 4 {
@@ -268,8 +270,8 @@ func TestPauseStopsEveryCallUntilResumed(t *testing.T) {
 		if _, ok := try(t, c); ok {
 			t.Fatal("a call started while paused")
 		}
-		if c.Free() != 0 {
-			t.Errorf("Free %d while paused, want 0", c.Free())
+		if !c.Stats().Held {
+			t.Error("Stats().Held false while paused")
 		}
 		time.Sleep(time.Minute)
 		if !c.Resume() {
@@ -291,8 +293,8 @@ func TestWaitGivesUpWithItsContext(t *testing.T) {
 		if _, err := c.Wait(ctx); err != context.DeadlineExceeded {
 			t.Fatalf("Wait with a full cap returned %v, want the context's deadline", err)
 		}
-		if s := c.Stats(); s.InFlight != 1 || s.Waiting != 0 {
-			t.Errorf("after giving up: %d in flight, %d waiting; want 1 and 0", s.InFlight, s.Waiting)
+		if inFlight, waiting := c.Stats().InFlight, c.waiters.Len(); inFlight != 1 || waiting != 0 {
+			t.Errorf("after giving up: %d in flight, %d waiting; want 1 and 0", inFlight, waiting)
 		}
 	})
 }

@@ -1,9 +1,6 @@
 package admission
 
-import (
-	"math/rand/v2"
-	"time"
-)
+import "time"
 
 // pause is the stop of every call while Kombo rejects the API key. The time paused is
 // summed, so that retry budgets do not run meanwhile.
@@ -43,5 +40,3 @@ func (p *pause) total(now time.Time) time.Duration {
 	}
 	return p.sum
 }
-
-func randFloat() float64 { return rand.Float64() }
