@@ -147,7 +147,7 @@ func (c *Controller) Wait(ctx context.Context) (Ticket, error) {
 		c.doneLocked(w.t, Answer{})
 	default:
 		c.waiters.Remove(e)
-		c.grantLocked()
+		c.grantLocked(c.now())
 	}
 	return Ticket{}, ctx.Err()
 }
@@ -194,10 +194,14 @@ type Stats struct {
 func (c *Controller) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := c.now()
-	return Stats{Cap: int(c.slots.cap), InFlight: c.slots.inFlight,
-		Held: c.pause.on || !c.hold.open(now), Pace: c.pace.current(now),
+	s := Stats{Cap: int(c.slots.cap), InFlight: c.slots.inFlight, Held: c.pause.on,
 		HoldUntil: c.hold.until(), MeanCall: c.meanOK}
+	if !c.hold.end().IsZero() || c.pace.on { // the clock only when it matters: Stats is read per call
+		now := c.now()
+		s.Held = s.Held || !c.hold.open(now)
+		s.Pace = c.pace.current(now)
+	}
+	return s
 }
 
 // Pause stops every call from starting, because Kombo rejects the API key (reason says
@@ -212,10 +216,11 @@ func (c *Controller) Pause(reason string) bool {
 func (c *Controller) Resume() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.pause.end(c.now()) {
+	now := c.now()
+	if !c.pause.end(now) {
 		return false
 	}
-	c.grantLocked()
+	c.grantLocked(now)
 	return true
 }
 
@@ -289,7 +294,7 @@ func (c *Controller) doneLocked(t *turn, a Answer) {
 	case Processed, Other:
 		c.pace.admitted(t.start)
 	}
-	c.grantLocked()
+	c.grantLocked(now)
 }
 
 // meanCall returns the mean duration of processed calls, or 5 ms before the first.
@@ -302,8 +307,7 @@ func (c *Controller) meanCall() time.Duration {
 
 // grantLocked grants waiters, oldest first, while calls may start; arms the timer when a
 // hold or the pace keeps the next one waiting; and tells watchers that Free may have grown.
-func (c *Controller) grantLocked() {
-	now := c.now()
+func (c *Controller) grantLocked(now time.Time) {
 	for c.waiters.Len() > 0 && c.mayStartLocked(now) {
 		w := c.waiters.Remove(c.waiters.Front()).(*waiter)
 		w.t = c.startLocked(now)
@@ -342,7 +346,7 @@ func (c *Controller) fire() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.timerAt = time.Time{}
-	c.grantLocked()
+	c.grantLocked(c.now())
 }
 
 func latest(a, b time.Time) time.Time {
