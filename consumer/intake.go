@@ -123,7 +123,7 @@ func (c *Consumer) kick() {
 }
 
 // pullable returns how many messages may be pulled now. Besides the calls in flight the
-// process holds at most two caps' worth of messages that want a slot (a waiting message
+// process holds at most four caps' worth of messages that want a slot (a waiting message
 // holds no slot), so that a slot that frees finds the next message at hand instead of
 // waiting for a pull's round trip; and it pulls only once a cap's worth is missing, so
 // that pulls come in batches (each pull is a subscription, a request and its messages).
@@ -141,7 +141,7 @@ func (c *Consumer) pullable() int {
 	}
 	out := int(c.outstanding.Load())
 	limit, inFlight := s.Cap, s.InFlight
-	n := 3*limit - inFlight - int(c.wanting.Load()) - out
+	n := 5*limit - inFlight - int(c.wanting.Load()) - out
 	if maxPending > 0 {
 		n = min(n, maxPending-int(c.held.Load())-out)
 	}
