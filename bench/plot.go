@@ -62,25 +62,9 @@ func plotAdaptive(path string, d, b *runResult, p params) error {
 	top.Title.Text = fmt.Sprintf("integration-deleter: Kombo allows %d calls at once, KOMBO_MAX_CONCURRENCY=%d (N=%d, L=%s)",
 		p.adaptiveLimit, p.adaptiveMax, p.n, p.latency)
 	top.Y.Label.Text = "calls"
-	var capXY, inXY plotter.XYs
-	for _, s := range d.samples {
-		capXY = append(capXY, plotter.XY{X: s.t, Y: s.cap})
-		inXY = append(inXY, plotter.XY{X: s.t, Y: s.inFlight})
-	}
-	capLine, err := plotter.NewLine(capXY)
-	if err != nil {
+	if err := addCapAndInFlight(top, d.samples); err != nil {
 		return err
 	}
-	capLine.StepStyle = plotter.PostStep
-	capLine.Color, capLine.Width = blue, vg.Points(2)
-	inLine, err := plotter.NewLine(inXY)
-	if err != nil {
-		return err
-	}
-	inLine.Color, inLine.Width = orange, vg.Points(1)
-	top.Add(plotter.NewGrid(), capLine, inLine)
-	top.Legend.Add("concurrency cap (integration_deleter_concurrency_cap)", capLine)
-	top.Legend.Add("calls in flight (integration_deleter_kombo_calls_in_flight)", inLine)
 	if err := addLimitAndRejects(top, d, limit); err != nil {
 		return err
 	}
@@ -296,17 +280,11 @@ func addStepLimit(pl *plot.Plot, r *runResult) error {
 	return nil
 }
 
-// plotLimitShift draws scenario 7: on top the daemon's cap and calls in flight (from its
-// /metrics every 50 ms), below the baseline's calls in flight as Kombo saw them; each with
-// the fake's limit as a step line and the calls it rejected per 100 ms.
-func plotLimitShift(path string, d, b *runResult, p params) error {
-	xmax := max(d.elapsed.Seconds(), b.elapsed.Seconds())
-	top := plot.New()
-	top.Title.Text = fmt.Sprintf("integration-deleter: Kombo's limit %s, %s each, KOMBO_MAX_CONCURRENCY=%d (N=%d, L=%s)",
-		limitsText(p.shiftLimits), p.shiftPhase, p.shiftMax, d.spec.n, p.latency)
-	top.Y.Label.Text = "calls"
+// addCapAndInFlight draws a daemon's cap (a step line) and its calls in flight, from the
+// scrapes of its /metrics.
+func addCapAndInFlight(pl *plot.Plot, samples []sample) error {
 	var capXY, inXY plotter.XYs
-	for _, s := range byTime(d.samples) {
+	for _, s := range samples {
 		capXY = append(capXY, plotter.XY{X: s.t, Y: s.cap})
 		inXY = append(inXY, plotter.XY{X: s.t, Y: s.inFlight})
 	}
@@ -321,9 +299,24 @@ func plotLimitShift(path string, d, b *runResult, p params) error {
 		return err
 	}
 	inLine.Color, inLine.Width = orange, vg.Points(1)
-	top.Add(plotter.NewGrid(), capLine, inLine)
-	top.Legend.Add("concurrency cap (integration_deleter_concurrency_cap)", capLine)
-	top.Legend.Add("calls in flight (integration_deleter_kombo_calls_in_flight)", inLine)
+	pl.Add(plotter.NewGrid(), capLine, inLine)
+	pl.Legend.Add("concurrency cap (integration_deleter_concurrency_cap)", capLine)
+	pl.Legend.Add("calls in flight (integration_deleter_kombo_calls_in_flight)", inLine)
+	return nil
+}
+
+// plotLimitShift draws scenario 7: on top the daemon's cap and calls in flight (from its
+// /metrics every 50 ms), below the baseline's calls in flight as Kombo saw them; each with
+// the fake's limit as a step line and the calls it rejected per 100 ms.
+func plotLimitShift(path string, d, b *runResult, p params) error {
+	xmax := max(d.elapsed.Seconds(), b.elapsed.Seconds())
+	top := plot.New()
+	top.Title.Text = fmt.Sprintf("integration-deleter: Kombo's limit %s, %s each, KOMBO_MAX_CONCURRENCY=%d (N=%d, L=%s)",
+		limitsText(p.shiftLimits), p.shiftPhase, p.shiftMax, d.spec.n, p.latency)
+	top.Y.Label.Text = "calls"
+	if err := addCapAndInFlight(top, byTime(d.samples)); err != nil {
+		return err
+	}
 	if err := addStepLimit(top, d); err != nil {
 		return err
 	}
