@@ -312,7 +312,10 @@ func crashAt(t *testing.T, point string, fail bool) {
 		reqs[k].IntegrationID = "crash:" + reqs[k].IntegrationID
 		crash[reqs[k].ID] = true
 		if fail {
-			w.fake.Script(reqs[k].IntegrationID, kombotest.Answer{Status: 400, Code: "PLATFORM.INPUT_INVALID", Message: "refused by the test"})
+			// Kombo refuses the same input every time: a call repeated by daemon-b after the
+			// kill (its claim open, daemon-a's answer not recorded) must meet the refusal too.
+			refused := kombotest.Answer{Status: 400, Code: "PLATFORM.INPUT_INVALID", Message: "refused by the test"}
+			w.fake.Script(reqs[k].IntegrationID, refused, refused, refused, refused)
 		}
 	}
 	a := w.start("daemon-a", map[string]string{"FAULT_CRASH_AT": point})
