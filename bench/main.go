@@ -333,7 +333,7 @@ func flagGiven(fs *flag.FlagSet, name string) bool {
 func runProfiledDaemon() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cfg, err := config.Load()
+	cfg, err := config.Load(os.LookupEnv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench daemon:", err)
 		return 2

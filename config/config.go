@@ -17,6 +17,7 @@ import (
 	"unicode"
 
 	"github.com/kelseyhightower/envconfig"
+
 	"github.com/nats-io/nats-server/v2/server"
 )
 
@@ -184,14 +185,14 @@ func Default() *Config {
 	return &c
 }
 
-// Load reads the configuration from the environment (envconfig), reads
+// Load reads the configuration through lookupEnv (os.LookupEnv in the daemon), reads
 // KOMBO_API_KEY_FILE when set, normalizes (trims the key, strips a trailing
 // slash from KOMBO_BASE_URL, trims STREAM_SUBJECTS entries, lowercases
 // LOG_LEVEL and LOG_FORMAT) and validates. A variable that is set, even to
 // "", overrides its default. The error joins every problem found, each
 // starting with its variable's name; it never contains a secret.
-func Load() (*Config, error) {
-	c, errs := read()
+func Load(lookupEnv func(string) (string, bool)) (*Config, error) {
+	c, errs := read(lookupEnv)
 	c.KomboAPIKey = Secret(strings.TrimSpace(c.KomboAPIKey.Reveal()))
 	keyKnown := true
 	switch {
@@ -281,6 +282,9 @@ func envVars() []envVar {
 // uses: strconv.ParseBool, strconv.ParseInt with base 0, time.ParseDuration,
 // and comma separated slices.
 func setValue(v reflect.Value, s string) error {
+	if d, ok := v.Addr().Interface().(envconfig.Decoder); ok {
+		return d.Decode(s)
+	}
 	if v.Type() == reflect.TypeFor[time.Duration]() {
 		d, err := time.ParseDuration(s)
 		if err != nil {
@@ -323,27 +327,15 @@ func setValue(v reflect.Value, s string) error {
 	return nil
 }
 
-// processError turns an error of envconfig.Process, which stops at the first
-// variable that does not parse, into one error for every variable that does
-// not parse.
-// read fills a Config from the environment with envconfig. envconfig stops at the first
-// value that does not parse; read then goes on field by field, keeping the default where
-// a value does not parse, so that Load can report every problem at once.
-func read() (Config, []error) {
-	var c Config
-	err := envconfig.Process("", &c)
-	if err == nil {
-		return c, nil
-	}
-	var pe *envconfig.ParseError
-	if !errors.As(err, &pe) {
-		return c, []error{fmt.Errorf("config: %w", err)}
-	}
-	c = *Default()
+// read fills a Config from lookupEnv: a variable that is set, even to "",
+// overrides its default; every value that does not parse is reported, and its
+// default kept.
+func read(lookupEnv func(string) (string, bool)) (Config, []error) {
+	c := *Default()
 	v := reflect.ValueOf(&c).Elem()
 	var errs []error
 	for _, ev := range envVars() {
-		s, ok := os.LookupEnv(ev.name)
+		s, ok := lookupEnv(ev.name)
 		if !ok {
 			continue
 		}
@@ -354,9 +346,6 @@ func read() (Config, []error) {
 			continue
 		}
 		f.Set(val)
-	}
-	if len(errs) == 0 { // setValue and envconfig disagree: report envconfig's
-		errs = append(errs, varErrorf(pe.KeyName, "invalid value %q: %w", pe.Value, pe.Err))
 	}
 	return c, errs
 }
@@ -873,8 +862,8 @@ func Names() []string {
 
 // LoadClient reads the configuration for the commands that only talk to NATS (request,
 // healthcheck): like Load, but the Kombo key is neither read nor required.
-func LoadClient() (*Config, error) {
-	c, errs := read()
+func LoadClient(lookupEnv func(string) (string, bool)) (*Config, error) {
+	c, errs := read(lookupEnv)
 	c.KomboAPIKey, c.KomboAPIKeyFile = "", ""
 	c.normalize()
 	if err := errors.Join(append(errs, c.problems(false)...)...); err != nil {

@@ -16,23 +16,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// clearEnv unsets every variable Config reads, for the rest of the test.
-func clearEnv(t *testing.T) {
-	t.Helper()
-	for _, ev := range envVars() {
-		t.Setenv(ev.name, "") // restores the old value after the test
-		if err := os.Unsetenv(ev.name); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// setEnv clears the environment, then sets env.
-func setEnv(t *testing.T, env map[string]string) {
-	t.Helper()
-	clearEnv(t)
-	for k, v := range env {
-		t.Setenv(k, v)
+// lookup returns a lookupEnv for Load that sees exactly env, so that tests
+// need not touch the process's environment and can run in parallel.
+func lookup(env map[string]string) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		v, ok := env[name]
+		return v, ok
 	}
 }
 
@@ -72,8 +61,8 @@ func writeFile(t *testing.T, content string) string {
 }
 
 func TestDefaultEqualsLoadWithoutEnvironment(t *testing.T) {
-	setEnv(t, map[string]string{"KOMBO_API_KEY": "k"})
-	got, err := Load()
+	t.Parallel()
+	got, err := Load(lookup(map[string]string{"KOMBO_API_KEY": "k"}))
 	if err != nil {
 		t.Fatalf("Load() error: %v", err)
 	}
@@ -88,6 +77,7 @@ func TestDefaultEqualsLoadWithoutEnvironment(t *testing.T) {
 }
 
 func TestDefaultValues(t *testing.T) {
+	t.Parallel()
 	// The contract's defaults, pinned.
 	got := Default()
 	want := &Config{
@@ -129,7 +119,8 @@ func TestDefaultValues(t *testing.T) {
 }
 
 func TestLoadValues(t *testing.T) {
-	setEnv(t, map[string]string{
+	t.Parallel()
+	env := map[string]string{
 		"KOMBO_API_KEY":         "  key\n",
 		"KOMBO_BASE_URL":        "https://api.us.kombo.dev/v1/",
 		"KOMBO_TIMEOUT":         "5s",
@@ -143,8 +134,8 @@ func TestLoadValues(t *testing.T) {
 		"MAX_DELIVER":           "5",
 		"LOG_LEVEL":             "DEBUG",
 		"LOG_FORMAT":            "Text",
-	})
-	got, err := Load()
+	}
+	got, err := Load(lookup(env))
 	if err != nil {
 		t.Fatalf("Load() error: %v", err)
 	}
@@ -168,6 +159,7 @@ func TestLoadValues(t *testing.T) {
 }
 
 func TestLoadBadValues(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "missing")
 	file := writeFile(t, "x")
@@ -258,12 +250,12 @@ func TestLoadBadValues(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			env := map[string]string{"KOMBO_API_KEY": "k"}
 			for k, v := range tt.env {
 				env[k] = v
 			}
-			setEnv(t, env)
-			got, err := Load()
+			got, err := Load(lookup(env))
 			if err == nil {
 				t.Fatalf("Load() = %+v, nil; want an error naming %v", got, tt.want)
 			}
@@ -278,6 +270,7 @@ func TestLoadBadValues(t *testing.T) {
 }
 
 func TestParseErrorMessage(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, value, want string
 	}{
@@ -288,8 +281,8 @@ func TestParseErrorMessage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
-			setEnv(t, map[string]string{"KOMBO_API_KEY": "k", tt.name: tt.value})
-			_, err := Load()
+			t.Parallel()
+			_, err := Load(lookup(map[string]string{"KOMBO_API_KEY": "k", tt.name: tt.value}))
 			if err == nil {
 				t.Fatal("Load() error = nil")
 			}
@@ -301,6 +294,7 @@ func TestParseErrorMessage(t *testing.T) {
 }
 
 func TestDuplicateWindowMessage(t *testing.T) {
+	t.Parallel()
 	c := Default()
 	c.KomboAPIKey = "k"
 	c.StreamMaxAge = 0
@@ -318,6 +312,7 @@ func TestDuplicateWindowMessage(t *testing.T) {
 }
 
 func TestKeyFile(t *testing.T) {
+	t.Parallel()
 	const key = "sk-file-0123456789"
 	tests := []struct {
 		name    string
@@ -336,6 +331,7 @@ func TestKeyFile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			path := filepath.Join(t.TempDir(), "key")
 			if tt.content != "" {
 				if err := os.WriteFile(path, []byte(tt.content), 0o600); err != nil {
@@ -346,8 +342,7 @@ func TestKeyFile(t *testing.T) {
 			if tt.envKey != "" {
 				env["KOMBO_API_KEY"] = tt.envKey
 			}
-			setEnv(t, env)
-			got, err := Load()
+			got, err := Load(lookup(env))
 			if tt.wantErr != nil {
 				if diff := cmp.Diff(errVars(err), tt.wantErr); diff != "" {
 					t.Errorf("Load() error %q names (-got +want):\n%s", err, diff)
@@ -371,8 +366,8 @@ func TestKeyFile(t *testing.T) {
 }
 
 func TestKeyFileDirectory(t *testing.T) {
-	setEnv(t, map[string]string{"KOMBO_API_KEY_FILE": t.TempDir()})
-	_, err := Load()
+	t.Parallel()
+	_, err := Load(lookup(map[string]string{"KOMBO_API_KEY_FILE": t.TempDir()}))
 	if diff := cmp.Diff(errVars(err), []string{"KOMBO_API_KEY_FILE"}); diff != "" {
 		t.Errorf("Load() error %q names (-got +want):\n%s", err, diff)
 	}
@@ -382,6 +377,7 @@ func TestKeyFileDirectory(t *testing.T) {
 }
 
 func TestBaseURL(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		url      string
 		insecure string
@@ -410,12 +406,12 @@ func TestBaseURL(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.url+" insecure="+tt.insecure, func(t *testing.T) {
+			t.Parallel()
 			env := map[string]string{"KOMBO_API_KEY": "k", "KOMBO_BASE_URL": tt.url}
 			if tt.insecure != "" {
 				env["KOMBO_ALLOW_INSECURE"] = tt.insecure
 			}
-			setEnv(t, env)
-			c, err := Load()
+			c, err := Load(lookup(env))
 			if tt.want == "" {
 				if diff := cmp.Diff(errVars(err), []string{"KOMBO_BASE_URL"}); diff != "" {
 					t.Errorf("Load() error %q names (-got +want):\n%s", err, diff)
@@ -436,6 +432,7 @@ func TestBaseURL(t *testing.T) {
 }
 
 func TestStreamSubjects(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		subjects string
 		want     []string // variables named by the error
@@ -455,8 +452,8 @@ func TestStreamSubjects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.subjects, func(t *testing.T) {
-			setEnv(t, map[string]string{"KOMBO_API_KEY": "k", "STREAM_SUBJECTS": tt.subjects})
-			_, err := Load()
+			t.Parallel()
+			_, err := Load(lookup(map[string]string{"KOMBO_API_KEY": "k", "STREAM_SUBJECTS": tt.subjects}))
 			if diff := cmp.Diff(errVars(err), tt.want); diff != "" {
 				t.Errorf("Load() error %q names (-got +want):\n%s", err, diff)
 			}
@@ -465,6 +462,7 @@ func TestStreamSubjects(t *testing.T) {
 }
 
 func TestNATSURLAccepted(t *testing.T) {
+	t.Parallel()
 	for _, u := range []string{
 		"nats://127.0.0.1:4222",
 		"nats://a:4222, nats://b:4222 ,nats://c:4222,",
@@ -476,8 +474,8 @@ func TestNATSURLAccepted(t *testing.T) {
 		"nats://[::1]:4222",
 	} {
 		t.Run(u, func(t *testing.T) {
-			setEnv(t, map[string]string{"KOMBO_API_KEY": "k", "NATS_URL": u})
-			if _, err := Load(); err != nil {
+			t.Parallel()
+			if _, err := Load(lookup(map[string]string{"KOMBO_API_KEY": "k", "NATS_URL": u})); err != nil {
 				t.Errorf("Load() error: %v", err)
 			}
 		})
@@ -485,6 +483,7 @@ func TestNATSURLAccepted(t *testing.T) {
 }
 
 func TestNATSAuthAccepted(t *testing.T) {
+	t.Parallel()
 	file := writeFile(t, "x")
 	tests := []struct {
 		name string
@@ -498,9 +497,9 @@ func TestNATSAuthAccepted(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			tt.env["KOMBO_API_KEY"] = "k"
-			setEnv(t, tt.env)
-			if _, err := Load(); err != nil {
+			if _, err := Load(lookup(tt.env)); err != nil {
 				t.Errorf("Load() error: %v", err)
 			}
 		})
@@ -508,6 +507,7 @@ func TestNATSAuthAccepted(t *testing.T) {
 }
 
 func TestValidateReportsEverything(t *testing.T) {
+	t.Parallel()
 	c := &Config{} // every field zero
 	got := errVars(c.Validate())
 	want := []string{
@@ -523,6 +523,7 @@ func TestValidateReportsEverything(t *testing.T) {
 }
 
 func TestSecretsNeverShow(t *testing.T) {
+	t.Parallel()
 	const (
 		key      = "sk-live-KEY-0123456789"
 		password = "PASSWORD-0123456789"
@@ -532,13 +533,13 @@ func TestSecretsNeverShow(t *testing.T) {
 	)
 	secrets := []string{key, password, token}
 	urlSecrets := []string{urlPass, urlToken}
-	setEnv(t, map[string]string{
+	env := map[string]string{
 		"KOMBO_API_KEY": key,
 		"NATS_USER":     "u",
 		"NATS_PASSWORD": password,
 		"NATS_URL":      "nats://u:" + urlPass + "@a:4222,nats://" + urlToken + "@b:4222",
-	})
-	c, err := Load()
+	}
+	c, err := Load(lookup(env))
 	if err != nil {
 		t.Fatalf("Load() error: %v", err)
 	}
@@ -585,8 +586,7 @@ func TestSecretsNeverShow(t *testing.T) {
 		{"KOMBO_API_KEY": key, "KOMBO_BASE_URL": "https://u:" + urlPass + "@kombo.dev:x/v1"},
 		{"KOMBO_API_KEY": key, "KOMBO_BASE_URL": "//u:" + urlPass + "@kombo.dev/v1"},
 	} {
-		setEnv(t, env)
-		_, err := Load()
+		_, err := Load(lookup(env))
 		if err == nil {
 			t.Errorf("Load() with %d variables: error = nil, want one", len(env))
 			continue
@@ -604,6 +604,7 @@ func TestSecretsNeverShow(t *testing.T) {
 }
 
 func TestLogValue(t *testing.T) {
+	t.Parallel()
 	c := Default()
 	c.KomboAPIKey = "k"
 	c.NATSURL = "nats://user:pw@a:4222,b:4222,tok@c"
@@ -636,6 +637,7 @@ func TestLogValue(t *testing.T) {
 }
 
 func TestSecret(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		s    Secret
 		want string
@@ -645,6 +647,7 @@ func TestSecret(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {
+			t.Parallel()
 			if got := tt.s.Reveal(); got != string(tt.s) {
 				t.Errorf("Reveal() = %q, want %q", got, string(tt.s))
 			}
@@ -685,6 +688,7 @@ func TestSecret(t *testing.T) {
 }
 
 func TestSlogLevel(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		level string
 		want  slog.Level
@@ -697,6 +701,7 @@ func TestSlogLevel(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.level, func(t *testing.T) {
+			t.Parallel()
 			c := &Config{LogLevel: tt.level}
 			if got := c.SlogLevel(); got != tt.want {
 				t.Errorf("SlogLevel() = %v, want %v", got, tt.want)
@@ -706,30 +711,31 @@ func TestSlogLevel(t *testing.T) {
 }
 
 func TestVarErrorUnwraps(t *testing.T) {
-	setEnv(t, map[string]string{"KOMBO_API_KEY_FILE": filepath.Join(t.TempDir(), "missing")})
-	_, err := Load()
+	t.Parallel()
+	_, err := Load(lookup(map[string]string{"KOMBO_API_KEY_FILE": filepath.Join(t.TempDir(), "missing")}))
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Load() error = %v, want one matching os.ErrNotExist", err)
 	}
 }
 
 func TestLoadClientNeedsNoKey(t *testing.T) {
-	t.Setenv("KOMBO_API_KEY", "")
-	t.Setenv("NATS_URL", "nats://127.0.0.1:4333")
-	c, err := LoadClient()
+	t.Parallel()
+	env := map[string]string{"KOMBO_API_KEY": "", "NATS_URL": "nats://127.0.0.1:4333"}
+	c, err := LoadClient(lookup(env))
 	if err != nil {
 		t.Fatalf("LoadClient() = %v, want no error without a key", err)
 	}
 	if got, want := c.NATSURL, "nats://127.0.0.1:4333"; got != want {
 		t.Errorf("NATSURL = %q, want %q", got, want)
 	}
-	t.Setenv("MAX_ACK_PENDING", "0")
-	if _, err := LoadClient(); err == nil || !strings.Contains(err.Error(), "MAX_ACK_PENDING") {
+	env["MAX_ACK_PENDING"] = "0"
+	if _, err := LoadClient(lookup(env)); err == nil || !strings.Contains(err.Error(), "MAX_ACK_PENDING") {
 		t.Errorf("LoadClient() = %v, want an error naming MAX_ACK_PENDING", err)
 	}
 }
 
 func TestNamesListsEveryVariable(t *testing.T) {
+	t.Parallel()
 	names := Names()
 	for _, want := range []string{"KOMBO_API_KEY", "NATS_URL", "SHUTDOWN_TIMEOUT", "LOG_FORMAT"} {
 		if !slices.Contains(names, want) {
@@ -743,6 +749,7 @@ func TestNamesListsEveryVariable(t *testing.T) {
 // parsed URL, so the user info must end at the last "@" of an entry, and no "//" inside a
 // password may be taken for the scheme's.
 func TestRedactURLsOddPasswords(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ in, want string }{
 		{"nats://user:pw@a:4222,b:4222,tok@c", "nats://xxxxx@a:4222,b:4222,xxxxx@c"},
 		{"nats://a:4222, nats://b:4222", "nats://a:4222, nats://b:4222"},
@@ -779,8 +786,7 @@ func TestRedactURLsOddPasswords(t *testing.T) {
 			}
 			in := fmt.Sprintf(form, secret)
 			outputs := []string{redactURLs(in)}
-			setEnv(t, map[string]string{"KOMBO_API_KEY": "k", "NATS_URL": in})
-			c, err := Load()
+			c, err := Load(lookup(map[string]string{"KOMBO_API_KEY": "k", "NATS_URL": in}))
 			if err != nil {
 				outputs = append(outputs, err.Error())
 			} else {

@@ -70,7 +70,7 @@ func loadConfig(t *testing.T, env map[string]string) (*config.Config, error) {
 			t.Fatal(err)
 		}
 	}
-	return config.Load()
+	return config.Load(os.LookupEnv)
 }
 
 // imageTags returns the images `make images` (scripts/images.sh) builds, name to tag.

@@ -148,7 +148,7 @@ See the README for their meaning and defaults.`
 	if _, err := parseFlags("run", doc, args, stdout, stderr, nil); err != nil {
 		return helpOK(err)
 	}
-	cfg, err := config.Load()
+	cfg, err := config.Load(os.LookupEnv)
 	if err != nil {
 		return usageError{fmt.Errorf("configuration:\n%w", err)}
 	}
@@ -181,7 +181,7 @@ in time.`, args, stdout, stderr, func(fs *flag.FlagSet) {
 	if len(ids) == 0 {
 		return usageError{errors.New("request: give at least one integration id")}
 	}
-	cfg, err := config.LoadClient()
+	cfg, err := config.LoadClient(os.LookupEnv)
 	if err != nil {
 		return usageError{fmt.Errorf("configuration:\n%w", err)}
 	}
@@ -271,7 +271,7 @@ func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer
 		args, stdout, stderr, nil); err != nil {
 		return helpOK(err)
 	}
-	cfg, err := config.LoadClient()
+	cfg, err := config.LoadClient(os.LookupEnv)
 	if err != nil {
 		return usageError{fmt.Errorf("configuration:\n%w", err)}
 	}
