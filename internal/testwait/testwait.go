@@ -1,21 +1,17 @@
 // Package testwait waits in tests for a condition that other goroutines or processes make
-// true.
+// true. It is testkit.WaitFor under its older name, for the tests that still call it.
 package testwait
 
 import (
 	"testing"
 	"time"
+
+	"github.com/kombo-ops/integration-deleter/internal/testkit"
 )
 
 // For polls cond every 10 ms until it holds, and fails tb when it still does not after
-// timeout, naming what it waited for.
+// timeout, naming what it waited for. It is testkit.WaitFor.
 func For(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitFor(tb, timeout, what, cond)
 }
