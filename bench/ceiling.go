@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -31,17 +30,15 @@ func ceiling(ctx context.Context, n, c int, o kombotest.Options) (time.Duration,
 			mu.Unlock()
 		}
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	baseURL, stop, err := kombotest.Serve("127.0.0.1:0", fake)
 	if err != nil {
 		return 0, 0, err
 	}
-	srv := &http.Server{Handler: fake, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
 	defer func() {
 		fake.Close()
-		_ = srv.Close()
+		stop()
 	}()
-	kc, err := kombo.New(kombo.Options{BaseURL: "http://" + ln.Addr().String() + "/v1", APIKey: "bench"})
+	kc, err := kombo.New(kombo.Options{BaseURL: baseURL, APIKey: "bench"})
 	if err != nil {
 		return 0, 0, err
 	}

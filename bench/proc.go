@@ -6,15 +6,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kombo-ops/integration-deleter/internal/testkit"
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat: 100 on every Linux
@@ -132,86 +131,28 @@ func peakRSS(pid int) (uint64, error) {
 	return 0, errors.New("no VmHWM in /proc/pid/status")
 }
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-var httpc = &http.Client{Timeout: 2 * time.Second}
-
-// waitReady polls url until it answers 200, the process exits, or timeout passes.
-func waitReady(ctx context.Context, p *proc, url string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+// waitReady polls the daemon's /readyz until it answers 200 (or, for a baseline, readyFile
+// until it exists), the process exits, or timeout passes.
+func (p *proc) waitReady(ctx context.Context, readyFile string, timeout time.Duration) error {
+	gone := func() error {
 		if p.exited() {
-			return fmt.Errorf("%s exited before it was ready: %v\n%s", p.name, p.err, p.tail(20))
+			return fmt.Errorf("%s exited before it was ready: %v", p.name, p.err)
 		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if resp, err := httpc.Do(req); err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
+		return nil
 	}
-	return fmt.Errorf("%s not ready after %s\n%s", p.name, timeout, p.tail(20))
-}
-
-// waitFile polls for path until it exists, the process exits, or timeout passes.
-func waitFile(ctx context.Context, p *proc, path string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat(path); err == nil {
-			return nil
-		}
-		if p.exited() {
-			return fmt.Errorf("%s exited before it was ready: %v\n%s", p.name, p.err, p.tail(20))
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
+	var err error
+	if p.httpURL != "" {
+		err = testkit.WaitReady(ctx, p.httpURL+"/readyz", timeout, gone)
+	} else {
+		err = testkit.Poll(ctx, 20*time.Millisecond, timeout, func() (bool, string, error) {
+			_, statErr := os.Stat(readyFile)
+			return statErr == nil, fmt.Sprint(statErr), gone()
+		})
 	}
-	return fmt.Errorf("%s not ready after %s\n%s", p.name, timeout, p.tail(20))
-}
-
-// scrape reads the named gauges from a Prometheus text exposition at url.
-func scrape(ctx context.Context, url string, names ...string) (map[string]float64, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := httpc.Do(req)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("%s: %w\n%s", p.name, err, p.tail(20))
 	}
-	defer resp.Body.Close()
-	out := make(map[string]float64, len(names))
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		for _, n := range names {
-			if rest, ok := strings.CutPrefix(line, n+" "); ok {
-				if v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64); err == nil {
-					out[n] = v
-				}
-			}
-		}
-	}
-	return out, sc.Err()
+	return nil
 }
 
 // machineTicks returns the busy and total CPU time of the whole machine so far, in seconds

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kombo-ops/integration-deleter/daemon"
+	"github.com/kombo-ops/integration-deleter/internal/testkit"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
 
@@ -262,29 +262,26 @@ func (e *env) run(ctx context.Context, s runSpec) (res *runResult) {
 	})
 	// One listener per replica, all serving the same fake, so that each call says which
 	// replica made it (replicaHeader).
-	var servers []*http.Server
+	var stops []func()
 	defer func() {
 		fake.Close()
-		for _, srv := range servers {
-			_ = srv.Close()
+		for _, stop := range stops {
+			stop()
 		}
 	}()
 	komboURLs := make([]string, s.replicas)
 	for i := range s.replicas {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		tag := strconv.Itoa(i + 1)
+		url, stop, err := kombotest.Serve("127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r.Header.Set(replicaHeader, tag)
+			fake.ServeHTTP(w, r)
+		}))
 		if err != nil {
 			res.err = err
 			return res
 		}
-		tag := strconv.Itoa(i + 1)
-		srv := &http.Server{ReadHeaderTimeout: 5 * time.Second,
-			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				r.Header.Set(replicaHeader, tag)
-				fake.ServeHTTP(w, r)
-			})}
-		servers = append(servers, srv)
-		go func() { _ = srv.Serve(ln) }()
-		komboURLs[i] = "http://" + ln.Addr().String() + "/v1"
+		stops = append(stops, stop)
+		komboURLs[i] = url
 	}
 
 	// A fresh stream and durable consumer, the same for the daemon and the baseline.
@@ -334,7 +331,7 @@ func (e *env) run(ctx context.Context, s runSpec) (res *runResult) {
 		logPath := filepath.Join(e.dir, name+".log")
 		var p *proc
 		if s.kind == "daemon" {
-			addr, err := freeAddr()
+			addr, err := testkit.FreeAddr()
 			if err != nil {
 				res.err = err
 				return res
@@ -359,7 +356,7 @@ func (e *env) run(ctx context.Context, s runSpec) (res *runResult) {
 			}
 			p.httpURL = "http://" + addr
 			procs = append(procs, p)
-			if err := waitReady(ctx, p, p.httpURL+"/readyz", 30*time.Second); err != nil {
+			if err := p.waitReady(ctx, "", 30*time.Second); err != nil {
 				res.err = err
 				return res
 			}
@@ -378,7 +375,7 @@ func (e *env) run(ctx context.Context, s runSpec) (res *runResult) {
 				return res
 			}
 			procs = append(procs, p)
-			if err := waitFile(ctx, p, ready, 30*time.Second); err != nil {
+			if err := p.waitReady(ctx, ready, 30*time.Second); err != nil {
 				res.err = err
 				return res
 			}
@@ -444,11 +441,13 @@ func (e *env) run(ctx context.Context, s runSpec) (res *runResult) {
 				tick := time.NewTicker(50 * time.Millisecond)
 				defer tick.Stop()
 				for {
-					m, err := scrape(ctx, p.httpURL+"/metrics", "integration_deleter_concurrency_cap", "integration_deleter_kombo_calls_in_flight")
+					m, err := testkit.ScrapeMetrics(ctx, p.httpURL+"/metrics")
 					if err == nil {
+						capNow, _ := m.Sum("integration_deleter_concurrency_cap")
+						inFlight, _ := m.Sum("integration_deleter_kombo_calls_in_flight")
 						mu.Lock()
 						res.samples = append(res.samples, sample{t: time.Since(t0).Seconds(), replica: i,
-							cap: m["integration_deleter_concurrency_cap"], inFlight: m["integration_deleter_kombo_calls_in_flight"]})
+							cap: capNow, inFlight: inFlight})
 						mu.Unlock()
 					}
 					select {
