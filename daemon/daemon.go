@@ -1,15 +1,16 @@
 // Package daemon runs integration-deleter: it wires config, logger, Kombo client, NATS,
-// consumer and HTTP server, in that order, and shuts them down in the reverse one.
+// consumer and HTTP server, in that order, runs them as one group and shuts them down in
+// a fixed order within SHUTDOWN_TIMEOUT.
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,56 +36,113 @@ type Options struct {
 	Logger *slog.Logger
 	// OnListen, when set, is called with the HTTP server's address once it listens.
 	OnListen func(addr string)
-	// Registry receives the metrics; nil means a new one with Go and process collectors.
-	Registry *prometheus.Registry
+
+	// listen makes the HTTP listener; nil means net.Listen. Tests set it to break or
+	// watch the listener.
+	listen func(network, address string) (net.Listener, error)
 }
 
-// Run runs the daemon until ctx is done, then shuts down in the fixed order: stop
-// pulling, finish calls in flight (within SHUTDOWN_TIMEOUT), nak what waits, drain NATS,
-// stop the HTTP server. It returns nil after a clean shutdown.
+// budgets are the shares of SHUTDOWN_TIMEOUT the steps of the shutdown may take, in
+// their order. consumer, drain and http add up to the whole, so that the daemon has
+// stopped within SHUTDOWN_TIMEOUT of the signal.
+type budgets struct {
+	calls    time.Duration // calls in flight finish (consumer.Options.ShutdownTimeout)…
+	consumer time.Duration // …then the consumer naks what they leave and returns
+	drain    time.Duration // NATS drains: acks and publishes still buffered are flushed
+	http     time.Duration // the HTTP server ends the requests it is serving
+}
+
+func shutdownBudgets(total time.Duration) budgets {
+	b := budgets{drain: total * 15 / 100, http: total / 10}
+	b.consumer = total - b.drain - b.http
+	b.calls = total * 7 / 10
+	return b
+}
+
+// Run runs the daemon until ctx is done or one of its parts fails (the consumer cannot
+// bind, the NATS connection closes, the HTTP listener dies). Then it shuts down in the
+// fixed order — stop pulling, finish calls in flight, nak what waits, drain NATS, stop the
+// HTTP server — within SHUTDOWN_TIMEOUT. It returns nil after a clean shutdown asked for
+// by ctx, else an error naming the part that failed or did not stop in time.
 func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if o.Version == "" {
-		o.Version = "dev"
-	}
-	log.Info("starting integration-deleter", "version", o.Version, "config", cfg)
+	version := cmp.Or(o.Version, "dev")
+	log.Info("starting integration-deleter", "version", version, "config", cfg)
+	b := shutdownBudgets(cfg.ShutdownTimeout)
 
-	kc, err := kombo.New(kombo.Options{
-		BaseURL:   cfg.KomboBaseURL,
-		APIKey:    cfg.KomboAPIKey.Reveal(),
-		UserAgent: "integration-deleter/" + o.Version,
-		Timeout:   cfg.KomboTimeout,
-	})
-	if err != nil {
-		return fmt.Errorf("daemon: kombo client: %w", err)
-	}
-
-	natsURL := cfg.NATSURL
-	if cfg.NATSEmbedded {
-		emb, err := StartEmbedded(cfg.NATSURL, cfg.NATSEmbeddedDir, log)
-		if err != nil {
-			return err
-		}
-		defer emb.Shutdown()
-		natsURL = emb.ClientURL()
-	}
-	nc, closed, err := Connect(natsURL, cfg, log)
+	nc, closed, stopNATS, err := connectNATS(cfg, log)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	defer stopNATS()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cons, err := newConsumer(nc, cfg, version, b.calls, log, reg)
 	if err != nil {
-		return fmt.Errorf("daemon: jetstream: %w", err)
+		return err
+	}
+	listen := o.listen
+	if listen == nil {
+		listen = net.Listen
+	}
+	ln, err := listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("daemon: listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+	}
+	log.Info("serving /healthz, /readyz, /metrics", "addr", ln.Addr().String())
+	if o.OnListen != nil {
+		o.OnListen(ln.Addr().String())
 	}
 
-	reg := o.Registry
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := serve(ctx, b, log, cons, nc, closed, ln, reg); err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	log.Info("stopped cleanly")
+	return nil
+}
+
+// connectNATS connects to NATS_URL, or first starts the embedded server when
+// NATS_EMBEDDED asks for it. stop closes the connection and stops that server.
+func connectNATS(cfg *config.Config, log *slog.Logger) (nc *nats.Conn, closed <-chan struct{}, stop func(), err error) {
+	if !cfg.NATSEmbedded {
+		nc, closed, err = Connect(cfg.NATSURL, cfg, log)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return nc, closed, nc.Close, nil
+	}
+	emb, err := StartEmbedded(cfg.NATSURL, cfg.NATSEmbeddedDir, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	nc, closed, err = Connect(emb.ClientURL(), cfg, log)
+	if err != nil {
+		emb.Shutdown()
+		return nil, nil, nil, err
+	}
+	return nc, closed, func() { nc.Close(); emb.Shutdown() }, nil
+}
+
+// newConsumer makes the Kombo client and the consumer that calls it, with its metrics in
+// reg; calls in flight get callsBudget to finish at shutdown.
+func newConsumer(nc *nats.Conn, cfg *config.Config, version string, callsBudget time.Duration,
+	log *slog.Logger, reg *prometheus.Registry,
+) (*consumer.Consumer, error) {
+	kc, err := kombo.New(kombo.Options{
+		BaseURL:   cfg.KomboBaseURL,
+		APIKey:    cfg.KomboAPIKey.Reveal(),
+		UserAgent: "integration-deleter/" + version,
+		Timeout:   cfg.KomboTimeout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("daemon: kombo client: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("daemon: jetstream: %w", err)
 	}
 	cons, err := consumer.New(js, kc, consumer.Options{
 		Stream: consumer.StreamOptions{
@@ -116,69 +174,73 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		BackoffInitial:    cfg.KomboBackoffInitial,
 		BackoffMax:        cfg.KomboBackoffMax,
 		AuthProbeInterval: cfg.AuthProbeInterval,
-		ShutdownTimeout:   cfg.ShutdownTimeout * 4 / 5, // the rest is for draining NATS
+		ShutdownTimeout:   callsBudget,
 		Logger:            log,
 		Metrics:           consumer.NewMetrics(reg),
 	})
 	if err != nil {
-		return fmt.Errorf("daemon: %w", err)
+		return nil, fmt.Errorf("daemon: %w", err)
 	}
+	return cons, nil
+}
 
-	var shuttingDown atomic.Bool
-	stopFlag := context.AfterFunc(ctx, func() { shuttingDown.Store(true) })
-	defer stopFlag()
+// serve runs the consumer, the NATS connection and the HTTP server as one group until
+// ctx is done or one of them returns, then stops them in that order, each within its
+// budget: the consumer stops pulling, lets calls in flight finish and naks what waits;
+// NATS drains; the HTTP server, which answered /readyz 503 from the start of the
+// shutdown, stops last with a context of its own.
+func serve(ctx context.Context, b budgets, log *slog.Logger, cons *consumer.Consumer, nc *nats.Conn,
+	closed <-chan struct{}, ln net.Listener, reg *prometheus.Registry,
+) error {
+	var stopping atomic.Bool
 	ready := func() error {
 		switch {
-		case shuttingDown.Load():
+		case stopping.Load():
 			return errors.New("shutting down")
 		case !nc.IsConnected():
 			return fmt.Errorf("not connected to NATS (%s)", nc.Status())
 		}
 		return cons.Ready()
 	}
+	srv := &http.Server{Handler: handler(ready, reg), ReadHeaderTimeout: 5 * time.Second}
 
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("daemon: listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
-	}
-	srv := &http.Server{Handler: Handler(ready, reg), ReadHeaderTimeout: 5 * time.Second}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("HTTP server failed", "err", err)
+	var g group
+	consCtx, stopConsumer := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopConsumer()
+	g.add("consumer", b.consumer, func() error { return cons.Run(consCtx) }, func(context.Context) {
+		stopping.Store(true)
+		stopConsumer()
+	})
+	var draining atomic.Bool
+	g.add("NATS", b.drain, func() error {
+		<-closed
+		if !draining.Load() {
+			return errors.New("connection closed")
+		}
+		return nil
+	}, func(context.Context) {
+		draining.Store(true)
+		if err := nc.Drain(); err != nil {
+			nc.Close() // not connected: nothing to flush
 		}
 	})
-	log.Info("serving /healthz, /readyz, /metrics", "addr", ln.Addr().String())
-	if o.OnListen != nil {
-		o.OnListen(ln.Addr().String())
-	}
-
-	runErr := cons.Run(ctx)
-
-	// Drain NATS: pending acks and publishes are flushed before the connection closes.
-	if err := nc.Drain(); err == nil {
-		select {
-		case <-closed:
-		case <-time.After(max(cfg.ShutdownTimeout/5, 2*time.Second)):
-			log.Warn("NATS drain did not finish in time")
+	g.add("HTTP server", b.http, func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
 		}
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("HTTP server shutdown", "err", err)
-	}
-	wg.Wait()
-	if runErr != nil {
-		return fmt.Errorf("daemon: %w", runErr)
-	}
-	log.Info("stopped cleanly")
-	return nil
+		return nil
+	}, func(ctx context.Context) {
+		if err := srv.Shutdown(ctx); err != nil {
+			log.Warn("HTTP server: requests still served at the end of its shutdown budget; closing them", "err", err)
+			_ = srv.Close()
+		}
+	})
+	return g.run(ctx)
 }
 
-// Handler serves /healthz (200 while the process works), /readyz (200 only while ready
+// handler serves /healthz (200 while the process works), /readyz (200 only while ready
 // returns nil, else 503 with the reason) and /metrics.
-func Handler(ready func() error, reg *prometheus.Registry) http.Handler {
+func handler(ready func() error, reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")

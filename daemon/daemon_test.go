@@ -110,21 +110,23 @@ type running struct {
 }
 
 // start runs the daemon with cfg and waits until its HTTP server listens. The test's
-// cleanup stops it.
-func start(t *testing.T, cfg *config.Config) *running {
+// cleanup stops it. listen, when given, makes the HTTP listener.
+func start(t *testing.T, cfg *config.Config, listen ...func(network, address string) (net.Listener, error)) *running {
 	t.Helper()
 	logs := &logBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	addrs := make(chan string, 1)
 	r := &running{t: t, logs: logs, cancel: cancel, done: make(chan error, 1),
 		http: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
-	go func() {
-		r.done <- daemon.Run(ctx, cfg, daemon.Options{
-			Version:  "test",
-			Logger:   slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-			OnListen: func(addr string) { addrs <- addr },
-		})
-	}()
+	o := daemon.Options{
+		Version:  "test",
+		Logger:   slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		OnListen: func(addr string) { addrs <- addr },
+	}
+	for _, l := range listen {
+		o = daemon.WithListen(o, l)
+	}
+	go func() { r.done <- daemon.Run(ctx, cfg, o) }()
 	t.Cleanup(func() {
 		r.stop()
 		if t.Failed() {
