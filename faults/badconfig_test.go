@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kombo-ops/integration-deleter/internal/testkit"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
 
@@ -26,7 +27,7 @@ func TestBadConfig(t *testing.T) {
 	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	closed := "nats://127.0.0.1:" + strconv.Itoa(freePort(t))
+	closed := "nats://127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))
 	base := map[string]string{"KOMBO_API_KEY": apiKey, "NATS_URL": closed, "HTTP_ADDR": "127.0.0.1:0"}
 
 	for _, tc := range []struct {

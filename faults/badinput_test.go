@@ -158,7 +158,7 @@ func TestBadInput(t *testing.T) {
 			continue // reported by checkTally
 		}
 		r := rs[0]
-		isInvalid := r.Status == "failed" && r.code() == "EVENT.INVALID"
+		isInvalid := r.Status == "failed" && r.Code() == "EVENT.INVALID"
 		switch {
 		case c.want == invalid || (c.want == deletedOr && isInvalid):
 			if !isInvalid || r.Attempts != 0 || r.Error.Message == "" || !strings.Contains(r.Error.Message, c.inMsg) {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kombo-ops/integration-deleter/internal/testwait"
+	"github.com/kombo-ops/integration-deleter/internal/testkit"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
 
@@ -30,7 +30,7 @@ func TestCase1Kill9(t *testing.T) {
 	thresholds := []int{n * (10 + r.IntN(15)) / 100, n * (35 + r.IntN(15)) / 100, n * (60 + r.IntN(20)) / 100}
 	var kills []string
 	for i, th := range thresholds {
-		testwait.For(t, 2*time.Minute, fmt.Sprintf("%d results before kill %d", th, i+1), func() bool { return resultCount(w.js) >= th })
+		testkit.WaitFor(t, 2*time.Minute, fmt.Sprintf("%d results before kill %d", th, i+1), func() bool { return resultCount(w.js) >= th })
 		time.Sleep(time.Duration(r.IntN(50)) * time.Millisecond) // a random moment, not a wait for a condition
 		inFlight := w.fake.Stats().InFlight
 		d.kill()
@@ -63,13 +63,13 @@ func TestCase2NATSRestart(t *testing.T) {
 
 	began := time.Now()
 	publish(t, w.js, reqs)
-	testwait.For(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
+	testkit.WaitFor(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
 	before := resultCount(w.js)
 	inFlight := w.fake.Stats().InFlight
 	w.nats.stop()
 	down := time.Now()
 	var readyz string
-	testwait.For(t, 15*time.Second, "/readyz to answer 503 while NATS is down", func() bool {
+	testkit.WaitFor(t, 15*time.Second, "/readyz to answer 503 while NATS is down", func() bool {
 		code, body := d.get("/readyz")
 		readyz = strings.TrimSpace(body)
 		return code == http.StatusServiceUnavailable
@@ -106,7 +106,7 @@ func TestCase3ConsumerDeletedProvision(t *testing.T) {
 
 	began := time.Now()
 	publish(t, w.js, reqs)
-	testwait.For(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
+	testkit.WaitFor(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
 	at := resultCount(w.js)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -114,7 +114,7 @@ func TestCase3ConsumerDeletedProvision(t *testing.T) {
 		t.Fatalf("delete the consumer: %v", err)
 	}
 	deleted := time.Now()
-	testwait.For(t, 30*time.Second, "the daemon to recreate the consumer", w.consumerExists)
+	testkit.WaitFor(t, 30*time.Second, "the daemon to recreate the consumer", w.consumerExists)
 	recreated := time.Since(deleted)
 	tl := waitDone(t, w.js, ids(reqs), 3*time.Minute)
 	took := time.Since(began)
@@ -147,13 +147,13 @@ func TestCase3ConsumerDeletedNoProvision(t *testing.T) {
 
 	began := time.Now()
 	publish(t, w.js, reqs)
-	testwait.For(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
+	testkit.WaitFor(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
 	at := resultCount(w.js)
 	if err := w.js.DeleteConsumer(ctx, streamName, consumerName); err != nil {
 		t.Fatalf("delete the consumer: %v", err)
 	}
 	var readyz string
-	testwait.For(t, 30*time.Second, "/readyz to answer 503 naming the consumer", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "/readyz to answer 503 naming the consumer", func() bool {
 		code, body := d.get("/readyz")
 		readyz = strings.TrimSpace(body)
 		return code == http.StatusServiceUnavailable && strings.Contains(readyz, "consumer")
@@ -279,13 +279,13 @@ func TestCase5KeyRejected(t *testing.T) {
 
 	began := time.Now()
 	publish(t, w.js, reqs)
-	testwait.For(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
+	testkit.WaitFor(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
 	if err := w.fake.Update(func(o *kombotest.Options) { o.RejectKey = true }); err != nil {
 		t.Fatal(err)
 	}
 	rejected := time.Now()
 	var readyz string
-	testwait.For(t, 10*time.Second, "/readyz to answer 503 (paused)", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "/readyz to answer 503 (paused)", func() bool {
 		code, body := d.get("/readyz")
 		readyz = strings.TrimSpace(body)
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "paused")
@@ -385,15 +385,15 @@ func TestCase6TwoReplicas(t *testing.T) {
 	if st.RejectedConcurrency == 0 {
 		t.Errorf("Kombo never rejected a call for concurrency: the case does not test what it says")
 	}
-	doneA := a.metric("integration_deleter_requests_total", "")
-	doneB := b.metric("integration_deleter_requests_total", "")
-	redeliveries := a.metric("integration_deleter_redeliveries_total", "") + b.metric("integration_deleter_redeliveries_total", "")
+	doneA := a.metric("integration_deleter_requests_total")
+	doneB := b.metric("integration_deleter_requests_total")
+	redeliveries := a.metric("integration_deleter_redeliveries_total") + b.metric("integration_deleter_redeliveries_total")
 	report(t, row{Case: "6 two replicas, Kombo limit 12 < 2×16", In: tl.in, Stored: tl.stored, Lost: tl.lost, Dup: tl.dup,
 		CallsPerReq: deletesPerRequest(w.fake, n), Took: took,
 		Notes: fmt.Sprintf("finished by a/b %.0f/%.0f; %d of %d calls rejected for concurrency (%.0f%%); at most %d in flight at Kombo; "+
 			"caps at the end %.0f/%.0f; %d calls of one request at once; %.0f redeliveries",
 			doneA, doneB, st.RejectedConcurrency, st.Deletes, 100*float64(st.RejectedConcurrency)/float64(max(st.Deletes, 1)),
-			st.MaxInFlight, a.metric("integration_deleter_concurrency_cap", ""), b.metric("integration_deleter_concurrency_cap", ""),
+			st.MaxInFlight, a.metric("integration_deleter_concurrency_cap"), b.metric("integration_deleter_concurrency_cap"),
 			overlaps, redeliveries)})
 }
 
@@ -426,7 +426,7 @@ func TestCase7Panic(t *testing.T) {
 		res := rs[0]
 		switch {
 		case panicky[q.ID]:
-			if res.Status != "failed" || res.code() != "DELETER.INTERNAL" || res.Attempts != 0 || res.Error.Message == "" ||
+			if res.Status != "failed" || res.Code() != "DELETER.INTERNAL" || res.Attempts != 0 || res.Error.Message == "" ||
 				res.IntegrationID != q.IntegrationID {
 				t.Errorf("request %s (panics): got %s, want failed DELETER.INTERNAL with a message, attempts 0", q.ID, res.raw)
 			}
@@ -471,7 +471,7 @@ func TestCase8MaxDeliver(t *testing.T) {
 	began := time.Now()
 	publish(t, w.js, []request{{ID: "poison", IntegrationID: poison}})
 	for i := 1; i <= 2; i++ {
-		testwait.For(t, 30*time.Second, fmt.Sprintf("DELETE %d of %s to hang at Kombo", i, poison), func() bool {
+		testkit.WaitFor(t, 30*time.Second, fmt.Sprintf("DELETE %d of %s to hang at Kombo", i, poison), func() bool {
 			return len(w.fake.CallsFor(poison)) >= i
 		})
 		d.kill()
@@ -487,7 +487,7 @@ func TestCase8MaxDeliver(t *testing.T) {
 	poisonRes := tl.byID["poison"]
 	if len(poisonRes) == 1 {
 		res := poisonRes[0]
-		if res.Status != "failed" || res.code() != "DELETER.MAX_DELIVERIES" || res.IntegrationID != poison || res.Attempts != 2 {
+		if res.Status != "failed" || res.Code() != "DELETER.MAX_DELIVERIES" || res.IntegrationID != poison || res.Attempts != 2 {
 			t.Errorf("the request the server gave up on: got %s, want failed DELETER.MAX_DELIVERIES, attempts 2", res.raw)
 		}
 	}
@@ -501,7 +501,7 @@ func TestCase8MaxDeliver(t *testing.T) {
 	}
 	res := ""
 	if len(poisonRes) > 0 {
-		res = poisonRes[0].code()
+		res = poisonRes[0].Code()
 	}
 	report(t, row{Case: "8 MaxDeliver=2 reached by kill -9 ×2", In: tl.in, Stored: tl.stored, Lost: tl.lost, Dup: tl.dup,
 		CallsPerReq: deletesPerRequest(w.fake, n+1), Took: took,
@@ -523,7 +523,7 @@ func TestCase9SIGTERM(t *testing.T) {
 
 	began := time.Now()
 	publish(t, w.js, reqs)
-	testwait.For(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
+	testkit.WaitFor(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
 	// Slow calls from now on, so that calls are in flight when SIGTERM comes.
 	const slow = 800 * time.Millisecond
 	if err := w.fake.Update(func(o *kombotest.Options) { o.Latency, o.LatencyJitter = slow, 0 }); err != nil {
@@ -531,7 +531,7 @@ func TestCase9SIGTERM(t *testing.T) {
 	}
 	switched := time.Now()
 	var inFlight []string
-	testwait.For(t, 10*time.Second, "only slow calls in flight", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "only slow calls in flight", func() bool {
 		inFlight = nil
 		for _, c := range w.fake.Calls() {
 			if c.Method == http.MethodDelete && c.End.IsZero() {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kombo-ops/integration-deleter/internal/testkit"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
 
@@ -55,7 +55,7 @@ type natsServer struct {
 func startNATS(t *testing.T, mod func(*server.Options)) *natsServer {
 	t.Helper()
 	o := &server.Options{
-		ServerName: "faults", Host: "127.0.0.1", Port: freePort(t),
+		ServerName: "faults", Host: "127.0.0.1", Port: testkit.FreePort(t),
 		JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
 	}
 	if mod != nil {
@@ -121,16 +121,6 @@ func createStream(t *testing.T, js jetstream.JetStream) {
 	if err != nil {
 		t.Fatalf("create stream: %v", err)
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // ---------------------------------------------------------------------------------------
@@ -202,34 +192,12 @@ func publishRaw(t *testing.T, js jetstream.JetStream, data []byte, hdr map[strin
 	}
 }
 
-// result is a result event as the contract describes it.
+// result is a stored result event, with where and how it was stored.
 type result struct {
-	RequestID     string `json:"request_id"`
-	IntegrationID string `json:"integration_id"`
-	Status        string `json:"status"`
-	NotFound      *bool  `json:"not_found"`
-	Attempts      int    `json:"attempts"`
-	Error         *struct {
-		Code       string `json:"code"`
-		Title      string `json:"title"`
-		Message    string `json:"message"`
-		LogURL     string `json:"log_url"`
-		HTTPStatus int    `json:"http_status"`
-	} `json:"error"`
-	RequestedBy string `json:"requested_by"`
-	Reason      string `json:"reason"`
-	CompletedAt string `json:"completed_at"`
-
+	testkit.Result
 	subject string
 	raw     []byte
 	msgID   string
-}
-
-func (r result) code() string {
-	if r.Error == nil {
-		return ""
-	}
-	return r.Error.Code
 }
 
 // streamCounts returns how many requests and results the stream holds.
@@ -268,7 +236,7 @@ func storedResults(ctx context.Context, js jetstream.JetStream) ([]result, error
 		for m := range batch.Messages() {
 			got++
 			var r result
-			if err := json.Unmarshal(m.Data(), &r); err != nil {
+			if err := json.Unmarshal(m.Data(), &r.Result); err != nil {
 				return nil, fmt.Errorf("result on %s is not JSON: %v: %q", m.Subject(), err, m.Data())
 			}
 			r.subject, r.raw, r.msgID = m.Subject(), m.Data(), m.Headers().Get(jetstream.MsgIDHeader)
@@ -410,7 +378,7 @@ func outcomes(tl tally) map[string]int {
 	for _, rs := range tl.byID {
 		for _, r := range rs {
 			k := r.Status
-			if r.NotFound != nil && *r.NotFound {
+			if r.WasNotFound() {
 				k += "/not_found"
 			}
 			if r.Error != nil {
@@ -631,40 +599,22 @@ func (d *daemon) get(path string) (int, string) {
 // waitReady polls /readyz until it answers 200, failing when the process ends first.
 func (d *daemon) waitReady(timeout time.Duration) {
 	d.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		code, body := d.get("/readyz")
-		if code == http.StatusOK {
-			return
-		}
+	err := testkit.WaitReady(context.Background(), "http://"+d.addr+"/readyz", timeout, func() error {
 		if d.exited() {
-			d.t.Fatalf("%s exited (%s) before it was ready:\n%s", d.name, d.state, d.out.tail(40))
+			return fmt.Errorf("exited (%s)", d.state)
 		}
-		if time.Now().After(deadline) {
-			d.t.Fatalf("%s not ready after %s: /readyz %d %q", d.name, timeout, code, body)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		d.t.Fatalf("%s not ready: %v\n%s", d.name, err, d.out.tail(40))
 	}
 }
 
-// metric returns the sum of the samples of a Prometheus metric family whose label set
-// contains labels (e.g. `outcome="deleted"`; "" for all).
-func (d *daemon) metric(name, labels string) float64 {
-	_, body := d.get("/metrics")
-	var sum float64
-	for line := range strings.Lines(body) {
-		if !strings.HasPrefix(line, name) || strings.HasPrefix(line, "#") {
-			continue
-		}
-		rest := line[len(name):]
-		if rest == "" || (rest[0] != '{' && rest[0] != ' ') || !strings.Contains(rest, labels) {
-			continue
-		}
-		var v float64
-		if _, err := fmt.Sscan(rest[strings.LastIndexByte(rest, ' ')+1:], &v); err == nil {
-			sum += v
-		}
-	}
+// metric returns the sum of the samples of a Prometheus metric whose labels include each of
+// labels (e.g. `outcome="deleted"`; none for all); 0 when /metrics does not answer.
+func (d *daemon) metric(name string, labels ...string) float64 {
+	m, _ := testkit.ScrapeMetrics(context.Background(), "http://"+d.addr+"/metrics")
+	sum, _ := m.Sum(name, labels...)
 	return sum
 }
 

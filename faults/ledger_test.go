@@ -18,7 +18,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/kombo-ops/integration-deleter/internal/testwait"
+	"github.com/kombo-ops/integration-deleter/internal/testkit"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
 
@@ -60,7 +60,7 @@ func TestLedgerConsumerDeletedAfterWindow(t *testing.T) {
 		t.Fatal("cannot read the consumer")
 	}
 	floor := info.AckFloor.Stream
-	testwait.For(t, 15*time.Second, fmt.Sprintf("the daemon to save the ack floor %d in the ledger", floor),
+	testkit.WaitFor(t, 15*time.Second, fmt.Sprintf("the daemon to save the ack floor %d in the ledger", floor),
 		func() bool { return w.savedFloor(key) >= floor })
 	waitPastWindow(finished, shortWindow)
 
@@ -70,7 +70,7 @@ func TestLedgerConsumerDeletedAfterWindow(t *testing.T) {
 		t.Fatalf("delete the consumer: %v", err)
 	}
 	deleted := time.Now()
-	testwait.For(t, 30*time.Second, "the daemon to recreate the consumer", w.consumerExists)
+	testkit.WaitFor(t, 30*time.Second, "the daemon to recreate the consumer", w.consumerExists)
 	recreatedAfter := time.Since(deleted)
 	start := "?"
 	if ci := w.consumerInfo(); ci != nil {
@@ -245,10 +245,10 @@ func TestLedgerFailedStoredAckLost(t *testing.T) {
 
 	f := figuresOf(w, reqs, tl, died)
 	already := b.metric("integration_deleter_requests_total", alreadyRecorded)
-	redelivered := b.metric("integration_deleter_redeliveries_total", "")
+	redelivered := b.metric("integration_deleter_redeliveries_total")
 	got := "none"
 	if rs := tl.byID[req.ID]; len(rs) > 0 {
-		got = fmt.Sprintf("%s %s attempts %d", rs[0].Status, rs[0].code(), rs[0].Attempts)
+		got = fmt.Sprintf("%s %s attempts %d", rs[0].Status, rs[0].Code(), rs[0].Attempts)
 	}
 	report(t, row{Case: "L4 failed stored, ack lost (kill -9 at stored)", In: tl.in, Stored: tl.stored, Lost: tl.lost, Dup: tl.dup,
 		CallsPerReq: deletesPerRequest(w.fake, 1), Took: took,
@@ -269,7 +269,7 @@ func TestLedgerFailedStoredAckLost(t *testing.T) {
 	if f.totalAfter != 0 {
 		t.Errorf("%d DELETE calls after the failed outcome was recorded, want 0", f.totalAfter)
 	}
-	if rs := tl.byID[req.ID]; len(rs) == 1 && (rs[0].Status != "failed" || rs[0].code() != "PLATFORM.UNKNOWN_ERROR" || rs[0].Attempts != 2) {
+	if rs := tl.byID[req.ID]; len(rs) == 1 && (rs[0].Status != "failed" || rs[0].Code() != "PLATFORM.UNKNOWN_ERROR" || rs[0].Attempts != 2) {
 		t.Errorf("stored result %s, want failed PLATFORM.UNKNOWN_ERROR with attempts 2", rs[0].raw)
 	}
 	if already != 1 {
@@ -470,8 +470,8 @@ func TestLedgerTwoReplicasSameRequestID(t *testing.T) {
 			}
 		}
 	}
-	doneA := a.metric("integration_deleter_requests_total", "")
-	doneB := b.metric("integration_deleter_requests_total", "")
+	doneA := a.metric("integration_deleter_requests_total")
+	doneB := b.metric("integration_deleter_requests_total")
 	alreadyA := a.metric("integration_deleter_requests_total", alreadyRecorded)
 	alreadyB := b.metric("integration_deleter_requests_total", alreadyRecorded)
 	report(t, row{Case: "L6 two replicas, same request id twice at once", In: tl.in, Stored: tl.stored, Lost: tl.lost, Dup: tl.dup,
@@ -706,7 +706,7 @@ func TestLedgerBucketDeletedUnderLoad(t *testing.T) {
 
 	began := time.Now()
 	publish(t, w.js, reqs)
-	testwait.For(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
+	testkit.WaitFor(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
 	at := resultCount(w.js)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

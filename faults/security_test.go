@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/kombo-ops/integration-deleter/internal/testkit"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
 
@@ -113,7 +114,7 @@ func TestSecretsNotInErrors(t *testing.T) {
 		token    = "nats-token-cfgErr3Rw9"
 		urlPass  = "url-pw-cfgErr4Mn6"
 	)
-	closed := freePort(t)
+	closed := testkit.FreePort(t)
 	secrets := []string{key, password, token, urlPass}
 	for _, tc := range []struct {
 		name     string
@@ -390,7 +391,7 @@ func TestRedirectNeverFollowed(t *testing.T) {
 			continue
 		}
 		want := fmt.Sprintf("HTTP.%d", cases[q.IntegrationID].Status)
-		if r := rs[0]; r.Status != "failed" || r.code() != want || r.Attempts != 1 {
+		if r := rs[0]; r.Status != "failed" || r.Code() != want || r.Attempts != 1 {
 			t.Errorf("%s: got %s, want failed %s after 1 attempt", q.IntegrationID, r.raw, want)
 		}
 		if n := len(w.fake.CallsFor(q.IntegrationID)); n != 1 {
