@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,6 +18,7 @@ import (
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/wait"
 
+	"github.com/kombo-ops/integration-deleter/internal/testkit"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
 
@@ -27,19 +26,8 @@ import (
 const apiKey = "e2e-key"
 
 // hostNetwork puts a container on the host's network: it listens on the 127.0.0.1 ports the
-// test picked (freePort), and no Docker network is created.
+// test picked (testkit.FreePort), and no Docker network is created.
 func hostNetwork(hc *container.HostConfig) { hc.NetworkMode = "host" }
-
-// freePort returns a TCP port that is free on 127.0.0.1 now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 func portSpec(p int) string { return strconv.Itoa(p) + "/tcp" }
 
@@ -105,7 +93,7 @@ type natsServer struct {
 
 func startNATS(t *testing.T, ctx context.Context) *natsServer {
 	t.Helper()
-	n := &natsServer{port: freePort(t), monitor: freePort(t)}
+	n := &natsServer{port: testkit.FreePort(t), monitor: testkit.FreePort(t)}
 	n.ctr = start(t, ctx, "nats", natsImage,
 		testcontainers.WithCmd("-js", "-a", "127.0.0.1", "-p", strconv.Itoa(n.port),
 			"-m", strconv.Itoa(n.monitor), "-sd", "/data"),
@@ -126,7 +114,7 @@ type fakeKombo struct {
 // startFake starts the fake with FAKE_KOMBO_* settings env on top of the suite's key.
 func startFake(t *testing.T, ctx context.Context, env map[string]string) *fakeKombo {
 	t.Helper()
-	f := &fakeKombo{port: freePort(t)}
+	f := &fakeKombo{port: testkit.FreePort(t)}
 	e := map[string]string{
 		"FAKE_KOMBO_ADDR":    fmt.Sprintf("127.0.0.1:%d", f.port),
 		"FAKE_KOMBO_API_KEY": apiKey,
@@ -223,7 +211,7 @@ func deleterEnv(n *natsServer, f *fakeKombo, env map[string]string) map[string]s
 // startDeleter starts the daemon and waits until /readyz answers 200.
 func startDeleter(t *testing.T, ctx context.Context, n *natsServer, f *fakeKombo, env map[string]string) *deleter {
 	t.Helper()
-	d := &deleter{httpPort: freePort(t)}
+	d := &deleter{httpPort: testkit.FreePort(t)}
 	e := deleterEnv(n, f, env)
 	e["HTTP_ADDR"] = fmt.Sprintf("127.0.0.1:%d", d.httpPort)
 	d.ctr = start(t, ctx, "integration-deleter", deleterImage,
@@ -238,59 +226,19 @@ func (d *deleter) get(t *testing.T, path string) (int, string) {
 	return httpDo(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", d.httpPort, path), nil)
 }
 
-// metric sums the samples of a metric from /metrics whose labels include want.
-func (d *deleter) metric(t *testing.T, name string, want map[string]string) float64 {
+// metric sums the samples of a metric from /metrics whose labels include each of labels
+// (`key="value"`), failing the test when there is none.
+func (d *deleter) metric(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
-	status, body := d.get(t, "/metrics")
-	if status != http.StatusOK {
-		t.Fatalf("GET /metrics: %d", status)
+	m, err := testkit.ScrapeMetrics(t.Context(), fmt.Sprintf("http://127.0.0.1:%d/metrics", d.httpPort))
+	if err != nil {
+		t.Fatal(err)
 	}
-	v, ok := sample(body, name, want)
+	v, ok := m.Sum(name, labels...)
 	if !ok {
-		t.Fatalf("/metrics has no %s%v", name, want)
+		t.Fatalf("/metrics has no %s%v", name, labels)
 	}
 	return v
-}
-
-var labelRE = regexp.MustCompile(`(\w+)="((?:[^"\\]|\\.)*)"`)
-
-// sample sums the samples of name in a Prometheus text exposition whose labels include want.
-func sample(exposition, name string, want map[string]string) (float64, bool) {
-	var sum float64
-	var found bool
-	for line := range strings.SplitSeq(exposition, "\n") {
-		if !strings.HasPrefix(line, name) || strings.HasPrefix(line, "#") {
-			continue
-		}
-		series, value, ok := strings.Cut(line, " ")
-		if !ok {
-			continue
-		}
-		metricName, labels, _ := strings.Cut(series, "{")
-		if metricName != name {
-			continue
-		}
-		have := map[string]string{}
-		for _, m := range labelRE.FindAllStringSubmatch(labels, -1) {
-			have[m[1]] = m[2]
-		}
-		match := true
-		for k, v := range want {
-			if have[k] != v {
-				match = false
-			}
-		}
-		if !match {
-			continue
-		}
-		f, err := strconv.ParseFloat(strings.Fields(value)[0], 64)
-		if err != nil {
-			continue
-		}
-		sum += f
-		found = true
-	}
-	return sum, found
 }
 
 // ---------------------------------------------------------------- helpers
@@ -313,25 +261,4 @@ func httpDo(method, url string, body []byte) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
 	return resp.StatusCode, string(b)
-}
-
-// eventually polls cond every 100ms until it reports true, and fails the test with cond's
-// last detail when within passes (or ctx ends) first.
-func eventually(t *testing.T, ctx context.Context, within time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, within)
-	defer cancel()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waited %s for %s; last: %s", within, what, detail)
-		case <-tick.C:
-		}
-	}
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/wait"
+
+	"github.com/kombo-ops/integration-deleter/internal/testkit"
 )
 
 // TestMixedBatch: a batch of requests of every kind ends in the right deleted and failed
@@ -78,9 +80,9 @@ func TestMixedBatch(t *testing.T) {
 			t.Errorf("no result for request %q (results for %v)", id, keys(got))
 			continue
 		}
-		if r.Status != w.status || r.IntegrationID != w.integrationID || r.NotFound != w.notFound {
+		if r.Status != w.status || r.IntegrationID != w.integrationID || r.WasNotFound() != w.notFound {
 			t.Errorf("request %s: status %q, integration_id %q, not_found %v; want %q, %q, %v",
-				id, r.Status, r.IntegrationID, r.NotFound, w.status, w.integrationID, w.notFound)
+				id, r.Status, r.IntegrationID, r.WasNotFound(), w.status, w.integrationID, w.notFound)
 		}
 		if r.Attempts != w.attempts {
 			t.Errorf("request %s: attempts = %d, want %d", id, r.Attempts, w.attempts)
@@ -143,7 +145,7 @@ func TestMixedBatch(t *testing.T) {
 	}
 
 	b.waitIdle(t, ctx, 30*time.Second)
-	if v := d.metric(t, "integration_deleter_requests_total", nil); int(v) != len(wants) {
+	if v := d.metric(t, "integration_deleter_requests_total"); int(v) != len(wants) {
 		t.Errorf("integration_deleter_requests_total = %v, want %d", v, len(wants))
 	}
 
@@ -176,7 +178,7 @@ func TestConcurrencyLimitBelowCap(t *testing.T) {
 		"KOMBO_MAX_ATTEMPTS":    "2",
 	})
 	b := connect(t, n)
-	if c := d.metric(t, "integration_deleter_concurrency_cap", nil); c != maxCap {
+	if c := d.metric(t, "integration_deleter_concurrency_cap"); c != maxCap {
 		t.Errorf("concurrency cap at start = %v, want %d", c, maxCap)
 	}
 
@@ -197,8 +199,8 @@ func TestConcurrencyLimitBelowCap(t *testing.T) {
 				return
 			case <-tick.C:
 			}
-			status, body := httpDo(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/metrics", d.httpPort), nil)
-			if v, ok := sample(body, "integration_deleter_concurrency_cap", nil); status == http.StatusOK && ok {
+			m, err := testkit.ScrapeMetrics(ctx, fmt.Sprintf("http://127.0.0.1:%d/metrics", d.httpPort))
+			if v, ok := m.Sum("integration_deleter_concurrency_cap"); err == nil && ok {
 				mu.Lock()
 				minCap, maxSeen = min(minCap, v), max(maxSeen, v)
 				mu.Unlock()
@@ -215,8 +217,8 @@ func TestConcurrencyLimitBelowCap(t *testing.T) {
 	watcherEnded.Wait()
 
 	for id, r := range got {
-		if r.Status != "deleted" || r.NotFound {
-			t.Errorf("request %s: %s (not_found %v, error %+v), want deleted", id, r.Status, r.NotFound, r.Error)
+		if r.Status != "deleted" || r.WasNotFound() {
+			t.Errorf("request %s: %s (not_found %v, error %+v), want deleted", id, r.Status, r.WasNotFound(), r.Error)
 		}
 	}
 	st := f.stats(t)
@@ -238,7 +240,7 @@ func TestConcurrencyLimitBelowCap(t *testing.T) {
 		t.Errorf("the concurrency cap reached %v, above KOMBO_MAX_CONCURRENCY %d", maxSeen, maxCap)
 	}
 	if st.RejectedConcurrency > 0 { // the series exists once such an answer came
-		calls429 := d.metric(t, "integration_deleter_kombo_calls_total", map[string]string{"code": "PLATFORM.CONCURRENCY_LIMIT_EXCEEDED"})
+		calls429 := d.metric(t, "integration_deleter_kombo_calls_total", `code="PLATFORM.CONCURRENCY_LIMIT_EXCEEDED"`)
 		if int(calls429) != st.RejectedConcurrency {
 			t.Errorf("the daemon counted %v calls with CONCURRENCY_LIMIT_EXCEEDED; Kombo answered %d", calls429, st.RejectedConcurrency)
 		}
@@ -265,7 +267,7 @@ func TestStopUnderLoad(t *testing.T) {
 	for i := range requests {
 		b.request(t, ctx, request{IntegrationID: fmt.Sprintf("personio:stop-%02d", i), RequestID: fmt.Sprintf("stop-%02d", i)})
 	}
-	eventually(t, ctx, time.Minute, "some results", func() (bool, string) {
+	testkit.Eventually(t, time.Minute, "some results", func() (bool, string) {
 		c, err := b.resultCount(ctx)
 		if err != nil {
 			return false, err.Error()
@@ -306,8 +308,8 @@ func TestStopUnderLoad(t *testing.T) {
 		id := fmt.Sprintf("stop-%02d", i)
 		r := got[id]
 		// A second DELETE of the same id would have answered not found.
-		if r.Status != "deleted" || r.NotFound {
-			t.Errorf("request %s: %s (not_found %v, error %+v), want deleted", id, r.Status, r.NotFound, r.Error)
+		if r.Status != "deleted" || r.WasNotFound() {
+			t.Errorf("request %s: %s (not_found %v, error %+v), want deleted", id, r.Status, r.WasNotFound(), r.Error)
 		}
 		if c := deletes["personio:"+id]; c != 1 {
 			t.Errorf("Kombo got %d DELETEs of personio:%s, want 1", c, id)
@@ -331,7 +333,7 @@ func TestNATSRestart(t *testing.T) {
 	for i := range before {
 		b.request(t, ctx, request{IntegrationID: fmt.Sprintf("personio:nats-%02d", i), RequestID: fmt.Sprintf("nats-%02d", i)})
 	}
-	eventually(t, ctx, time.Minute, "some results", func() (bool, string) {
+	testkit.Eventually(t, time.Minute, "some results", func() (bool, string) {
 		c, err := b.resultCount(ctx)
 		if err != nil {
 			return false, err.Error()
@@ -343,7 +345,7 @@ func TestNATSRestart(t *testing.T) {
 	if err := n.ctr.Stop(ctx, &grace); err != nil {
 		t.Fatalf("stop NATS: %v", err)
 	}
-	eventually(t, ctx, 30*time.Second, "/readyz to answer 503 while NATS is down", func() (bool, string) {
+	testkit.Eventually(t, 30*time.Second, "/readyz to answer 503 while NATS is down", func() (bool, string) {
 		status, body := d.get(t, "/readyz")
 		return status == http.StatusServiceUnavailable, fmt.Sprintf("%d %s", status, body)
 	})
@@ -353,7 +355,7 @@ func TestNATSRestart(t *testing.T) {
 	if err := n.ctr.Start(ctx); err != nil { // waits for JetStream again
 		t.Fatalf("start NATS again: %v", err)
 	}
-	eventually(t, ctx, time.Minute, "/readyz to answer 200 after NATS is back", func() (bool, string) {
+	testkit.Eventually(t, time.Minute, "/readyz to answer 200 after NATS is back", func() (bool, string) {
 		status, body := d.get(t, "/readyz")
 		return status == http.StatusOK, fmt.Sprintf("%d %s", status, body)
 	})
@@ -389,7 +391,7 @@ func TestReadyzWhileKeyRejected(t *testing.T) {
 
 	f.configure(t, map[string]any{"RejectKey": true})
 	b.request(t, ctx, request{IntegrationID: "personio:auth-1", RequestID: "auth-1"})
-	eventually(t, ctx, 30*time.Second, "/readyz to answer 503 while the key is rejected", func() (bool, string) {
+	testkit.Eventually(t, 30*time.Second, "/readyz to answer 503 while the key is rejected", func() (bool, string) {
 		status, body := d.get(t, "/readyz")
 		return status == http.StatusServiceUnavailable, fmt.Sprintf("%d %s", status, body)
 	})
@@ -397,7 +399,7 @@ func TestReadyzWhileKeyRejected(t *testing.T) {
 		t.Errorf("/healthz while paused: %d %s, want 200", status, body)
 	}
 	probes := f.stats(t).CheckAPIKey
-	eventually(t, ctx, 30*time.Second, "the daemon to probe the key", func() (bool, string) {
+	testkit.Eventually(t, 30*time.Second, "the daemon to probe the key", func() (bool, string) {
 		s := f.stats(t)
 		return s.CheckAPIKey >= probes+2, fmt.Sprintf("%d key checks", s.CheckAPIKey)
 	})
@@ -409,12 +411,12 @@ func TestReadyzWhileKeyRejected(t *testing.T) {
 	}
 
 	f.configure(t, map[string]any{"RejectKey": false})
-	eventually(t, ctx, 30*time.Second, "/readyz to answer 200 once the key is accepted", func() (bool, string) {
+	testkit.Eventually(t, 30*time.Second, "/readyz to answer 200 once the key is accepted", func() (bool, string) {
 		status, body := d.get(t, "/readyz")
 		return status == http.StatusOK, fmt.Sprintf("%d %s", status, body)
 	})
 	got := b.waitResults(t, ctx, time.Minute, 1)
-	if r := got["auth-1"]; r.Status != "deleted" || r.NotFound {
+	if r := got["auth-1"]; r.Status != "deleted" || r.WasNotFound() {
 		t.Errorf("request auth-1: %+v, want deleted", r)
 	}
 	b.waitIdle(t, ctx, 30*time.Second)

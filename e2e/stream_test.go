@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kombo-ops/integration-deleter/internal/testkit"
 )
 
 // The contract's defaults, which the suite leaves as they are.
@@ -29,28 +31,11 @@ type request struct {
 	Reason        string `json:"reason,omitempty"`
 }
 
-// result is a result event as read from the stream.
+// result is a result event as read from the stream, with its subject and headers.
 type result struct {
-	RequestID     string       `json:"request_id"`
-	IntegrationID string       `json:"integration_id"`
-	Status        string       `json:"status"`
-	NotFound      bool         `json:"not_found"`
-	Attempts      int          `json:"attempts"`
-	Error         *resultError `json:"error"`
-	RequestedBy   string       `json:"requested_by"`
-	Reason        string       `json:"reason"`
-	CompletedAt   string       `json:"completed_at"`
-
+	testkit.Result
 	subject string
 	header  nats.Header
-}
-
-type resultError struct {
-	Code       string `json:"code"`
-	Title      string `json:"title"`
-	Message    string `json:"message"`
-	LogURL     string `json:"log_url"`
-	HTTPStatus int    `json:"http_status"`
 }
 
 // bus is the test's own JetStream client: it publishes requests and reads results, as the
@@ -157,7 +142,7 @@ func (b *bus) results(ctx context.Context, n int) ([]result, error) {
 		}
 		for msg := range batch.Messages() {
 			var r result
-			if err := json.Unmarshal(msg.Data(), &r); err != nil {
+			if err := json.Unmarshal(msg.Data(), &r.Result); err != nil {
 				return out, fmt.Errorf("result on %s is not JSON: %w: %s", msg.Subject(), err, msg.Data())
 			}
 			r.subject, r.header = msg.Subject(), msg.Headers()
@@ -178,7 +163,7 @@ func (b *bus) results(ctx context.Context, n int) ([]result, error) {
 // gets exactly one result.
 func (b *bus) waitResults(t *testing.T, ctx context.Context, within time.Duration, want int) map[string]result {
 	t.Helper()
-	eventually(t, ctx, within, fmt.Sprintf("%d results", want), func() (bool, string) {
+	testkit.Eventually(t, within, fmt.Sprintf("%d results", want), func() (bool, string) {
 		n, err := b.resultCount(ctx)
 		if err != nil {
 			return false, err.Error()
@@ -206,7 +191,7 @@ func (b *bus) waitResults(t *testing.T, ctx context.Context, within time.Duratio
 // unacknowledged: every request was taken and acknowledged.
 func (b *bus) waitIdle(t *testing.T, ctx context.Context, within time.Duration) {
 	t.Helper()
-	eventually(t, ctx, within, "the consumer to have nothing pending", func() (bool, string) {
+	testkit.Eventually(t, within, "the consumer to have nothing pending", func() (bool, string) {
 		c, err := b.js.Consumer(ctx, streamName, consumerName)
 		if err != nil {
 			return false, err.Error()
