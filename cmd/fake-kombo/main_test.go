@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/kombo-ops/integration-deleter/internal/testkit"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
 
@@ -251,7 +252,7 @@ func TestRunStopsOnSIGTERM(t *testing.T) {
 		}
 		callErr <- err
 	}()
-	waitFor(t, func() bool { return strings.Contains(stats(t, base), `"InFlight": 1`) })
+	testkit.WaitFor(t, 10*time.Second, "a call in flight", func() bool { return strings.Contains(stats(t, base), `"InFlight": 1`) })
 
 	if err := syscall.Kill(syscall.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -276,15 +277,4 @@ func stats(t *testing.T, base string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met after 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/kombo-ops/integration-deleter/internal/testkit"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
 
@@ -321,7 +322,7 @@ func TestConcurrencyLimit(t *testing.T) {
 			errs <- err
 		})
 	}
-	waitFor(t, "3 calls in flight", func() bool { return f.Stats().InFlight == limit })
+	testkit.WaitFor(t, 10*time.Second, "3 calls in flight", func() bool { return f.Stats().InFlight == limit })
 
 	got := del(t, base, "one-too-many")
 	if diff := cmp.Diff(outcome{429, concurrency}, outcomeOf(got)); diff != "" {
@@ -341,7 +342,7 @@ func TestConcurrencyLimit(t *testing.T) {
 			t.Errorf("hanging call ended with %v, want context.Canceled", err)
 		}
 	}
-	waitFor(t, "no call in flight", func() bool { return f.Stats().InFlight == 0 })
+	testkit.WaitFor(t, 10*time.Second, "no call in flight", func() bool { return f.Stats().InFlight == 0 })
 
 	got = del(t, base, "after")
 	if got.Status != 200 || got.Header.Get("Concurrency-Limit") != "3" || got.Header.Get("Concurrency-Remaining") != "2" {
@@ -374,7 +375,7 @@ func TestDelayedAnswerHoldsSlot(t *testing.T) {
 		_, err := do(t, ctx, http.MethodDelete, base+"/integrations/held", testKey)
 		done <- err
 	}()
-	waitFor(t, "the delayed call in flight", func() bool { return f.Stats().InFlight == 1 })
+	testkit.WaitFor(t, 10*time.Second, "the delayed call in flight", func() bool { return f.Stats().InFlight == 1 })
 	if got := del(t, base, "other"); got.Status != 429 {
 		t.Errorf("second call: %d, want 429", got.Status)
 	}
@@ -532,7 +533,7 @@ func TestRateLimitRefills(t *testing.T) {
 	if ms < 1 || ms > 20 {
 		t.Fatalf("retry-after-ms %q, want 1..20", got.Header.Get("retry-after-ms"))
 	}
-	waitFor(t, "the token to come back", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the token to come back", func() bool {
 		if time.Since(f.Calls()[refused].End) < time.Duration(ms)*time.Millisecond {
 			return false
 		}
@@ -648,7 +649,7 @@ func TestLatencyEndsWhenClientGivesUp(t *testing.T) {
 	if _, err := do(t, ctx, http.MethodDelete, base+"/integrations/a", testKey); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want deadline exceeded", err)
 	}
-	waitFor(t, "the call to end", func() bool { return !f.Calls()[0].End.IsZero() })
+	testkit.WaitFor(t, 10*time.Second, "the call to end", func() bool { return !f.Calls()[0].End.IsZero() })
 	if s := f.Stats(); s.Unanswered != 1 || s.InFlight != 0 || len(s.ByStatus) != 0 {
 		t.Errorf("stats %+v, want one unanswered call", s)
 	}
@@ -662,7 +663,7 @@ func TestCloseEndsHangingCalls(t *testing.T) {
 		_, err := do(t, context.Background(), http.MethodDelete, base+"/integrations/h", testKey)
 		done <- err
 	}()
-	waitFor(t, "the call to hang", func() bool { return f.Stats().InFlight == 1 })
+	testkit.WaitFor(t, 10*time.Second, "the call to hang", func() bool { return f.Stats().InFlight == 1 })
 	f.Close()
 	if err := <-done; err == nil {
 		t.Error("hanging call got an answer after Close, want a dropped connection")

@@ -81,18 +81,6 @@ func del(t testing.TB, base, escapedID string) answer {
 	return mustDo(t, http.MethodDelete, base+"/integrations/"+escapedID, testKey)
 }
 
-// waitFor polls cond until it holds, failing the test after a while.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // outcome is the part of an answer most tests compare.
 type outcome struct {
 	Status int
