@@ -11,18 +11,19 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
 
 	"github.com/kelseyhightower/envconfig"
-
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// Config is the daemon's configuration, one field per environment variable.
-// Load fills it from the environment, Default from the defaults alone.
+// Config is the daemon's configuration, one field per environment variable
+// (envconfig's tags: the variable and its default). Load fills it from the
+// environment, Default from the defaults alone.
 // Its LogValue names each field by its variable and hides secrets, so the
 // whole Config can be logged at start.
 type Config struct {
@@ -47,8 +48,10 @@ type Config struct {
 	// KomboMaxConcurrency is the upper bound of Kombo calls in flight; the
 	// adaptive cap stays at or below it. Must be 1 to 1024; zero is an error.
 	KomboMaxConcurrency int `envconfig:"KOMBO_MAX_CONCURRENCY" default:"8"`
-	// KomboMaxAttempts is how many DELETE calls one request may use before it
-	// fails. Zero is an error.
+	// KomboMaxAttempts is how many DELETE calls whose answers were the
+	// request's fault (5xx, timeouts, network errors) one request may use,
+	// over all its deliveries, before it fails; rate limits, concurrency
+	// limits and rejected keys use none. Zero is an error.
 	KomboMaxAttempts int `envconfig:"KOMBO_MAX_ATTEMPTS" default:"10"`
 	// KomboRetryMaxElapsed is how long one request may keep retrying before it
 	// fails. Zero is an error.
@@ -172,75 +175,154 @@ const (
 // and nothing from the environment; KomboAPIKey is empty, so it does not
 // validate until a key is set. For tests and the demo.
 func Default() *Config {
-	var c Config
-	v := reflect.ValueOf(&c).Elem()
-	for _, ev := range envVars() {
-		if ev.def == "" {
-			continue
-		}
-		if err := setValue(v.Field(ev.index), ev.def); err != nil {
-			panic(fmt.Sprintf("config: default of %s: %v", ev.name, err))
-		}
+	c, errs := read(func(string) (string, bool) { return "", false })
+	if len(errs) > 0 {
+		panic(fmt.Sprintf("config: a default does not parse: %v", errors.Join(errs...)))
 	}
-	return &c
+	return c
 }
 
-// Load reads the configuration through lookupEnv (os.LookupEnv in the daemon), reads
-// KOMBO_API_KEY_FILE when set, normalizes (trims the key, strips a trailing
-// slash from KOMBO_BASE_URL, trims STREAM_SUBJECTS entries, lowercases
-// LOG_LEVEL and LOG_FORMAT) and validates. A variable that is set, even to
-// "", overrides its default. The error joins every problem found, each
+// Load reads the configuration through lookupEnv (os.LookupEnv in the daemon),
+// reads KOMBO_API_KEY_FILE when set, normalizes (trims the key, strips a
+// trailing slash from KOMBO_BASE_URL, trims STREAM_SUBJECTS entries,
+// lowercases LOG_LEVEL and LOG_FORMAT) and validates. A variable that is set,
+// even to "", overrides its default. The error joins every problem found, each
 // starting with its variable's name; it never contains a secret.
 func Load(lookupEnv func(string) (string, bool)) (*Config, error) {
+	return load(lookupEnv, true)
+}
+
+// LoadClient reads the configuration for the commands that only talk to NATS
+// (request, healthcheck): like Load, but the Kombo key is neither read nor
+// required.
+func LoadClient(lookupEnv func(string) (string, bool)) (*Config, error) {
+	return load(lookupEnv, false)
+}
+
+func load(lookupEnv func(string) (string, bool), withKey bool) (*Config, error) {
 	c, errs := read(lookupEnv)
 	c.KomboAPIKey = Secret(strings.TrimSpace(c.KomboAPIKey.Reveal()))
-	keyKnown := true
 	switch {
+	case !withKey:
+		c.KomboAPIKey, c.KomboAPIKeyFile = "", ""
 	case c.KomboAPIKeyFile != "" && c.KomboAPIKey != "":
 		errs = append(errs, varErrorf("KOMBO_API_KEY_FILE", "must not be set together with KOMBO_API_KEY"))
-		keyKnown = false
+		withKey = false // that is the key's problem: checkKey would repeat it
 	case c.KomboAPIKeyFile != "":
-		key, err := readKeyFile(c.KomboAPIKeyFile)
-		if err != nil {
+		var err error
+		if c.KomboAPIKey, err = readKeyFile(c.KomboAPIKeyFile); err != nil {
 			errs = append(errs, varErrorf("KOMBO_API_KEY_FILE", "%w", err))
-			keyKnown = false
-			break
+			withKey = false
 		}
-		c.KomboAPIKey = key
 	}
 	c.normalize()
-	errs = append(errs, c.problems(keyKnown)...)
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(append(errs, c.problems(withKey)...)...); err != nil {
 		return nil, err
 	}
-	return &c, nil
+	return c, nil
 }
 
-// Validate returns every problem of c at once (errors.Join), each error
-// starting with the name of the variable at fault, or nil. It checks that
-// the files named by the *_FILE variables can be read; KOMBO_API_KEY_FILE
-// itself is Load's to read (Validate checks the key Load read from it).
-func (c *Config) Validate() error {
-	return errors.Join(c.problems(true)...)
+// field is one variable of Config: its name and default (the envconfig and
+// default tags) and the field itself, settable.
+type field struct {
+	name, def string
+	v         reflect.Value
 }
 
-// SlogLevel returns LogLevel as a slog.Level (debug, info, warn or error, in
-// any case). A level Validate would refuse gives slog.LevelInfo.
-func (c *Config) SlogLevel() slog.Level {
-	l, _ := parseLevel(c.LogLevel)
-	return l
+// fields lists the variables of c in field order, for read, LogValue and Names.
+func fields(c *Config) []field {
+	v := reflect.ValueOf(c).Elem()
+	fs := make([]field, v.NumField())
+	for i := range fs {
+		tag := v.Type().Field(i).Tag
+		fs[i] = field{tag.Get("envconfig"), tag.Get("default"), v.Field(i)}
+	}
+	return fs
+}
+
+// read fills a Config field by field from lookupEnv, with envconfig v1.4's
+// semantics: a variable that is set, even to "", overrides its default, and
+// a value decodes as envconfig decodes it (see decode). It is not
+// envconfig.Process because Process reads only the process's environment
+// (syscall.Getenv), and the lookup is injected here; and Process stops at the
+// first bad value, where read reports every one, naming its variable, and
+// keeps the default there.
+func read(lookupEnv func(string) (string, bool)) (*Config, []error) {
+	var c Config
+	var errs []error
+	for _, f := range fields(&c) {
+		s, ok := lookupEnv(f.name)
+		if !ok {
+			if s = f.def; s == "" {
+				continue
+			}
+		}
+		if err := decode(f.v, s); err != nil {
+			errs = append(errs, varErrorf(f.name, "invalid value %q: %w", s, err))
+			_ = decode(f.v, f.def)
+		}
+	}
+	return &c, errs
+}
+
+// decode sets v, a field of Config, from s as envconfig does for the types
+// Config has: envconfig.Decoder first, then strconv.ParseBool,
+// strconv.ParseInt with base 0, time.ParseDuration, and a comma split (an
+// empty slice for blank s). Its error says what a value must look like; v
+// may be set even then.
+func decode(v reflect.Value, s string) (err error) {
+	switch p := v.Addr().Interface().(type) {
+	case envconfig.Decoder:
+		return p.Decode(s)
+	case *string:
+		*p = s
+	case *Secret:
+		*p = Secret(s)
+	case *[]string:
+		*p = []string{}
+		if strings.TrimSpace(s) != "" {
+			*p = strings.Split(s, ",")
+		}
+	case *bool:
+		if *p, err = strconv.ParseBool(s); err != nil {
+			return errors.New("want true or false")
+		}
+	case *time.Duration:
+		if *p, err = time.ParseDuration(s); err != nil {
+			return errors.New("want a duration such as 30s, 5m or 1h30m")
+		}
+	case *int:
+		var n int64
+		n, err = strconv.ParseInt(s, 0, 0)
+		*p = int(n)
+		if errors.Is(err, strconv.ErrRange) {
+			return errors.New("out of range")
+		} else if err != nil {
+			return errors.New("want an integer")
+		}
+	default:
+		panic(fmt.Sprintf("config: field of type %s: add it to decode", v.Type()))
+	}
+	return nil
+}
+
+// Names lists every environment variable the configuration reads, in field order.
+func Names() []string {
+	var names []string
+	for _, f := range fields(&Config{}) {
+		names = append(names, f.name)
+	}
+	return names
 }
 
 // LogValue returns the configuration as a group keyed by variable name, with
 // durations as text (30s), secrets as "[redacted]" and the user info of URLs
-// replaced, so that it can be logged whole (slog.LogValuer).
+// replaced (RedactURL), so that it can be logged whole (slog.LogValuer).
 func (c Config) LogValue() slog.Value {
-	v := reflect.ValueOf(c)
-	vars := envVars()
-	attrs := make([]slog.Attr, 0, len(vars))
-	for _, ev := range vars {
-		var val slog.Value
-		switch x := v.Field(ev.index).Interface().(type) {
+	var attrs []slog.Attr
+	for _, f := range fields(&c) {
+		val := slog.AnyValue(f.v.Interface())
+		switch x := f.v.Interface().(type) {
 		case Secret:
 			val = x.LogValue()
 		case time.Duration:
@@ -248,124 +330,23 @@ func (c Config) LogValue() slog.Value {
 		case []string:
 			val = slog.StringValue(strings.Join(x, ","))
 		case string:
-			if ev.name == "NATS_URL" || ev.name == "KOMBO_BASE_URL" {
-				x = redactURLs(x)
+			if f.name == "NATS_URL" || f.name == "KOMBO_BASE_URL" {
+				val = slog.StringValue(RedactURL(x))
 			}
-			val = slog.StringValue(x)
-		default:
-			val = slog.AnyValue(x)
 		}
-		attrs = append(attrs, slog.Attr{Key: ev.name, Value: val})
+		attrs = append(attrs, slog.Attr{Key: f.name, Value: val})
 	}
 	return slog.GroupValue(attrs...)
 }
 
-// envVar is one field of Config as envconfig sees it.
-type envVar struct {
-	name  string // the environment variable
-	def   string // the default tag; "" = none
-	index int    // the field's index in Config
+// SlogLevel returns LogLevel as a slog.Level (debug, info, warn or error, in
+// any case). A level Validate would refuse gives slog.LevelInfo.
+func (c *Config) SlogLevel() slog.Level {
+	return levels[strings.ToLower(strings.TrimSpace(c.LogLevel))]
 }
 
-// envVars lists the fields of Config in order.
-func envVars() []envVar {
-	t := reflect.TypeFor[Config]()
-	vars := make([]envVar, 0, t.NumField())
-	for i := range t.NumField() {
-		f := t.Field(i)
-		vars = append(vars, envVar{name: f.Tag.Get("envconfig"), def: f.Tag.Get("default"), index: i})
-	}
-	return vars
-}
-
-// setValue parses s into v the way envconfig v1.4 does for the kinds Config
-// uses: strconv.ParseBool, strconv.ParseInt with base 0, time.ParseDuration,
-// and comma separated slices.
-func setValue(v reflect.Value, s string) error {
-	if d, ok := v.Addr().Interface().(envconfig.Decoder); ok {
-		return d.Decode(s)
-	}
-	if v.Type() == reflect.TypeFor[time.Duration]() {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			return err
-		}
-		v.SetInt(int64(d))
-		return nil
-	}
-	switch v.Kind() {
-	case reflect.String:
-		v.SetString(s)
-	case reflect.Bool:
-		b, err := strconv.ParseBool(s)
-		if err != nil {
-			return err
-		}
-		v.SetBool(b)
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		n, err := strconv.ParseInt(s, 0, v.Type().Bits())
-		if err != nil {
-			return err
-		}
-		v.SetInt(n)
-	case reflect.Slice:
-		if strings.TrimSpace(s) == "" {
-			v.Set(reflect.MakeSlice(v.Type(), 0, 0))
-			return nil
-		}
-		parts := strings.Split(s, ",")
-		sl := reflect.MakeSlice(v.Type(), len(parts), len(parts))
-		for i, p := range parts {
-			if err := setValue(sl.Index(i), p); err != nil {
-				return err
-			}
-		}
-		v.Set(sl)
-	default:
-		return fmt.Errorf("unsupported type %s", v.Type())
-	}
-	return nil
-}
-
-// read fills a Config from lookupEnv: a variable that is set, even to "",
-// overrides its default; every value that does not parse is reported, and its
-// default kept.
-func read(lookupEnv func(string) (string, bool)) (Config, []error) {
-	c := *Default()
-	v := reflect.ValueOf(&c).Elem()
-	var errs []error
-	for _, ev := range envVars() {
-		s, ok := lookupEnv(ev.name)
-		if !ok {
-			continue
-		}
-		f := v.Field(ev.index)
-		val := reflect.New(f.Type()).Elem()
-		if err := setValue(val, s); err != nil {
-			errs = append(errs, invalidValue(ev.name, f.Type(), s, err))
-			continue
-		}
-		f.Set(val)
-	}
-	return c, errs
-}
-
-// invalidValue describes a value that does not parse as type t.
-func invalidValue(name string, t reflect.Type, s string, err error) error {
-	want := err.Error()
-	switch {
-	case t == reflect.TypeFor[time.Duration]():
-		want = "want a duration such as 30s, 5m or 1h30m"
-	case t.Kind() == reflect.Bool:
-		want = "want true or false"
-	case t.Kind() == reflect.Int:
-		want = "want an integer"
-		if errors.Is(err, strconv.ErrRange) {
-			want = "out of range"
-		}
-	}
-	return varErrorf(name, "invalid value %q: %s", s, want)
-}
+// levels are LOG_LEVEL's values.
+var levels = map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
 
 // readKeyFile returns the key in the file at path, trimmed.
 func readKeyFile(path string) (Secret, error) {
@@ -398,23 +379,18 @@ func (c *Config) normalize() {
 	c.LogFormat = strings.ToLower(strings.TrimSpace(c.LogFormat))
 }
 
-// varError is a problem with one environment variable.
-type varError struct {
-	name string // the variable
-	err  error
+// Validate returns every problem of c at once (errors.Join), each error
+// starting with the name of the variable at fault, or nil. It checks that
+// the files named by the *_FILE variables can be read; KOMBO_API_KEY_FILE
+// itself is Load's to read (Validate checks the key Load read from it).
+func (c *Config) Validate() error {
+	return errors.Join(c.problems(true)...)
 }
 
-func (e *varError) Error() string { return e.name + ": " + e.err.Error() }
-func (e *varError) Unwrap() error { return e.err }
-
-// varErrorf returns a problem with the variable name, described by
-// fmt.Errorf(format, args...).
+// varErrorf returns a problem of variable name: "NAME: " and the message.
 func varErrorf(name, format string, args ...any) error {
-	return &varError{name: name, err: fmt.Errorf(format, args...)}
+	return fmt.Errorf("%s: %w", name, fmt.Errorf(format, args...))
 }
-
-// named is a value with the variable it came from.
-type named struct{ name, value string }
 
 // problems collects the problems of a Config.
 type problems []error
@@ -423,9 +399,12 @@ func (p *problems) add(name, format string, args ...any) {
 	*p = append(*p, varErrorf(name, format, args...))
 }
 
-// problems returns every problem of c; checkKey false skips the key, whose
-// source Load already found at fault.
-func (c *Config) problems(checkKey bool) []error {
+// named is a value with the variable it came from.
+type named struct{ name, value string }
+
+// problems returns every problem of c; checkKey false skips the key (not
+// wanted, or its source already at fault).
+func (c *Config) problems(checkKey bool) problems {
 	var p problems
 	if checkKey {
 		c.checkKey(&p)
@@ -436,8 +415,18 @@ func (c *Config) problems(checkKey bool) []error {
 	c.checkSubjects(&p)
 	c.checkNames(&p)
 	c.checkNATS(&p)
-	c.checkHTTP(&p)
-	c.checkLogs(&p)
+	c.checkNATSURL(&p)
+	if _, port, err := net.SplitHostPort(c.HTTPAddr); err != nil || port == "" {
+		p.add("HTTP_ADDR", `must be host:port such as ":8080" or "127.0.0.1:8080", got %q`, c.HTTPAddr)
+	} else if _, err := net.LookupPort("tcp", port); err != nil {
+		p.add("HTTP_ADDR", "port must be a number from 0 (any free port) to 65535, got %q", port)
+	}
+	if _, ok := levels[strings.ToLower(strings.TrimSpace(c.LogLevel))]; !ok {
+		p.add("LOG_LEVEL", "must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if f := strings.ToLower(c.LogFormat); f != "json" && f != "text" {
+		p.add("LOG_FORMAT", "must be json or text, got %q", c.LogFormat)
+	}
 	return p
 }
 
@@ -457,23 +446,20 @@ func (c *Config) checkKey(p *problems) {
 	}
 }
 
+// checkBaseURL checks KOMBO_BASE_URL as the daemon's policy wants it (https,
+// or http on loopback); kombo.New checks it again for its other callers.
 func (c *Config) checkBaseURL(p *problems) {
 	const name = "KOMBO_BASE_URL"
 	u, err := url.Parse(c.KomboBaseURL)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		if strings.Contains(c.KomboBaseURL, "@") { // the parser's message can quote a password
-			p.add(name, "not a URL (the message is not shown: the URL has user info, which it must not)")
-			return
-		}
-		p.add(name, "not a URL: %v", err)
+	switch {
+	case err != nil && strings.Contains(c.KomboBaseURL, "@"): // the parser's message can quote a password
+		p.add(name, "not a URL (the message is not shown: the URL has user info, which it must not)")
 		return
-	}
-	if u.Scheme == "" || u.Host == "" || u.Hostname() == "" {
-		p.add(name, "must be an absolute URL such as https://api.kombo.dev/v1, got %q", redactURLs(c.KomboBaseURL))
+	case err != nil:
+		p.add(name, "not a URL: %v", errors.Unwrap(err)) // without url.Error's quote of the URL
+		return
+	case u.Scheme == "" || u.Hostname() == "":
+		p.add(name, "must be an absolute URL such as https://api.kombo.dev/v1, got %q", RedactURL(c.KomboBaseURL))
 		return
 	}
 	switch u.Scheme {
@@ -498,11 +484,8 @@ func (c *Config) checkBaseURL(p *problems) {
 
 // isLoopback reports whether host is localhost or a loopback address.
 func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
 	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
+	return strings.EqualFold(host, "localhost") || err == nil && ip.IsLoopback()
 }
 
 func (c *Config) checkDurations(p *problems) {
@@ -540,19 +523,16 @@ func (c *Config) checkDurations(p *problems) {
 	case c.LedgerMaxAge > 0 && c.LedgerMaxAge < c.StreamMaxAge:
 		p.add("LEDGER_MAX_AGE", "must be 0 (forever) or at least STREAM_MAX_AGE (%s): an outcome must outlive the request it answers; got %s", c.StreamMaxAge, c.LedgerMaxAge)
 	}
-	if c.JetStreamProvision && c.DuplicateWindow > 0 && c.KomboRetryMaxElapsed > 0 && c.AckWait > 0 {
-		if least := c.KomboRetryMaxElapsed + 2*c.AckWait; c.DuplicateWindow <= least {
-			p.add("DUPLICATE_WINDOW", "must exceed KOMBO_RETRY_MAX_ELAPSED + 2×ACK_WAIT = %s + 2×%s = %s, so that a result re-published after a crash is still deduplicated; got %s",
-				c.KomboRetryMaxElapsed, c.AckWait, least, c.DuplicateWindow)
-		}
+	if least := c.KomboRetryMaxElapsed + 2*c.AckWait; c.JetStreamProvision && c.DuplicateWindow > 0 && c.KomboRetryMaxElapsed > 0 && c.AckWait > 0 && c.DuplicateWindow <= least {
+		p.add("DUPLICATE_WINDOW", "must exceed KOMBO_RETRY_MAX_ELAPSED + 2×ACK_WAIT = %s + 2×%s = %s, so that a result re-published after a crash is still deduplicated; got %s",
+			c.KomboRetryMaxElapsed, c.AckWait, least, c.DuplicateWindow)
 	}
 }
 
 func (c *Config) checkCounts(p *problems) {
-	switch {
-	case c.KomboMaxConcurrency < 1:
+	if c.KomboMaxConcurrency < 1 {
 		p.add("KOMBO_MAX_CONCURRENCY", "must be at least 1, got %d", c.KomboMaxConcurrency)
-	case c.KomboMaxConcurrency > maxConcurrency:
+	} else if c.KomboMaxConcurrency > maxConcurrency {
 		p.add("KOMBO_MAX_CONCURRENCY", "must be at most %d, got %d", maxConcurrency, c.KomboMaxConcurrency)
 	}
 	if c.KomboMaxAttempts < 1 {
@@ -569,63 +549,47 @@ func (c *Config) checkCounts(p *problems) {
 	}
 }
 
+// checkSubjects checks the subjects with nats-server's own rules (nats.go
+// has no exported check, and the daemon links nats-server for its embedded
+// server anyway).
 func (c *Config) checkSubjects(p *problems) {
-	literals := []named{
-		{"REQUEST_SUBJECT", c.RequestSubject},
-		{"DELETED_SUBJECT", c.DeletedSubject},
-		{"FAILED_SUBJECT", c.FailedSubject},
-	}
-	var valid []named
-	for _, l := range literals {
+	literals := []named{{"REQUEST_SUBJECT", c.RequestSubject}, {"DELETED_SUBJECT", c.DeletedSubject}, {"FAILED_SUBJECT", c.FailedSubject}}
+	for i, l := range literals {
 		switch {
 		case l.value == "":
 			p.add(l.name, "must not be empty")
 		case !server.IsValidPublishSubject(l.value):
 			p.add(l.name, "must be a NATS subject without wildcards (non-empty tokens separated by '.', no whitespace, no '*' or '>' token), got %q", l.value)
-		default:
-			valid = append(valid, l)
-		}
-	}
-	for _, l := range literals[1:] {
-		if l.value != "" && l.value == c.RequestSubject {
+		case i > 0 && l.value == c.RequestSubject:
 			p.add(l.name, "must differ from REQUEST_SUBJECT, or the daemon would consume its own results, got %q", l.value)
+			fallthrough
+		default:
+			covered := len(c.StreamSubjects) == 0 // reported below
+			for _, s := range c.StreamSubjects {
+				covered = covered || server.SubjectMatchesFilter(l.value, s)
+			}
+			if !covered {
+				p.add("STREAM_SUBJECTS", "must cover %s %q, got %q", l.name, l.value, strings.Join(c.StreamSubjects, ","))
+			}
 		}
 	}
-
 	if len(c.StreamSubjects) == 0 {
 		p.add("STREAM_SUBJECTS", "must not be empty")
-		return
 	}
 	for _, s := range c.StreamSubjects {
 		if !server.IsValidSubject(s) {
 			p.add("STREAM_SUBJECTS", "%q is not a NATS subject (non-empty tokens separated by '.', no whitespace, '>' only last)", s)
 		}
 	}
-	for _, l := range valid {
-		covered := false
-		for _, s := range c.StreamSubjects {
-			if server.SubjectMatchesFilter(l.value, s) {
-				covered = true
-				break
-			}
-		}
-		if !covered {
-			p.add("STREAM_SUBJECTS", "must cover %s %q, got %q", l.name, l.value, strings.Join(c.StreamSubjects, ","))
-		}
-	}
 }
 
 func (c *Config) checkNames(p *problems) {
-	switch {
-	case c.LedgerBucket == "":
+	if c.LedgerBucket == "" {
 		p.add("LEDGER_BUCKET", "must not be empty")
-	case strings.TrimLeft(c.LedgerBucket, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != "":
+	} else if strings.TrimLeft(c.LedgerBucket, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != "" {
 		p.add("LEDGER_BUCKET", "must hold only letters, digits, '-' and '_' (a KV bucket name), got %q", c.LedgerBucket)
 	}
-	for _, n := range []named{
-		{"STREAM_NAME", c.StreamName},
-		{"CONSUMER_NAME", c.ConsumerName},
-	} {
+	for _, n := range []named{{"STREAM_NAME", c.StreamName}, {"CONSUMER_NAME", c.ConsumerName}} {
 		switch {
 		case n.value == "":
 			p.add(n.name, "must not be empty")
@@ -638,69 +602,52 @@ func (c *Config) checkNames(p *problems) {
 }
 
 func (c *Config) checkNATS(p *problems) {
-	c.checkNATSURL(p)
-
-	if c.NATSUser != "" && c.NATSPassword == "" {
-		p.add("NATS_USER", "needs NATS_PASSWORD")
-	}
-	if c.NATSPassword != "" && c.NATSUser == "" {
-		p.add("NATS_PASSWORD", "needs NATS_USER")
-	}
-	var methods []string
-	for _, m := range []struct {
-		name string
-		set  bool
-	}{
-		{"NATS_CREDS_FILE", c.NATSCredsFile != ""},
-		{"NATS_NKEY_FILE", c.NATSNKeyFile != ""},
-		{"NATS_USER", c.NATSUser != "" || c.NATSPassword != ""},
-		{"NATS_TOKEN", c.NATSToken != ""},
-	} {
-		if m.set {
-			methods = append(methods, m.name)
+	needs := func(name, value, other, otherValue string) {
+		if value != "" && otherValue == "" {
+			p.add(name, "needs %s", other)
 		}
 	}
-	if len(methods) > 1 {
-		for _, m := range methods[1:] {
-			p.add(m, "must not be set together with %s: choose one way to authenticate to NATS", methods[0])
+	needs("NATS_USER", c.NATSUser, "NATS_PASSWORD", c.NATSPassword.Reveal())
+	needs("NATS_PASSWORD", c.NATSPassword.Reveal(), "NATS_USER", c.NATSUser)
+	needs("NATS_TLS_CERT_FILE", c.NATSTLSCertFile, "NATS_TLS_KEY_FILE", c.NATSTLSKeyFile)
+	needs("NATS_TLS_KEY_FILE", c.NATSTLSKeyFile, "NATS_TLS_CERT_FILE", c.NATSTLSCertFile)
+	var first string // the first way to authenticate
+	for _, m := range []named{{"NATS_CREDS_FILE", c.NATSCredsFile}, {"NATS_NKEY_FILE", c.NATSNKeyFile},
+		{"NATS_USER", c.NATSUser + c.NATSPassword.Reveal()}, {"NATS_TOKEN", c.NATSToken.Reveal()}} {
+		switch {
+		case m.value == "":
+		case first == "":
+			first = m.name
+		default:
+			p.add(m.name, "must not be set together with %s: choose one way to authenticate to NATS", first)
 		}
 	}
-
-	if c.NATSTLSCertFile != "" && c.NATSTLSKeyFile == "" {
-		p.add("NATS_TLS_CERT_FILE", "needs NATS_TLS_KEY_FILE")
-	}
-	if c.NATSTLSKeyFile != "" && c.NATSTLSCertFile == "" {
-		p.add("NATS_TLS_KEY_FILE", "needs NATS_TLS_CERT_FILE")
-	}
-	for _, f := range []named{
-		{"NATS_CREDS_FILE", c.NATSCredsFile},
-		{"NATS_NKEY_FILE", c.NATSNKeyFile},
-		{"NATS_TLS_CA_FILE", c.NATSTLSCAFile},
-		{"NATS_TLS_CERT_FILE", c.NATSTLSCertFile},
-		{"NATS_TLS_KEY_FILE", c.NATSTLSKeyFile},
-	} {
-		if f.value != "" {
-			if err := readable(f.value); err != nil {
-				p.add(f.name, "%w", err)
-			}
+	for _, f := range []named{{"NATS_CREDS_FILE", c.NATSCredsFile}, {"NATS_NKEY_FILE", c.NATSNKeyFile},
+		{"NATS_TLS_CA_FILE", c.NATSTLSCAFile}, {"NATS_TLS_CERT_FILE", c.NATSTLSCertFile}, {"NATS_TLS_KEY_FILE", c.NATSTLSKeyFile}} {
+		if f.value == "" {
+			continue
+		}
+		if fi, err := os.Stat(f.value); err == nil && fi.IsDir() {
+			p.add(f.name, "%s is a directory", f.value)
+		} else if r, err := os.Open(f.value); err != nil {
+			p.add(f.name, "%w", err)
+		} else {
+			r.Close()
 		}
 	}
-	if c.NATSEmbeddedDir != "" {
-		if fi, err := os.Stat(c.NATSEmbeddedDir); err == nil && !fi.IsDir() {
-			p.add("NATS_EMBEDDED_DIR", "%s is not a directory", c.NATSEmbeddedDir)
-		}
+	if fi, err := os.Stat(c.NATSEmbeddedDir); c.NATSEmbeddedDir != "" && err == nil && !fi.IsDir() {
+		p.add("NATS_EMBEDDED_DIR", "%s is not a directory", c.NATSEmbeddedDir)
 	}
 }
 
 // checkNATSURL checks NATS_URL as nats.go reads it: comma separated, each
 // entry trimmed, empty entries skipped, no scheme meaning nats://, no mix of
-// websocket and plain URLs.
+// websocket and plain URLs. Entries show redacted (RedactURL).
 func (c *Config) checkNATSURL(p *problems) {
 	const name = "NATS_URL"
 	var n, websocket int
 	for entry := range strings.SplitSeq(c.NATSURL, ",") {
-		entry = strings.TrimSpace(entry)
-		if entry == "" {
+		if entry = strings.TrimSpace(entry); entry == "" {
 			continue
 		}
 		n++
@@ -709,165 +656,52 @@ func (c *Config) checkNATSURL(p *problems) {
 			raw = "nats://" + raw
 		}
 		u, err := url.Parse(raw)
-		if err != nil {
-			p.add(name, "%s is not a URL", redactURLs(entry))
+		switch {
+		case err != nil:
+			p.add(name, "%s is not a URL", RedactURL(entry))
 			continue
-		}
-		switch u.Scheme {
-		case "nats", "tls":
-		case "ws", "wss":
+		case u.Scheme == "ws" || u.Scheme == "wss":
 			websocket++
-		default:
-			p.add(name, "%s: scheme must be nats, tls, ws or wss, got %q", redactURLs(entry), u.Scheme)
+		case u.Scheme != "nats" && u.Scheme != "tls":
+			p.add(name, "%s: scheme must be nats, tls, ws or wss, got %q", RedactURL(entry), u.Scheme)
 			continue
 		}
 		if u.Hostname() == "" {
-			p.add(name, "%s has no host", redactURLs(entry))
+			p.add(name, "%s has no host", RedactURL(entry))
 		}
-		if port := u.Port(); port != "" {
-			// Port 0 lets an embedded server pick a free port.
-			if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 || (n == 0 && !c.NATSEmbedded) {
-				if strings.Contains(entry, "@") { // a misread password can look like a port: never print it
-					port = "(not shown: the URL has user info)"
-				} else {
-					port = strconv.Quote(port)
-				}
-				p.add(name, "%s: port must be 1 to 65535 (0 only with NATS_EMBEDDED=true), got %s", redactURLs(entry), port)
+		// Port 0 lets an embedded server pick a free port.
+		if port, err := strconv.Atoi(u.Port()); u.Port() != "" && (err != nil || port < 0 || port > 65535 || port == 0 && !c.NATSEmbedded) {
+			shown := strconv.Quote(u.Port())
+			if strings.Contains(entry, "@") { // a misread password can look like a port: never print it
+				shown = "(not shown: the URL has user info)"
 			}
+			p.add(name, "%s: port must be 1 to 65535 (0 only with NATS_EMBEDDED=true), got %s", RedactURL(entry), shown)
 		}
 	}
-	switch {
-	case n == 0:
+	if n == 0 {
 		p.add(name, "must name at least one server, such as nats://127.0.0.1:4222")
-	case websocket > 0 && websocket < n:
+	} else if websocket > 0 && websocket < n {
 		p.add(name, "must not mix websocket (ws, wss) and nats or tls URLs")
 	}
 }
 
-// readable returns an error unless path is a file that can be opened.
-func readable(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if fi.IsDir() {
-		return fmt.Errorf("%s is a directory", path)
-	}
-	return nil
-}
-
-func (c *Config) checkHTTP(p *problems) {
-	const name = "HTTP_ADDR"
-	_, port, err := net.SplitHostPort(c.HTTPAddr)
-	switch {
-	case err != nil || port == "":
-		p.add(name, `must be host:port such as ":8080" or "127.0.0.1:8080", got %q`, c.HTTPAddr)
-	default:
-		if _, err := net.LookupPort("tcp", port); err != nil {
-			p.add(name, "port must be a number from 0 (any free port) to 65535, got %q", port)
-		}
-	}
-}
-
-func (c *Config) checkLogs(p *problems) {
-	if _, ok := parseLevel(c.LogLevel); !ok {
-		p.add("LOG_LEVEL", "must be debug, info, warn or error, got %q", c.LogLevel)
-	}
-	switch strings.ToLower(c.LogFormat) {
-	case "json", "text":
-	default:
-		p.add("LOG_FORMAT", "must be json or text, got %q", c.LogFormat)
-	}
-}
-
-// parseLevel parses debug, info, warn or error, in any case.
-func parseLevel(s string) (slog.Level, bool) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "debug":
-		return slog.LevelDebug, true
-	case "info":
-		return slog.LevelInfo, true
-	case "warn":
-		return slog.LevelWarn, true
-	case "error":
-		return slog.LevelError, true
-	}
-	return slog.LevelInfo, false
-}
-
-// redactURLs returns s, a URL or a comma separated list of them, with the
-// user info of each replaced by "xxxxx": NATS takes a token or a password
-// there. The user info runs from the scheme's "//" (or the start of an
-// entry without one) to the entry's last "@", wherever that is: a password
-// may hold "/", "?", "#" or "@", which end the authority of a parsed URL
-// early (or make it unparsable), so the entry is never cut there first.
-func redactURLs(s string) string {
+// RedactURL returns s, a URL or a comma separated list of them, with the user
+// info of each replaced by "xxxxx": NATS takes a token or a password there.
+// The user info runs from the start of the authority to the entry's last "@":
+// a password may hold "/", "?", "#" or "@", which end the authority of a
+// parsed URL early (or make it unparsable), so the entry is never cut there.
+func RedactURL(s string) string {
 	entries := strings.Split(s, ",")
 	for i, e := range entries {
-		entries[i] = redactUserinfo(e, "xxxxx")
+		if at := strings.LastIndex(e, "@"); at >= 0 {
+			entries[i] = e[:min(len(authorityStart.FindString(e)), at)] + "xxxxx" + e[at:]
+		}
 	}
 	return strings.Join(entries, ",")
 }
 
-// redactUserinfo replaces everything between the start of e's authority
-// (see authorityStart) and e's last "@" by mask; e without "@" is returned
-// as it is.
-func redactUserinfo(e, mask string) string {
-	at := strings.LastIndex(e, "@")
-	if at < 0 {
-		return e
-	}
-	start := min(authorityStart(e), at)
-	return e[:start] + mask + e[at:]
-}
-
-// authorityStart returns where the authority of the URL e begins: after
-// "scheme://" or "//" at its start (after leading blanks), else where e's
-// text begins. A "//" further on may be part of a password, so only a
-// scheme made of scheme characters (RFC 3986) counts.
-func authorityStart(e string) int {
-	lead := len(e) - len(strings.TrimLeft(e, " \t\r\n"))
-	rest := e[lead:]
-	if strings.HasPrefix(rest, "//") {
-		return lead + len("//")
-	}
-	for i := 0; i < len(rest); i++ {
-		c := rest[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
-		case i > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'):
-		case i > 0 && strings.HasPrefix(rest[i:], "://"):
-			return lead + i + len("://")
-		default:
-			return lead
-		}
-	}
-	return lead
-}
-
-// Names lists every environment variable the configuration reads, in field order.
-func Names() []string {
-	vars := envVars()
-	names := make([]string, len(vars))
-	for i, ev := range vars {
-		names[i] = ev.name
-	}
-	return names
-}
-
-// LoadClient reads the configuration for the commands that only talk to NATS (request,
-// healthcheck): like Load, but the Kombo key is neither read nor required.
-func LoadClient(lookupEnv func(string) (string, bool)) (*Config, error) {
-	c, errs := read(lookupEnv)
-	c.KomboAPIKey, c.KomboAPIKeyFile = "", ""
-	c.normalize()
-	if err := errors.Join(append(errs, c.problems(false)...)...); err != nil {
-		return nil, err
-	}
-	return &c, nil
-}
+// authorityStart matches up to where the authority of a URL begins: after
+// "scheme://" or "//" at its start (after blanks), else where its text
+// begins. A "//" further on may be a password's, so only a scheme made of
+// scheme characters (RFC 3986) counts.
+var authorityStart = regexp.MustCompile(`^[ \t\r\n]*(([A-Za-z][A-Za-z0-9+.-]*:)?//)?`)

@@ -616,9 +616,9 @@ func TestLogValue(t *testing.T) {
 	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
 		t.Fatalf("%v in %s", err, buf.String())
 	}
-	for _, ev := range envVars() {
-		if _, ok := got.Config[ev.name]; !ok {
-			t.Errorf("logged config lacks %s", ev.name)
+	for _, name := range Names() {
+		if _, ok := got.Config[name]; !ok {
+			t.Errorf("logged config lacks %s", name)
 		}
 	}
 	for k, want := range map[string]any{
@@ -767,8 +767,8 @@ func TestRedactURLsOddPasswords(t *testing.T) {
 		{"//u:pa/ss@kombo.dev/v1", "//xxxxx@kombo.dev/v1"},
 	}
 	for _, tt := range tests {
-		if got := redactURLs(tt.in); got != tt.want {
-			t.Errorf("redactURLs(%q) = %q, want %q", tt.in, got, tt.want)
+		if got := RedactURL(tt.in); got != tt.want {
+			t.Errorf("RedactURL(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 
@@ -785,7 +785,7 @@ func TestRedactURLsOddPasswords(t *testing.T) {
 				continue // "PWLEFT7://…" is a URL with scheme PWLEFT7, nothing else
 			}
 			in := fmt.Sprintf(form, secret)
-			outputs := []string{redactURLs(in)}
+			outputs := []string{RedactURL(in)}
 			c, err := Load(lookup(map[string]string{"KOMBO_API_KEY": "k", "NATS_URL": in}))
 			if err != nil {
 				outputs = append(outputs, err.Error())
@@ -799,6 +799,17 @@ func TestRedactURLsOddPasswords(t *testing.T) {
 					t.Errorf("NATS_URL %q shows its password:\n%s", in, out)
 				}
 			}
+		}
+	}
+}
+
+// TestEveryVariableDecodes checks that decode knows the type of every field: one it does
+// not know panics as soon as its variable is set.
+func TestEveryVariableDecodes(t *testing.T) {
+	t.Parallel()
+	for _, name := range Names() {
+		for _, value := range []string{"", "x"} {
+			_, _ = Load(lookup(map[string]string{name: value}))
 		}
 	}
 }
