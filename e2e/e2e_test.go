@@ -70,7 +70,7 @@ func TestMixedBatch(t *testing.T) {
 	wants["bad-json"] = want{status: "failed", code: "EVENT.INVALID", attempts: 0}
 	// ... else from the stream and the sequence.
 	seq := b.request(t, ctx, request{IntegrationID: "personio:by-seq"})
-	bySeq := fmt.Sprintf("%s-%d", streamName, seq)
+	bySeq := fmt.Sprintf("%s-%d", testkit.StreamName, seq)
 	wants[bySeq] = want{integrationID: "personio:by-seq", status: "deleted", attempts: 1, deletes: 1}
 
 	got := b.waitResults(t, ctx, time.Minute, len(wants))
@@ -87,7 +87,7 @@ func TestMixedBatch(t *testing.T) {
 		if r.Attempts != w.attempts {
 			t.Errorf("request %s: attempts = %d, want %d", id, r.Attempts, w.attempts)
 		}
-		wantSubject := map[string]string{"deleted": deletedSubject, "failed": failedSubject}[w.status]
+		wantSubject := map[string]string{"deleted": testkit.DeletedSubject, "failed": testkit.FailedSubject}[w.status]
 		if r.subject != wantSubject {
 			t.Errorf("request %s: result on %s, want %s", id, r.subject, wantSubject)
 		}

@@ -14,15 +14,6 @@ import (
 	"github.com/kombo-ops/integration-deleter/internal/testkit"
 )
 
-// The contract's defaults, which the suite leaves as they are.
-const (
-	streamName     = "INTEGRATION_DELETE"
-	consumerName   = "integration-deleter"
-	requestSubject = "integration.delete.requested"
-	deletedSubject = "integration.delete.deleted"
-	failedSubject  = "integration.delete.failed"
-)
-
 // request is a delete request event.
 type request struct {
 	IntegrationID string `json:"integration_id"`
@@ -68,7 +59,7 @@ func (b *bus) publish(t *testing.T, ctx context.Context, data []byte, header nat
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for {
-		msg := &nats.Msg{Subject: requestSubject, Data: data, Header: header}
+		msg := &nats.Msg{Subject: testkit.RequestSubject, Data: data, Header: header}
 		ack, err := b.js.PublishMsg(ctx, msg)
 		if err == nil {
 			return ack.Sequence
@@ -100,7 +91,7 @@ func (b *bus) burst(t *testing.T, ctx context.Context, rs []request) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := b.js.PublishAsync(requestSubject, data); err != nil {
+		if _, err := b.js.PublishAsync(testkit.RequestSubject, data); err != nil {
 			t.Fatalf("publish %s: %v", data, err)
 		}
 	}
@@ -113,7 +104,7 @@ func (b *bus) burst(t *testing.T, ctx context.Context, rs []request) {
 
 // resultCount returns how many result events the stream holds.
 func (b *bus) resultCount(ctx context.Context) (int, error) {
-	s, err := b.js.Stream(ctx, streamName)
+	s, err := b.js.Stream(ctx, testkit.StreamName)
 	if err != nil {
 		return 0, err
 	}
@@ -121,15 +112,15 @@ func (b *bus) resultCount(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return int(info.State.Subjects[deletedSubject] + info.State.Subjects[failedSubject]), nil
+	return int(info.State.Subjects[testkit.DeletedSubject] + info.State.Subjects[testkit.FailedSubject]), nil
 }
 
 // results reads the n result events the stream holds, in order.
 func (b *bus) results(ctx context.Context, n int) ([]result, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cons, err := b.js.OrderedConsumer(ctx, streamName, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{deletedSubject, failedSubject},
+	cons, err := b.js.OrderedConsumer(ctx, testkit.StreamName, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{testkit.DeletedSubject, testkit.FailedSubject},
 	})
 	if err != nil {
 		return nil, err
@@ -192,7 +183,7 @@ func (b *bus) waitResults(t *testing.T, ctx context.Context, within time.Duratio
 func (b *bus) waitIdle(t *testing.T, ctx context.Context, within time.Duration) {
 	t.Helper()
 	testkit.Eventually(t, within, "the consumer to have nothing pending", func() (bool, string) {
-		c, err := b.js.Consumer(ctx, streamName, consumerName)
+		c, err := b.js.Consumer(ctx, testkit.StreamName, testkit.ConsumerName)
 		if err != nil {
 			return false, err.Error()
 		}

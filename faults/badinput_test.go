@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kombo-ops/integration-deleter/internal/testkit"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
 
@@ -124,11 +125,11 @@ func TestBadInput(t *testing.T) {
 	// Without request_id and Nats-Msg-Id, the request id is <stream>-<sequence>.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ack, err := w.js.Publish(ctx, requestSubject, []byte(`{"integration_id":"personio:no-request-id"}`))
+	ack, err := w.js.Publish(ctx, testkit.RequestSubject, []byte(`{"integration_id":"personio:no-request-id"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	seqID := fmt.Sprintf("%s-%d", streamName, ack.Sequence)
+	seqID := fmt.Sprintf("%s-%d", testkit.StreamName, ack.Sequence)
 	cases = append(cases, struct {
 		name   string
 		data   []byte

@@ -110,7 +110,7 @@ func TestCase3ConsumerDeletedProvision(t *testing.T) {
 	at := resultCount(w.js)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := w.js.DeleteConsumer(ctx, streamName, consumerName); err != nil {
+	if err := w.js.DeleteConsumer(ctx, testkit.StreamName, testkit.ConsumerName); err != nil {
 		t.Fatalf("delete the consumer: %v", err)
 	}
 	deleted := time.Now()
@@ -137,7 +137,7 @@ func TestCase3ConsumerDeletedNoProvision(t *testing.T) {
 	w := newWorld(t, kombotest.Options{Latency: 10 * time.Millisecond, LatencyJitter: 10 * time.Millisecond}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := w.js.CreateConsumer(ctx, streamName, consumerConfig()); err != nil {
+	if _, err := w.js.CreateConsumer(ctx, testkit.StreamName, consumerConfig()); err != nil {
 		t.Fatalf("create the consumer: %v", err)
 	}
 	w.createLedger()
@@ -149,7 +149,7 @@ func TestCase3ConsumerDeletedNoProvision(t *testing.T) {
 	publish(t, w.js, reqs)
 	testkit.WaitFor(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
 	at := resultCount(w.js)
-	if err := w.js.DeleteConsumer(ctx, streamName, consumerName); err != nil {
+	if err := w.js.DeleteConsumer(ctx, testkit.StreamName, testkit.ConsumerName); err != nil {
 		t.Fatalf("delete the consumer: %v", err)
 	}
 	var readyz string
@@ -159,8 +159,8 @@ func TestCase3ConsumerDeletedNoProvision(t *testing.T) {
 		return code == http.StatusServiceUnavailable && strings.Contains(readyz, "consumer")
 	})
 	t.Logf("/readyz: %s", readyz)
-	if !strings.Contains(readyz, consumerName) {
-		t.Errorf("/readyz %q does not name the consumer %q", readyz, consumerName)
+	if !strings.Contains(readyz, testkit.ConsumerName) {
+		t.Errorf("/readyz %q does not name the consumer %q", readyz, testkit.ConsumerName)
 	}
 	if w.consumerExists() {
 		t.Errorf("the consumer exists again although JETSTREAM_PROVISION=false")
@@ -168,7 +168,7 @@ func TestCase3ConsumerDeletedNoProvision(t *testing.T) {
 	stalled := resultCount(w.js)
 
 	// The operator recreates the consumer.
-	if _, err := w.js.CreateConsumer(ctx, streamName, consumerConfig()); err != nil {
+	if _, err := w.js.CreateConsumer(ctx, testkit.StreamName, consumerConfig()); err != nil {
 		t.Fatalf("recreate the consumer: %v", err)
 	}
 	recreated := time.Now()

@@ -28,16 +28,8 @@ import (
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
 
-// The daemon's defaults, which the suite keeps.
-const (
-	streamName     = "INTEGRATION_DELETE"
-	consumerName   = "integration-deleter"
-	requestSubject = "integration.delete.requested"
-	deletedSubject = "integration.delete.deleted"
-	failedSubject  = "integration.delete.failed"
-	ledgerBucket   = "INTEGRATION_DELETE_LEDGER"
-	apiKey         = "ks_faults_9Qz4rT7wX2vB8nL5"
-)
+// apiKey is the key the fake expects and the daemon sends.
+const apiKey = "ks_faults_9Qz4rT7wX2vB8nL5"
 
 // ---------------------------------------------------------------------------------------
 // NATS
@@ -115,7 +107,7 @@ func createStream(t *testing.T, js jetstream.JetStream) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: streamName, Subjects: []string{"integration.delete.>"}, Storage: jetstream.FileStorage,
+		Name: testkit.StreamName, Subjects: []string{"integration.delete.>"}, Storage: jetstream.FileStorage,
 		Duplicates: 5 * time.Minute,
 	})
 	if err != nil {
@@ -156,7 +148,7 @@ func publish(t *testing.T, js jetstream.JetStream, reqs []request) {
 	for _, r := range reqs {
 		body, _ := json.Marshal(map[string]string{"integration_id": r.IntegrationID, "request_id": r.ID,
 			"requested_by": "faults", "reason": t.Name()})
-		m := nats.NewMsg(requestSubject)
+		m := nats.NewMsg(testkit.RequestSubject)
 		m.Data = body
 		m.Header.Set(jetstream.MsgIDHeader, r.ID)
 		f, err := js.PublishMsgAsync(m)
@@ -180,7 +172,7 @@ func publish(t *testing.T, js jetstream.JetStream, reqs []request) {
 // publishRaw stores one raw request event with headers and waits for its PubAck.
 func publishRaw(t *testing.T, js jetstream.JetStream, data []byte, hdr map[string]string) {
 	t.Helper()
-	m := nats.NewMsg(requestSubject)
+	m := nats.NewMsg(testkit.RequestSubject)
 	m.Data = data
 	for k, v := range hdr {
 		m.Header.Set(k, v)
@@ -202,7 +194,7 @@ type result struct {
 
 // streamCounts returns how many requests and results the stream holds.
 func streamCounts(ctx context.Context, js jetstream.JetStream) (requests, results int, err error) {
-	s, err := js.Stream(ctx, streamName)
+	s, err := js.Stream(ctx, testkit.StreamName)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -211,7 +203,7 @@ func streamCounts(ctx context.Context, js jetstream.JetStream) (requests, result
 		return 0, 0, err
 	}
 	subj := info.State.Subjects
-	return int(subj[requestSubject]), int(subj[deletedSubject] + subj[failedSubject]), nil
+	return int(subj[testkit.RequestSubject]), int(subj[testkit.DeletedSubject] + subj[testkit.FailedSubject]), nil
 }
 
 // storedResults reads every result stored in the stream.
@@ -220,8 +212,8 @@ func storedResults(ctx context.Context, js jetstream.JetStream) ([]result, error
 	if err != nil || want == 0 {
 		return nil, err
 	}
-	oc, err := js.OrderedConsumer(ctx, streamName, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{deletedSubject, failedSubject},
+	oc, err := js.OrderedConsumer(ctx, testkit.StreamName, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{testkit.DeletedSubject, testkit.FailedSubject},
 	})
 	if err != nil {
 		return nil, err
@@ -335,7 +327,7 @@ func waitDone(t *testing.T, js jetstream.JetStream, want []string, timeout time.
 
 // settled reports whether the durable consumer has nothing pending or unacknowledged.
 func settled(ctx context.Context, js jetstream.JetStream) bool {
-	c, err := js.Consumer(ctx, streamName, consumerName)
+	c, err := js.Consumer(ctx, testkit.StreamName, testkit.ConsumerName)
 	if err != nil {
 		return false
 	}
@@ -364,7 +356,7 @@ func checkTally(t *testing.T, tl tally, n int) {
 			if want := "result-" + id; r.msgID != want {
 				t.Errorf("result of %s has Nats-Msg-Id %q, want %q", id, r.msgID, want)
 			}
-			if (r.subject == deletedSubject) != (r.Status == "deleted") {
+			if (r.subject == testkit.DeletedSubject) != (r.Status == "deleted") {
 				t.Errorf("result of %s with status %q stored on %s", id, r.Status, r.subject)
 			}
 		}

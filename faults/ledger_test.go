@@ -66,7 +66,7 @@ func TestLedgerConsumerDeletedAfterWindow(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := w.js.DeleteConsumer(ctx, streamName, consumerName); err != nil {
+	if err := w.js.DeleteConsumer(ctx, testkit.StreamName, testkit.ConsumerName); err != nil {
 		t.Fatalf("delete the consumer: %v", err)
 	}
 	deleted := time.Now()
@@ -113,7 +113,7 @@ func TestLedgerConsumerReplayedNoProvision(t *testing.T) {
 	w := newWindowWorld(t, kombotest.Options{Latency: 5 * time.Millisecond, LatencyJitter: 5 * time.Millisecond}, shortWindow)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := w.js.CreateConsumer(ctx, streamName, consumerConfig()); err != nil {
+	if _, err := w.js.CreateConsumer(ctx, testkit.StreamName, consumerConfig()); err != nil {
 		t.Fatalf("create the consumer: %v", err)
 	}
 	w.createLedger()
@@ -126,12 +126,12 @@ func TestLedgerConsumerReplayedNoProvision(t *testing.T) {
 	waitDone(t, w.js, ids(first), 2*time.Minute)
 	waitPastWindow(time.Now(), shortWindow)
 
-	if err := w.js.DeleteConsumer(ctx, streamName, consumerName); err != nil {
+	if err := w.js.DeleteConsumer(ctx, testkit.StreamName, testkit.ConsumerName); err != nil {
 		t.Fatalf("delete the consumer: %v", err)
 	}
 	readyz, _ := waitNotReady(t, d, 15*time.Second)
 	// The operator recreates it as it was first: from the start of the stream.
-	if _, err := w.js.CreateConsumer(ctx, streamName, consumerConfig()); err != nil {
+	if _, err := w.js.CreateConsumer(ctx, testkit.StreamName, consumerConfig()); err != nil {
 		t.Fatalf("recreate the consumer: %v", err)
 	}
 	recreated := time.Now()
@@ -508,7 +508,7 @@ func TestLedgerWrongFilter(t *testing.T) {
 		cfg.FilterSubject = wide
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if _, err := w.js.CreateConsumer(ctx, streamName, cfg); err != nil {
+		if _, err := w.js.CreateConsumer(ctx, testkit.StreamName, cfg); err != nil {
 			t.Fatalf("create the consumer: %v", err)
 		}
 		reqs := requests("widestart", n)
@@ -551,7 +551,7 @@ func TestLedgerWrongFilter(t *testing.T) {
 		}
 		cfg := info.Config
 		cfg.FilterSubject, cfg.FilterSubjects = wide, nil
-		if _, err := w.js.UpdateConsumer(ctx, streamName, cfg); err != nil {
+		if _, err := w.js.UpdateConsumer(ctx, testkit.StreamName, cfg); err != nil {
 			t.Fatalf("widen the consumer's filter: %v", err)
 		}
 		readyz, noticed := waitNotReady(t, d, 10*time.Second, "REQUEST_SUBJECT")
@@ -563,8 +563,8 @@ func TestLedgerWrongFilter(t *testing.T) {
 		resultsDuring := resultCount(w.js) - resultsThen
 		code, _ := d.get("/readyz")
 
-		cfg.FilterSubject = requestSubject
-		if _, err := w.js.UpdateConsumer(ctx, streamName, cfg); err != nil {
+		cfg.FilterSubject = testkit.RequestSubject
+		if _, err := w.js.UpdateConsumer(ctx, testkit.StreamName, cfg); err != nil {
 			t.Fatalf("restore the consumer's filter: %v", err)
 		}
 		restored := time.Now()
@@ -607,7 +607,7 @@ func TestLedgerResultsNotStored(t *testing.T) {
 	t.Run("at_start", func(t *testing.T) {
 		const n = 10
 		w := newBareWorld(t, kombotest.Options{})
-		w.createStreamCfg(jetstream.StreamConfig{Name: streamName, Subjects: []string{requestSubject},
+		w.createStreamCfg(jetstream.StreamConfig{Name: testkit.StreamName, Subjects: []string{testkit.RequestSubject},
 			Storage: jetstream.FileStorage, Duplicates: 5 * time.Minute})
 		reqs := requests("noresults", n)
 		publish(t, w.js, reqs)
@@ -643,17 +643,17 @@ func TestLedgerResultsNotStored(t *testing.T) {
 
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		s, err := w.js.Stream(ctx, streamName)
+		s, err := w.js.Stream(ctx, testkit.StreamName)
 		if err != nil {
 			t.Fatal(err)
 		}
 		cfg := s.CachedInfo().Config
 		subjects := cfg.Subjects
-		cfg.Subjects = []string{requestSubject}
+		cfg.Subjects = []string{testkit.RequestSubject}
 		if _, err := w.js.UpdateStream(ctx, cfg); err != nil {
 			t.Fatalf("narrow the stream's subjects: %v", err)
 		}
-		readyz, noticed := waitNotReady(t, d, 10*time.Second, deletedSubject)
+		readyz, noticed := waitNotReady(t, d, 10*time.Second, testkit.DeletedSubject)
 		resultsThen := resultCount(w.js)
 		publish(t, w.js, during)
 		// Nothing is to happen now: watch for a while (more than one check of the daemon's).
@@ -710,7 +710,7 @@ func TestLedgerBucketDeletedUnderLoad(t *testing.T) {
 	at := resultCount(w.js)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := w.js.DeleteKeyValue(ctx, ledgerBucket); err != nil {
+	if err := w.js.DeleteKeyValue(ctx, testkit.LedgerBucket); err != nil {
 		t.Fatalf("delete the ledger bucket: %v", err)
 	}
 	deleted := time.Now()
@@ -718,7 +718,7 @@ func TestLedgerBucketDeletedUnderLoad(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := w.js.KeyValue(cctx, ledgerBucket)
+		_, err := w.js.KeyValue(cctx, testkit.LedgerBucket)
 		ccancel()
 		if err == nil {
 			recreatedAfter = time.Since(deleted)

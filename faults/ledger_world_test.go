@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kombo-ops/integration-deleter/internal/testkit"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
 
@@ -33,7 +34,7 @@ func newWindowWorld(t *testing.T, fo kombotest.Options, dup time.Duration) *worl
 	w := &world{t: t}
 	w.nats = startNATS(t, nil)
 	w.nc, w.js = w.nats.connect()
-	w.createStreamCfg(jetstream.StreamConfig{Name: streamName, Subjects: []string{"integration.delete.>"},
+	w.createStreamCfg(jetstream.StreamConfig{Name: testkit.StreamName, Subjects: []string{"integration.delete.>"},
 		Storage: jetstream.FileStorage, Duplicates: dup})
 	w.fake, w.komboURL = newFake(t, fo)
 	return w
@@ -78,7 +79,7 @@ func publishEvents(t *testing.T, js jetstream.JetStream, evs []event) uint64 {
 	for _, e := range evs {
 		body, _ := json.Marshal(map[string]string{"integration_id": e.req.IntegrationID, "request_id": e.req.ID,
 			"requested_by": "faults", "reason": t.Name()})
-		m := nats.NewMsg(requestSubject)
+		m := nats.NewMsg(testkit.RequestSubject)
 		m.Data = body
 		if e.msgID != "" {
 			m.Header.Set(jetstream.MsgIDHeader, e.msgID)
@@ -136,7 +137,7 @@ func waitDoneOr(t *testing.T, js jetstream.JetStream, want []string, timeout tim
 func (w *world) consumerInfo() *jetstream.ConsumerInfo {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := w.js.Consumer(ctx, streamName, consumerName)
+	c, err := w.js.Consumer(ctx, testkit.StreamName, testkit.ConsumerName)
 	if err != nil {
 		return nil
 	}
@@ -175,11 +176,11 @@ func (w *world) floorKey() string {
 	w.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := w.js.Stream(ctx, streamName)
+	s, err := w.js.Stream(ctx, testkit.StreamName)
 	if err != nil {
 		w.t.Fatalf("look up the stream: %v", err)
 	}
-	name := consumerName + "@" + streamName + "@" + strconv.FormatInt(s.CachedInfo().Created.UnixNano(), 10)
+	name := testkit.ConsumerName + "@" + testkit.StreamName + "@" + strconv.FormatInt(s.CachedInfo().Created.UnixNano(), 10)
 	return "floor." + base64.RawURLEncoding.EncodeToString([]byte(name))
 }
 
@@ -187,7 +188,7 @@ func (w *world) floorKey() string {
 func (w *world) savedFloor(key string) uint64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	kv, err := w.js.KeyValue(ctx, ledgerBucket)
+	kv, err := w.js.KeyValue(ctx, testkit.LedgerBucket)
 	if err != nil {
 		return 0
 	}
@@ -214,7 +215,7 @@ func (w *world) ledgerEntries() map[string]ledgerEntry {
 	w.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	kv, err := w.js.KeyValue(ctx, ledgerBucket)
+	kv, err := w.js.KeyValue(ctx, testkit.LedgerBucket)
 	if err != nil {
 		w.t.Fatalf("open the ledger bucket: %v", err)
 	}

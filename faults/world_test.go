@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kombo-ops/integration-deleter/internal/testkit"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
 
@@ -56,8 +57,8 @@ func (w *world) start(name string, overrides map[string]string) *daemon {
 // consumerConfig is the durable consumer as the daemon would create it with baseEnv.
 func consumerConfig() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable: consumerName, DeliverPolicy: jetstream.DeliverAllPolicy, AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: 2 * time.Second, MaxDeliver: -1, MaxAckPending: 256, FilterSubject: requestSubject,
+		Durable: testkit.ConsumerName, DeliverPolicy: jetstream.DeliverAllPolicy, AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: 2 * time.Second, MaxDeliver: -1, MaxAckPending: 256, FilterSubject: testkit.RequestSubject,
 	}
 }
 
@@ -67,7 +68,7 @@ func (w *world) createLedger() {
 	w.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := w.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: ledgerBucket, History: 1,
+	if _, err := w.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: testkit.LedgerBucket, History: 1,
 		Storage: jetstream.FileStorage}); err != nil {
 		w.t.Fatalf("create the ledger bucket: %v", err)
 	}
@@ -77,7 +78,7 @@ func (w *world) createLedger() {
 func (w *world) consumerExists() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err := w.js.Consumer(ctx, streamName, consumerName)
+	_, err := w.js.Consumer(ctx, testkit.StreamName, testkit.ConsumerName)
 	return err == nil
 }
 
