@@ -59,8 +59,14 @@ func exitCode(err error) int {
 	}
 }
 
-// run is the whole program; main only maps its error to an exit code.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// lookupFunc reads one environment variable, as os.LookupEnv does: a variable set to ""
+// is set, and overrides its default.
+type lookupFunc = func(string) (string, bool)
+
+// run is the whole program; main only maps its error to an exit code. The environment
+// comes in as lookupEnv, so that tests run it in parallel, each with its own. SIGINT and
+// SIGTERM end ctx; a second one kills at once.
+func run(ctx context.Context, args []string, lookupEnv lookupFunc, stdout, stderr io.Writer) error {
 	cmd := "run"
 	if len(args) > 0 {
 		switch args[0] {
@@ -72,11 +78,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			cmd, args = args[0], args[1:]
 		}
 	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, stop) // the default handling again: a second signal kills
 	switch cmd {
 	case "run":
-		return runDaemon(ctx, args, stdout, stderr)
+		return runDaemon(ctx, args, lookupEnv, stdout, stderr)
 	case "request":
-		return runRequest(ctx, args, stdout, stderr)
+		return runRequest(ctx, args, lookupEnv, stdout, stderr)
 	case "version":
 		if _, err := parseFlags("version", "Print the version.", args, stdout, stderr, nil); err != nil {
 			return helpOK(err)
@@ -84,7 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "integration-deleter", version)
 		return nil
 	case "healthcheck":
-		return runHealthcheck(ctx, args, stdout, stderr)
+		return runHealthcheck(ctx, args, lookupEnv, stdout, stderr)
 	default:
 		fmt.Fprint(stderr, usage)
 		return usageError{fmt.Errorf("unknown command %q", cmd)}
@@ -141,39 +150,39 @@ func helpOK(err error) error {
 	return err
 }
 
-func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runDaemon(ctx context.Context, args []string, lookupEnv lookupFunc, stdout, stderr io.Writer) error {
 	doc := `Run the daemon until SIGTERM or SIGINT. Configuration comes from environment variables:
 ` + strings.Join(config.Names(), ", ") + `.
 See the README for their meaning and defaults.`
 	if _, err := parseFlags("run", doc, args, stdout, stderr, nil); err != nil {
 		return helpOK(err)
 	}
-	cfg, err := config.Load(os.LookupEnv)
+	cfg, err := config.Load(lookupEnv)
 	if err != nil {
 		return usageError{fmt.Errorf("configuration:\n%w", err)}
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	context.AfterFunc(ctx, stop) // a second signal kills at once
 	return daemon.Run(ctx, cfg, daemon.Options{Version: version, Logger: daemon.NewLogger(cfg, stderr)})
 }
 
-func runRequest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var (
-		wait        bool
-		timeout     time.Duration
-		requestedBy string
-		reason      string
-	)
+// requestFlags are the flags of the request command.
+type requestFlags struct {
+	wait        bool
+	timeout     time.Duration
+	requestedBy string
+	reason      string
+}
+
+func runRequest(ctx context.Context, args []string, lookupEnv lookupFunc, stdout, stderr io.Writer) error {
+	var f requestFlags
 	ids, err := parseFlags("request [flags] ID…", `Publish one delete request per integration id to REQUEST_SUBJECT (NATS settings from
 the environment, as for the daemon; no Kombo key needed). Each request gets a new
 request id, also used as its Nats-Msg-Id. With --wait, print each result as a JSON line
 as it arrives; the exit code is then 1 when a request failed or a result did not come
 in time.`, args, stdout, stderr, func(fs *flag.FlagSet) {
-		fs.BoolVar(&wait, "wait", false, "wait for each request's result and print it")
-		fs.DurationVar(&timeout, "timeout", 2*time.Minute, "how long --wait waits for all results")
-		fs.StringVar(&requestedBy, "requested-by", "integration-deleter-cli", "requested_by of the requests")
-		fs.StringVar(&reason, "reason", "", "reason of the requests")
+		fs.BoolVar(&f.wait, "wait", false, "wait for each request's result and print it")
+		fs.DurationVar(&f.timeout, "timeout", 2*time.Minute, "how long --wait waits for all results")
+		fs.StringVar(&f.requestedBy, "requested-by", "integration-deleter-cli", "requested_by of the requests")
+		fs.StringVar(&f.reason, "reason", "", "reason of the requests")
 	})
 	if err != nil {
 		return helpOK(err)
@@ -181,12 +190,11 @@ in time.`, args, stdout, stderr, func(fs *flag.FlagSet) {
 	if len(ids) == 0 {
 		return usageError{errors.New("request: give at least one integration id")}
 	}
-	cfg, err := config.LoadClient(os.LookupEnv)
+	cfg, err := config.LoadClient(lookupEnv)
 	if err != nil {
 		return usageError{fmt.Errorf("configuration:\n%w", err)}
 	}
-	log := daemon.NewLogger(cfg, stderr)
-	nc, _, err := daemon.Connect(cfg.NATSURL, cfg, log)
+	nc, _, err := daemon.Connect(cfg.NATSURL, cfg, daemon.NewLogger(cfg, stderr))
 	if err != nil {
 		return err
 	}
@@ -195,55 +203,79 @@ in time.`, args, stdout, stderr, func(fs *flag.FlagSet) {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 
-	var results jetstream.ConsumeContext
-	got := make(chan consumer.Result, len(ids))
-	if wait {
+	var got <-chan consumer.Result
+	if f.wait {
 		// Listen before publishing so that no result is missed.
-		oc, err := js.OrderedConsumer(ctx, cfg.StreamName, jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{cfg.DeletedSubject, cfg.FailedSubject},
-			DeliverPolicy:  jetstream.DeliverNewPolicy,
-		})
+		results, stop, err := listenResults(ctx, js, cfg, len(ids))
 		if err != nil {
-			return fmt.Errorf("request: listen for results on stream %s: %w", cfg.StreamName, err)
+			return err
 		}
-		results, err = oc.Consume(func(m jetstream.Msg) {
-			var r consumer.Result
-			if json.Unmarshal(m.Data(), &r) == nil {
-				select {
-				case got <- r:
-				case <-ctx.Done(): // the command has returned
-				}
-			}
-		})
-		if err != nil {
-			return fmt.Errorf("request: listen for results: %w", err)
-		}
-		defer results.Stop()
+		defer stop()
+		got = results
 	}
+	want, err := publishRequests(ctx, js, cfg, ids, f, stdout)
+	if err != nil || !f.wait {
+		return err
+	}
+	return printResults(ctx, got, want, f.timeout, stdout)
+}
 
+// listenResults delivers the results stored from now on, until ctx ends or stop is called.
+func listenResults(ctx context.Context, js jetstream.JetStream, cfg *config.Config, buffer int) (<-chan consumer.Result, func(), error) {
+	oc, err := js.OrderedConsumer(ctx, cfg.StreamName, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{cfg.DeletedSubject, cfg.FailedSubject},
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("request: listen for results on stream %s: %w", cfg.StreamName, err)
+	}
+	got := make(chan consumer.Result, buffer)
+	cc, err := oc.Consume(func(m jetstream.Msg) {
+		var r consumer.Result
+		if json.Unmarshal(m.Data(), &r) == nil {
+			select {
+			case got <- r:
+			case <-ctx.Done(): // the command has returned
+			}
+		}
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("request: listen for results: %w", err)
+	}
+	return got, cc.Stop, nil
+}
+
+// publishRequests publishes one request per integration id and returns their request
+// ids, each mapped to its integration id. Without --wait it prints each as published.
+func publishRequests(ctx context.Context, js jetstream.JetStream, cfg *config.Config, ids []string,
+	f requestFlags, stdout io.Writer,
+) (map[string]string, error) {
 	want := map[string]string{}
 	for _, id := range ids {
 		reqID := "cli-" + nuid.Next()
 		body, _ := json.Marshal(map[string]string{"integration_id": id, "request_id": reqID,
-			"requested_by": requestedBy, "reason": reason})
+			"requested_by": f.requestedBy, "reason": f.reason})
 		m := nats.NewMsg(cfg.RequestSubject)
 		m.Data = body
 		m.Header.Set(jetstream.MsgIDHeader, reqID)
 		if _, err := js.PublishMsg(ctx, m); err != nil {
-			return fmt.Errorf("request: publish %q: %w", id, err)
+			return nil, fmt.Errorf("request: publish %q: %w", id, err)
 		}
 		want[reqID] = id
-		if !wait {
+		if !f.wait {
 			fmt.Fprintf(stdout, "published request_id=%s integration_id=%s\n", reqID, id)
 		}
 	}
-	if !wait {
-		return nil
-	}
-	failed := 0
+	return want, nil
+}
+
+// printResults prints each result of the requests in want as a JSON line as it arrives. It
+// fails when one of them failed or ctx ends before all arrived.
+func printResults(ctx context.Context, got <-chan consumer.Result, want map[string]string, timeout time.Duration, stdout io.Writer) error {
+	n, failed := len(want), 0
 	for len(want) > 0 {
 		select {
 		case <-ctx.Done():
@@ -261,17 +293,17 @@ in time.`, args, stdout, stderr, func(fs *flag.FlagSet) {
 		}
 	}
 	if failed > 0 {
-		return fmt.Errorf("request: %d of %d request(s) failed", failed, len(ids))
+		return fmt.Errorf("request: %d of %d request(s) failed", failed, n)
 	}
 	return nil
 }
 
-func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runHealthcheck(ctx context.Context, args []string, lookupEnv lookupFunc, stdout, stderr io.Writer) error {
 	if _, err := parseFlags("healthcheck", "GET /healthz on this host's HTTP_ADDR port; exit 0 when it answers 200.",
 		args, stdout, stderr, nil); err != nil {
 		return helpOK(err)
 	}
-	cfg, err := config.LoadClient(os.LookupEnv)
+	cfg, err := config.LoadClient(lookupEnv)
 	if err != nil {
 		return usageError{fmt.Errorf("configuration:\n%w", err)}
 	}

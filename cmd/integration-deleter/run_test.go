@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,10 +20,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/kombo-ops/integration-deleter/config"
 	"github.com/kombo-ops/integration-deleter/consumer"
 	"github.com/kombo-ops/integration-deleter/internal/natstest"
-	"github.com/kombo-ops/integration-deleter/internal/testwait"
+	"github.com/kombo-ops/integration-deleter/internal/testkit"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
 
@@ -47,26 +47,18 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// cleanEnv unsets every variable the configuration reads, for the test's duration, so
-// that the environment the tests run in does not leak into them.
-func cleanEnv(t *testing.T) {
-	t.Helper()
-	for _, name := range config.Names() {
-		t.Setenv(name, "") // restores the old value after the test
-		os.Unsetenv(name)
-	}
-}
-
-func setenv(t *testing.T, kv map[string]string) {
-	t.Helper()
-	for k, v := range kv {
-		t.Setenv(k, v)
+// env is an environment holding only kv: the one the tests run in does not leak into them.
+func env(kv map[string]string) lookupFunc {
+	return func(name string) (string, bool) {
+		v, ok := kv[name]
+		return v, ok
 	}
 }
 
 func TestVersion(t *testing.T) {
+	t.Parallel()
 	var stdout, stderr bytes.Buffer
-	if err := run(context.Background(), []string{"version"}, &stdout, &stderr); err != nil {
+	if err := run(context.Background(), []string{"version"}, env(nil), &stdout, &stderr); err != nil {
 		t.Fatalf("run(version) = %v", err)
 	}
 	if got, want := stdout.String(), "integration-deleter dev\n"; got != want {
@@ -75,6 +67,7 @@ func TestVersion(t *testing.T) {
 }
 
 func TestHelp(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		args   []string
 		wantIn []string
@@ -90,9 +83,9 @@ func TestHelp(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			cleanEnv(t) // help must work without any configuration
-			var stdout, stderr bytes.Buffer
-			err := run(context.Background(), tt.args, &stdout, &stderr)
+			t.Parallel()
+			var stdout, stderr bytes.Buffer // help must work without any configuration
+			err := run(context.Background(), tt.args, env(nil), &stdout, &stderr)
 			if err != nil {
 				t.Fatalf("run(%q) = %v, want nil (exit 0)", tt.args, err)
 			}
@@ -106,6 +99,7 @@ func TestHelp(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		args   []string
@@ -124,9 +118,9 @@ func TestUsageErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cleanEnv(t)
+			t.Parallel()
 			var stdout, stderr bytes.Buffer
-			err := run(context.Background(), tt.args, &stdout, &stderr)
+			err := run(context.Background(), tt.args, env(nil), &stdout, &stderr)
 			if got := exitCode(err); got != 2 {
 				t.Fatalf("run(%q) = %v, exit code %d, want 2", tt.args, err, got)
 			}
@@ -138,8 +132,9 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestUnknownCommandPrintsUsage(t *testing.T) {
+	t.Parallel()
 	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"frobnicate"}, &stdout, &stderr)
+	err := run(context.Background(), []string{"frobnicate"}, env(nil), &stdout, &stderr)
 	if exitCode(err) != 2 {
 		t.Fatalf("run = %v, want exit code 2", err)
 	}
@@ -152,6 +147,7 @@ func TestUnknownCommandPrintsUsage(t *testing.T) {
 }
 
 func TestExitCode(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		err  error
@@ -164,6 +160,7 @@ func TestExitCode(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			if got := exitCode(tt.err); got != tt.want {
 				t.Errorf("exitCode(%v) = %d, want %d", tt.err, got, tt.want)
 			}
@@ -177,6 +174,7 @@ func (e *wrapErr) Error() string { return "wrapped: " + e.err.Error() }
 func (e *wrapErr) Unwrap() error { return e.err }
 
 func TestBadConfig(t *testing.T) {
+	t.Parallel()
 	const natsPassword = "n4ts_pw_never_print_me"
 	tests := []struct {
 		name      string
@@ -229,10 +227,9 @@ func TestBadConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cleanEnv(t)
-			setenv(t, tt.env)
+			t.Parallel()
 			var stdout, stderr bytes.Buffer
-			err := run(context.Background(), tt.args, &stdout, &stderr)
+			err := run(context.Background(), tt.args, env(tt.env), &stdout, &stderr)
 			if got := exitCode(err); got != 2 {
 				t.Fatalf("run(%q) = %v, exit code %d, want 2", tt.args, err, got)
 			}
@@ -251,6 +248,7 @@ func TestBadConfig(t *testing.T) {
 }
 
 func TestHealthcheck(t *testing.T) {
+	t.Parallel()
 	healthy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/healthz" {
 			http.NotFound(w, r)
@@ -258,11 +256,11 @@ func TestHealthcheck(t *testing.T) {
 		}
 		w.Write([]byte("ok\n"))
 	}))
-	defer healthy.Close()
+	t.Cleanup(healthy.Close)
 	sick := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "sick", http.StatusServiceUnavailable)
 	}))
-	defer sick.Close()
+	t.Cleanup(sick.Close)
 	port := func(s *httptest.Server) string {
 		_, p, err := net.SplitHostPort(s.Listener.Addr().String())
 		if err != nil {
@@ -279,14 +277,13 @@ func TestHealthcheck(t *testing.T) {
 		{name: "all interfaces", httpAddr: "0.0.0.0:" + port(healthy), wantExit: 0},
 		{name: "loopback", httpAddr: "127.0.0.1:" + port(healthy), wantExit: 0},
 		{name: "answers 503", httpAddr: ":" + port(sick), wantExit: 1},
-		{name: "nothing listens", httpAddr: ":" + closedPort(t), wantExit: 1},
+		{name: "nothing listens", httpAddr: ":" + strconv.Itoa(testkit.FreePort(t)), wantExit: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cleanEnv(t)
-			t.Setenv("HTTP_ADDR", tt.httpAddr)
+			t.Parallel()
 			var stdout, stderr bytes.Buffer
-			err := run(context.Background(), []string{"healthcheck"}, &stdout, &stderr)
+			err := run(context.Background(), []string{"healthcheck"}, env(map[string]string{"HTTP_ADDR": tt.httpAddr}), &stdout, &stderr)
 			if got := exitCode(err); got != tt.wantExit {
 				t.Fatalf("run(healthcheck) = %v, exit code %d, want %d", err, got, tt.wantExit)
 			}
@@ -298,10 +295,9 @@ func TestHealthcheck(t *testing.T) {
 }
 
 func TestRequestWithoutNATS(t *testing.T) {
-	cleanEnv(t)
-	t.Setenv("NATS_URL", "nats://127.0.0.1:"+closedPort(t))
+	t.Parallel()
 	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"request", "personio:x"}, &stdout, &stderr)
+	err := run(context.Background(), []string{"request", "personio:x"}, env(map[string]string{"NATS_URL": "nats://127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))}), &stdout, &stderr)
 	if got := exitCode(err); got != 1 {
 		t.Fatalf("run(request) = %v, exit code %d, want 1 (a failure at run time)", err, got)
 	}
@@ -310,10 +306,10 @@ func TestRequestWithoutNATS(t *testing.T) {
 // TestRequestWait runs the daemon and the request command in-process against an
 // embedded NATS server and the fake Kombo.
 func TestRequestWait(t *testing.T) {
-	cleanEnv(t)
+	t.Parallel()
 	ns := natstest.Start(t)
 	fake, base := kombotest.NewServer(t, kombotest.Options{APIKey: apiKey})
-	setenv(t, map[string]string{
+	daemonEnv := env(map[string]string{
 		"KOMBO_API_KEY":    apiKey,
 		"KOMBO_BASE_URL":   base,
 		"NATS_URL":         ns.ClientURL(),
@@ -328,25 +324,20 @@ func TestRequestWait(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"run"}, &daemonOut, &daemonErr) }()
+	go func() { done <- run(ctx, []string{"run"}, daemonEnv, &daemonOut, &daemonErr) }()
 	defer func() {
 		if t.Failed() {
 			t.Logf("daemon log:\n%s", daemonErr.String())
 		}
 	}()
 	addr := waitListening(t, &daemonErr, done)
-	testwait.For(t, 10*time.Second, "/readyz answering 200", func() bool {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	if err := testkit.WaitReady(ctx, "http://"+addr+"/readyz", 10*time.Second, nil); err != nil {
+		t.Fatal(err)
+	}
 
 	t.Run("deleted and not found", func(t *testing.T) {
 		var stdout, stderr bytes.Buffer
-		err := run(context.Background(), []string{"request", "--wait", "--timeout", "15s", "--reason", "offboarding", "personio:a", "missing:b"}, &stdout, &stderr)
+		err := run(context.Background(), []string{"request", "--wait", "--timeout", "15s", "--reason", "offboarding", "personio:a", "missing:b"}, daemonEnv, &stdout, &stderr)
 		if err != nil {
 			t.Fatalf("run(request --wait) = %v, want nil; stderr:\n%s", err, stderr.String())
 		}
@@ -368,7 +359,7 @@ func TestRequestWait(t *testing.T) {
 
 	t.Run("failed", func(t *testing.T) {
 		var stdout, stderr bytes.Buffer
-		err := run(context.Background(), []string{"request", "--wait", "--timeout", "15s", "invalid:c"}, &stdout, &stderr)
+		err := run(context.Background(), []string{"request", "--wait", "--timeout", "15s", "invalid:c"}, daemonEnv, &stdout, &stderr)
 		if got := exitCode(err); got != 1 {
 			t.Fatalf("run(request --wait invalid:c) = %v, exit code %d, want 1", err, got)
 		}
@@ -381,13 +372,13 @@ func TestRequestWait(t *testing.T) {
 
 	t.Run("without wait", func(t *testing.T) {
 		var stdout, stderr bytes.Buffer
-		if err := run(context.Background(), []string{"request", "personio:nowait"}, &stdout, &stderr); err != nil {
+		if err := run(context.Background(), []string{"request", "personio:nowait"}, daemonEnv, &stdout, &stderr); err != nil {
 			t.Fatalf("run(request) = %v", err)
 		}
 		if out := stdout.String(); !strings.HasPrefix(out, "published request_id=cli-") || !strings.Contains(out, "integration_id=personio:nowait") {
 			t.Errorf("stdout = %q, want the published request", out)
 		}
-		testwait.For(t, 10*time.Second, "the daemon to delete personio:nowait", func() bool { return fake.IsDeleted("personio:nowait") })
+		testkit.WaitFor(t, 10*time.Second, "the daemon to delete personio:nowait", func() bool { return fake.IsDeleted("personio:nowait") })
 	})
 
 	cancel()
@@ -415,7 +406,7 @@ func TestRequestWait(t *testing.T) {
 func waitListening(t *testing.T, logs *syncBuffer, done <-chan error) string {
 	t.Helper()
 	var addr string
-	testwait.For(t, 15*time.Second, "the daemon's HTTP server", func() bool {
+	testkit.WaitFor(t, 15*time.Second, "the daemon's HTTP server", func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("the daemon stopped at start: %v\n%s", err, logs.String())
@@ -454,19 +445,8 @@ func resultLines(t *testing.T, out string) []consumer.Result {
 	return rs
 }
 
-// closedPort returns a loopback port nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	ln.Close()
-	return port
-}
-
 func TestFlagsAfterArguments(t *testing.T) {
+	t.Parallel()
 	var out, errOut bytes.Buffer
 	var wait bool
 	var timeout time.Duration
