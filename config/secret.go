@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
 	"strings"
 )
 
@@ -53,3 +54,24 @@ func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) 
 
 // LogValue returns "[redacted]", or "" when s is empty (slog.LogValuer).
 func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// RedactURL returns s, a URL or a comma separated list of them, with the user
+// info of each replaced by "xxxxx": NATS takes a token or a password there.
+// The user info runs from the start of the authority to the entry's last "@":
+// a password may hold "/", "?", "#" or "@", which end the authority of a
+// parsed URL early (or make it unparsable), so the entry is never cut there.
+func RedactURL(s string) string {
+	entries := strings.Split(s, ",")
+	for i, e := range entries {
+		if at := strings.LastIndex(e, "@"); at >= 0 {
+			entries[i] = e[:min(len(authorityStart.FindString(e)), at)] + "xxxxx" + e[at:]
+		}
+	}
+	return strings.Join(entries, ",")
+}
+
+// authorityStart matches up to where the authority of a URL begins: after
+// "scheme://" or "//" at its start (after blanks), else where its text
+// begins. A "//" further on may be a password's, so only a scheme made of
+// scheme characters (RFC 3986) counts.
+var authorityStart = regexp.MustCompile(`^[ \t\r\n]*(([A-Za-z][A-Za-z0-9+.-]*:)?//)?`)
