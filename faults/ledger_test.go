@@ -534,66 +534,27 @@ func TestLedgerWrongFilter(t *testing.T) {
 	})
 
 	t.Run("while_running", func(t *testing.T) {
-		const n = 100
-		w := newWorld(t, kombotest.Options{Latency: 5 * time.Millisecond}, nil)
-		before, during := requests("filter-before", n), requests("filter-during", n)
-		all := slices.Concat(before, during)
-		d := w.start("daemon", nil)
-		began := time.Now()
-		publish(t, w.js, before)
-		waitDone(t, w.js, ids(before), time.Minute)
-
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		info := w.consumerInfo()
-		if info == nil {
-			t.Fatal("cannot read the consumer")
-		}
-		cfg := info.Config
-		cfg.FilterSubject, cfg.FilterSubjects = wide, nil
-		if _, err := w.js.UpdateConsumer(ctx, testkit.StreamName, cfg); err != nil {
-			t.Fatalf("widen the consumer's filter: %v", err)
-		}
-		readyz, noticed := waitNotReady(t, d, 10*time.Second, "REQUEST_SUBJECT")
-		resultsThen := resultCount(w.js)
-		publish(t, w.js, during)
-		// Nothing is to happen now: watch for a while (more than one check of the daemon's).
-		time.Sleep(3 * time.Second)
-		callsDuring := callsOf(w, during)
-		resultsDuring := resultCount(w.js) - resultsThen
-		code, _ := d.get("/readyz")
-
-		cfg.FilterSubject = testkit.RequestSubject
-		if _, err := w.js.UpdateConsumer(ctx, testkit.StreamName, cfg); err != nil {
-			t.Fatalf("restore the consumer's filter: %v", err)
-		}
-		restored := time.Now()
-		d.waitReady(30 * time.Second)
-		readyAfter := time.Since(restored)
-		tl, ok := waitDoneOr(t, w.js, ids(all), time.Minute)
-		took := time.Since(began)
-
-		f := figuresOf(w, all, tl, time.Time{})
-		report(t, row{Case: "L7b consumer filter widened while running, then restored", In: tl.in, Stored: tl.stored, Lost: tl.lost,
-			Dup: tl.dup, CallsPerReq: deletesPerRequest(w.fake, len(all)), Took: took,
-			Notes: fmt.Sprintf("%s; not ready %.1fs after the change (%q); %d requests published then: %d DELETE calls and %d results in 3s (/readyz %d); "+
-				"ready %.1fs after the filter was restored; %s",
-				f, noticed.Seconds(), readyz, n, callsDuring, resultsDuring, code, readyAfter.Seconds(), formatCounts(outcomes(tl)))})
-		if !ok {
-			t.Errorf("not done after 1m: %d of %d requests have no result (e.g. %v)", tl.lost, len(all), tl.missing)
-		}
-		if callsDuring != 0 {
-			t.Errorf("%d DELETE calls for requests published while the filter was wrong, want 0", callsDuring)
-		}
-		if resultsDuring != 0 {
-			t.Errorf("%d results stored while the filter was wrong, want 0", resultsDuring)
-		}
-		if code != http.StatusServiceUnavailable {
-			t.Errorf("/readyz %d while the filter was still wrong, want 503", code)
-		}
-		checkTally(t, tl, len(all))
-		requireAllDeleted(t, tl)
-		f.check(t, nil)
+		outageWhileRunning(t, outage{
+			prefix: "filter", row: "L7b consumer filter widened while running, then restored",
+			naming: "REQUEST_SUBJECT", while: "the filter was wrong", restored: "the filter was restored",
+			cause: func(ctx context.Context, w *world) func() {
+				info := w.consumerInfo()
+				if info == nil {
+					t.Fatal("cannot read the consumer")
+				}
+				cfg := info.Config
+				cfg.FilterSubject, cfg.FilterSubjects = wide, nil
+				if _, err := w.js.UpdateConsumer(ctx, testkit.StreamName, cfg); err != nil {
+					t.Fatalf("widen the consumer's filter: %v", err)
+				}
+				return func() {
+					cfg.FilterSubject = testkit.RequestSubject
+					if _, err := w.js.UpdateConsumer(ctx, testkit.StreamName, cfg); err != nil {
+						t.Fatalf("restore the consumer's filter: %v", err)
+					}
+				}
+			},
+		})
 	})
 }
 
@@ -632,65 +593,95 @@ func TestLedgerResultsNotStored(t *testing.T) {
 	})
 
 	t.Run("while_running", func(t *testing.T) {
-		const n = 100
-		w := newWorld(t, kombotest.Options{Latency: 5 * time.Millisecond}, nil)
-		before, during := requests("stored-before", n), requests("stored-during", n)
-		all := slices.Concat(before, during)
-		d := w.start("daemon", nil)
-		began := time.Now()
-		publish(t, w.js, before)
-		waitDone(t, w.js, ids(before), time.Minute)
-
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s, err := w.js.Stream(ctx, testkit.StreamName)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := s.CachedInfo().Config
-		subjects := cfg.Subjects
-		cfg.Subjects = []string{testkit.RequestSubject}
-		if _, err := w.js.UpdateStream(ctx, cfg); err != nil {
-			t.Fatalf("narrow the stream's subjects: %v", err)
-		}
-		readyz, noticed := waitNotReady(t, d, 10*time.Second, testkit.DeletedSubject)
-		resultsThen := resultCount(w.js)
-		publish(t, w.js, during)
-		// Nothing is to happen now: watch for a while (more than one check of the daemon's).
-		time.Sleep(3 * time.Second)
-		callsDuring := callsOf(w, during)
-		resultsDuring := resultCount(w.js) - resultsThen
-		code, _ := d.get("/readyz")
-
-		cfg.Subjects = subjects
-		if _, err := w.js.UpdateStream(ctx, cfg); err != nil {
-			t.Fatalf("restore the stream's subjects: %v", err)
-		}
-		restored := time.Now()
-		d.waitReady(30 * time.Second)
-		readyAfter := time.Since(restored)
-		tl, ok := waitDoneOr(t, w.js, ids(all), time.Minute)
-		took := time.Since(began)
-
-		f := figuresOf(w, all, tl, time.Time{})
-		report(t, row{Case: "L8b result subjects dropped from the stream while running, then restored", In: tl.in, Stored: tl.stored,
-			Lost: tl.lost, Dup: tl.dup, CallsPerReq: deletesPerRequest(w.fake, len(all)), Took: took,
-			Notes: fmt.Sprintf("%s; not ready %.1fs after the change (%q); %d requests published then: %d DELETE calls and %d results in 3s (/readyz %d); "+
-				"ready %.1fs after the subjects were restored; %s",
-				f, noticed.Seconds(), readyz, n, callsDuring, resultsDuring, code, readyAfter.Seconds(), formatCounts(outcomes(tl)))})
-		if !ok {
-			t.Errorf("not done after 1m: %d of %d requests have no result (e.g. %v)", tl.lost, len(all), tl.missing)
-		}
-		if callsDuring != 0 {
-			t.Errorf("%d DELETE calls for requests published while results could not be stored, want 0", callsDuring)
-		}
-		if code != http.StatusServiceUnavailable {
-			t.Errorf("/readyz %d while results could still not be stored, want 503", code)
-		}
-		checkTally(t, tl, len(all))
-		requireAllDeleted(t, tl)
-		f.check(t, nil)
+		outageWhileRunning(t, outage{
+			prefix: "stored", row: "L8b result subjects dropped from the stream while running, then restored",
+			naming: testkit.DeletedSubject, while: "results could not be stored", restored: "the subjects were restored",
+			cause: func(ctx context.Context, w *world) func() {
+				s, err := w.js.Stream(ctx, testkit.StreamName)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg := s.CachedInfo().Config
+				subjects := cfg.Subjects
+				cfg.Subjects = []string{testkit.RequestSubject}
+				if _, err := w.js.UpdateStream(ctx, cfg); err != nil {
+					t.Fatalf("narrow the stream's subjects: %v", err)
+				}
+				return func() {
+					cfg.Subjects = subjects
+					if _, err := w.js.UpdateStream(ctx, cfg); err != nil {
+						t.Fatalf("restore the stream's subjects: %v", err)
+					}
+				}
+			},
+		})
 	})
+}
+
+// outage is a configuration change under a running daemon that it must not work through
+// (L7b, L8b).
+type outage struct {
+	prefix, row string // request id prefix and report row
+	naming      string // what /readyz is to name meanwhile
+	while       string // "the filter was wrong", for the messages
+	restored    string // "the filter was restored", for the notes
+	// cause makes the change and returns the function that undoes it.
+	cause func(ctx context.Context, w *world) (restore func())
+}
+
+// outageWhileRunning runs o: 100 requests finish; then o.cause; the daemon is to turn not
+// ready naming o.naming, and 100 requests published then get no DELETE and no result for 3 s
+// (more than one of the daemon's checks); once restored, every request finishes with one
+// result.
+func outageWhileRunning(t *testing.T, o outage) {
+	const n = 100
+	w := newWorld(t, kombotest.Options{Latency: 5 * time.Millisecond}, nil)
+	before, during := requests(o.prefix+"-before", n), requests(o.prefix+"-during", n)
+	all := slices.Concat(before, during)
+	d := w.start("daemon", nil)
+	began := time.Now()
+	publish(t, w.js, before)
+	waitDone(t, w.js, ids(before), time.Minute)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	restore := o.cause(ctx, w)
+	readyz, noticed := waitNotReady(t, d, 10*time.Second, o.naming)
+	resultsThen := resultCount(w.js)
+	publish(t, w.js, during)
+	time.Sleep(3 * time.Second)
+	callsDuring := callsOf(w, during)
+	resultsDuring := resultCount(w.js) - resultsThen
+	code, _ := d.get("/readyz")
+
+	restore()
+	restored := time.Now()
+	d.waitReady(30 * time.Second)
+	readyAfter := time.Since(restored)
+	tl, ok := waitDoneOr(t, w.js, ids(all), time.Minute)
+	took := time.Since(began)
+
+	f := figuresOf(w, all, tl, time.Time{})
+	report(t, row{Case: o.row, In: tl.in, Stored: tl.stored, Lost: tl.lost,
+		Dup: tl.dup, CallsPerReq: deletesPerRequest(w.fake, len(all)), Took: took,
+		Notes: fmt.Sprintf("%s; not ready %.1fs after the change (%q); %d requests published then: %d DELETE calls and %d results in 3s (/readyz %d); "+
+			"ready %.1fs after %s; %s",
+			f, noticed.Seconds(), readyz, n, callsDuring, resultsDuring, code, readyAfter.Seconds(), o.restored, formatCounts(outcomes(tl)))})
+	if !ok {
+		t.Errorf("not done after 1m: %d of %d requests have no result (e.g. %v)", tl.lost, len(all), tl.missing)
+	}
+	if callsDuring != 0 {
+		t.Errorf("%d DELETE calls for requests published while %s, want 0", callsDuring, o.while)
+	}
+	if resultsDuring != 0 {
+		t.Errorf("%d results stored while %s, want 0", resultsDuring, o.while)
+	}
+	if code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz %d while %s, want 503", code, o.while)
+	}
+	checkTally(t, tl, len(all))
+	requireAllDeleted(t, tl)
+	f.check(t, nil)
 }
 
 // Case 9: the ledger bucket is deleted under load, provisioning on: the daemon reports not
