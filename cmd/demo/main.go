@@ -5,20 +5,16 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"sort"
 	"strconv"
-	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -27,17 +23,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kombo-ops/integration-deleter/config"
-	"github.com/kombo-ops/integration-deleter/consumer"
 	"github.com/kombo-ops/integration-deleter/daemon"
+	"github.com/kombo-ops/integration-deleter/internal/testkit"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Stdout); err != nil {
+	if err := run(context.Background(), os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
-		stop()
 		os.Exit(1)
 	}
 }
@@ -77,80 +70,139 @@ func batch() []request {
 	return rs
 }
 
+// The demo's script: Kombo's concurrency limit, lowered and raised back after so many
+// results, and the daemon's own maximum.
+const (
+	fakeLimit  = 4 // Kombo's concurrency limit at first
+	fakeLower  = 2 // … after it lowers it mid-run
+	daemonMax  = 8
+	lowerAfter = 10 // results
+	raiseAfter = 35 // results: Kombo's limit is back to fakeLimit
+)
+
+// run runs the demo until its batch is processed and the daemon has shut down, or ctx
+// ends (SIGINT, SIGTERM).
 func run(ctx context.Context, out io.Writer) error {
-	const (
-		fakeLimit  = 4 // Kombo's concurrency limit at first
-		fakeLower  = 2 // … after it lowers it mid-run
-		daemonMax  = 8
-		lowerAfter = 10 // results
-		raiseAfter = 35 // results: Kombo's limit is back to fakeLimit
-	)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	logFile, err := os.CreateTemp("", "integration-deleter-demo-*.log")
 	if err != nil {
 		return err
 	}
 	defer logFile.Close()
+	log := slog.New(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	// The fake Kombo: 150 ms per call, at most fakeLimit calls at once (like a small
 	// integration's concurrency limit), over real HTTP on loopback.
 	fake := kombotest.New(kombotest.Options{APIKey: "ks_demo_key", Latency: 150 * time.Millisecond,
 		LatencyJitter: 50 * time.Millisecond, ConcurrencyLimit: fakeLimit})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	komboURL, stopFake, err := kombotest.Serve("127.0.0.1:0", fake)
 	if err != nil {
 		return err
 	}
-	fakeSrv := &http.Server{Handler: fake, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = fakeSrv.Serve(ln) }()
-	defer fakeSrv.Close()
-	defer fake.Close()
-
-	log := slog.New(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	defer stopFake()
+	defer fake.Close() // runs first: calls that wait end at once
 	emb, err := daemon.StartEmbedded("nats://127.0.0.1:0", "", log)
 	if err != nil {
 		return err
 	}
 	defer emb.Shutdown()
-
-	cfg := config.Default()
-	cfg.KomboAPIKey = "ks_demo_key"
-	cfg.KomboBaseURL = "http://" + ln.Addr().String() + "/v1"
-	cfg.KomboMaxConcurrency = daemonMax
-	cfg.KomboBackoffInitial = 200 * time.Millisecond
-	cfg.KomboBackoffMax = 2 * time.Second
-	cfg.NATSURL = emb.ClientURL()
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.ShutdownTimeout = 5 * time.Second
-	if err := cfg.Validate(); err != nil {
+	cfg, err := demoConfig(emb.ClientURL(), komboURL)
+	if err != nil {
 		return err
 	}
-
-	fmt.Fprintf(out, "integration-deleter demo: embedded NATS at %s, fake Kombo at %s\n", emb.ClientURL(), cfg.KomboBaseURL)
+	fmt.Fprintf(out, "integration-deleter demo: embedded NATS at %s, fake Kombo at %s\n", emb.ClientURL(), komboURL)
 	fmt.Fprintf(out, "fake Kombo: 150±50 ms per call, concurrency limit %d (lowered to %d after %d results, back to %d after %d); daemon: KOMBO_MAX_CONCURRENCY=%d\n",
 		fakeLimit, fakeLower, lowerAfter, fakeLimit, raiseAfter, daemonMax)
 	fmt.Fprintf(out, "daemon logs: %s\n\n", logFile.Name())
 
-	dctx, stopDaemon := context.WithCancel(ctx)
-	defer stopDaemon()
-	httpAddr := make(chan string, 1)
-	daemonDone := make(chan error, 1)
-	go func() {
-		daemonDone <- daemon.Run(dctx, cfg, daemon.Options{Version: "demo", Logger: log,
-			OnListen: func(a string) { httpAddr <- a }})
-	}()
-	var metricsURL string
-	select {
-	case a := <-httpAddr:
-		metricsURL = "http://" + a
-	case err := <-daemonDone:
-		return fmt.Errorf("daemon stopped at start: %w", err)
-	case <-time.After(15 * time.Second):
-		return errors.New("daemon did not start")
-	}
-	if err := waitReady(ctx, metricsURL); err != nil {
+	d, err := startDaemon(ctx, cfg, log)
+	if err != nil {
 		return err
 	}
+	defer d.stop() // after a failure; the clean stop is below
+	if err := process(ctx, out, cfg, fake, d.url); err != nil {
+		return err
+	}
+	if err := d.stop(); err != nil {
+		return fmt.Errorf("daemon shutdown: %w", err)
+	}
+	fmt.Fprintln(out, "daemon shut down cleanly (stop pulling → finish calls → drain NATS → stop HTTP).")
+	return nil
+}
 
-	nc, err := nats.Connect(emb.ClientURL())
+// demoConfig is the daemon's default configuration pointed at the embedded NATS server
+// and the fake, with short backoffs so that the flaky requests are done quickly.
+func demoConfig(natsURL, komboURL string) (*config.Config, error) {
+	cfg := config.Default()
+	cfg.KomboAPIKey = "ks_demo_key"
+	cfg.KomboBaseURL = komboURL
+	cfg.KomboMaxConcurrency = daemonMax
+	cfg.KomboBackoffInitial = 200 * time.Millisecond
+	cfg.KomboBackoffMax = 2 * time.Second
+	cfg.NATSURL = natsURL
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.ShutdownTimeout = 5 * time.Second
+	return cfg, cfg.Validate()
+}
+
+// runningDaemon is daemon.Run going on in the background.
+type runningDaemon struct {
+	url    string // of its HTTP server
+	cancel context.CancelFunc
+	done   chan error
+	err    error // what Run returned, once done is drained
+	ended  bool
+}
+
+// startDaemon runs the daemon and waits until it is ready.
+func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (*runningDaemon, error) {
+	dctx, cancel := context.WithCancel(ctx)
+	d := &runningDaemon{cancel: cancel, done: make(chan error, 1)}
+	addr := make(chan string, 1)
+	go func() {
+		d.done <- daemon.Run(dctx, cfg, daemon.Options{Version: "demo", Logger: log,
+			OnListen: func(a string) { addr <- a }})
+	}()
+	select {
+	case a := <-addr:
+		d.url = "http://" + a
+	case err := <-d.done:
+		cancel()
+		return nil, fmt.Errorf("daemon stopped at start: %w", err)
+	case <-time.After(15 * time.Second):
+		d.stop()
+		return nil, errors.New("daemon did not start")
+	}
+	gone := func() error {
+		select {
+		case err := <-d.done:
+			d.err, d.ended = err, true
+			return fmt.Errorf("daemon stopped at start: %w", err)
+		default:
+			return nil
+		}
+	}
+	if err := testkit.WaitReady(ctx, d.url+"/readyz", 15*time.Second, gone); err != nil {
+		d.stop()
+		return nil, fmt.Errorf("daemon not ready: %w", err)
+	}
+	return d, nil
+}
+
+// stop ends the daemon's context and returns what Run returned.
+func (d *runningDaemon) stop() error {
+	d.cancel()
+	if !d.ended {
+		d.err, d.ended = <-d.done, true
+	}
+	return d.err
+}
+
+// process publishes the batch, follows the cap on /metrics while it is processed, lowers
+// and raises Kombo's limit on the way, and prints the outcomes.
+func process(ctx context.Context, out io.Writer, cfg *config.Config, fake *kombotest.Fake, metricsURL string) error {
+	nc, err := nats.Connect(cfg.NATSURL)
 	if err != nil {
 		return err
 	}
@@ -159,91 +211,124 @@ func run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	oc, err := js.OrderedConsumer(ctx, cfg.StreamName, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{cfg.DeletedSubject, cfg.FailedSubject}})
+	results, stopResults, err := watchResults(ctx, js, cfg)
 	if err != nil {
 		return err
 	}
-	results := make(chan consumer.Result, 256)
+	defer stopResults()
+
+	fmt.Fprintf(out, "  t= 0.0s  cap=%s (before the batch)\n", gauge(ctx, metricsURL, "integration_deleter_concurrency_cap"))
+	reqs := batch()
+	kinds, err := publish(ctx, js, cfg, reqs)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "published %d requests; the cap follows the Concurrency-Limit and Concurrency-Remaining Kombo states:\n", len(reqs))
+	start := time.Now()
+	got, err := follow(ctx, out, results, len(reqs), fake, metricsURL)
+	if err != nil {
+		return err
+	}
+	elapsed := time.Since(start)
+	printTable(out, got, kinds)
+	st := fake.Stats()
+	fmt.Fprintf(out, "\n%d requests → %d results in %.1fs. Kombo saw %d DELETE calls (%d rejected for concurrency, at most %d in flight at once).\n",
+		len(reqs), len(got), elapsed.Seconds(), st.Deletes, st.RejectedConcurrency, st.MaxInFlight)
+	return nil
+}
+
+// watchResults delivers every result stored on the stream.
+func watchResults(ctx context.Context, js jetstream.JetStream, cfg *config.Config) (<-chan testkit.Result, func(), error) {
+	oc, err := js.OrderedConsumer(ctx, cfg.StreamName, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{cfg.DeletedSubject, cfg.FailedSubject}})
+	if err != nil {
+		return nil, nil, err
+	}
+	results := make(chan testkit.Result, 256)
 	cc, err := oc.Consume(func(m jetstream.Msg) {
-		var r consumer.Result
+		var r testkit.Result
 		if json.Unmarshal(m.Data(), &r) == nil {
 			results <- r
 		}
 	})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer cc.Stop()
+	return results, cc.Stop, nil
+}
 
-	m0 := scrape(metricsURL)
-	fmt.Fprintf(out, "  t= 0.0s  cap=%s (before the batch)\n", m0["integration_deleter_concurrency_cap"])
-	reqs := batch()
+// publish publishes the batch and returns what each request shows, by request id.
+func publish(ctx context.Context, js jetstream.JetStream, cfg *config.Config, reqs []request) (map[string]string, error) {
 	kinds := map[string]string{}
-	start := time.Now()
 	for _, r := range reqs {
 		ack, err := js.Publish(ctx, cfg.RequestSubject, []byte(r.payload))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if r.reqID == "" {
 			r.reqID = fmt.Sprintf("%s-%d", cfg.StreamName, ack.Sequence)
 		}
 		kinds[r.reqID] = r.kind
 	}
-	fmt.Fprintf(out, "published %d requests; the cap follows the Concurrency-Limit and Concurrency-Remaining Kombo states:\n", len(reqs))
+	return kinds, nil
+}
 
-	got := map[string]consumer.Result{}
+// follow collects n results, printing the cap and the calls in flight as they change, and
+// lowers then raises Kombo's concurrency limit after lowerAfter and raiseAfter results.
+func follow(ctx context.Context, out io.Writer, results <-chan testkit.Result, n int, fake *kombotest.Fake,
+	metricsURL string,
+) (map[string]testkit.Result, error) {
+	got := map[string]testkit.Result{}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.After(90 * time.Second)
-	lastLine := ""
-	lowered, raised := false, false
-	for len(got) < len(reqs) {
+	start, last := time.Now(), ""
+	for len(got) < n {
 		select {
 		case r := <-results:
+			if _, seen := got[r.RequestID]; seen {
+				continue
+			}
 			got[r.RequestID] = r
-			if !lowered && len(got) >= lowerAfter {
-				lowered = true
+			switch len(got) {
+			case lowerAfter:
 				fake.SetConcurrencyLimit(fakeLower)
 				fmt.Fprintf(out, "  Kombo lowers its concurrency limit to %d: calls beyond it are refused, the cap follows\n", fakeLower)
-			}
-			if !raised && len(got) >= raiseAfter {
-				raised = true
+			case raiseAfter:
 				fake.SetConcurrencyLimit(fakeLimit)
 				fmt.Fprintf(out, "  Kombo raises its concurrency limit back to %d: the cap follows it up\n", fakeLimit)
 			}
 		case <-tick.C:
-			m := scrape(metricsURL)
-			line := fmt.Sprintf("  t=%4.1fs  cap=%s  in flight=%s  results=%d/%d  rejected by Kombo=%d",
-				time.Since(start).Seconds(), m["integration_deleter_concurrency_cap"],
-				m["integration_deleter_kombo_calls_in_flight"], len(got), len(reqs), fake.Stats().RejectedConcurrency)
-			if line[10:] != lastLine {
-				fmt.Fprintln(out, line)
-				lastLine = line[10:]
+			state := fmt.Sprintf("cap=%s  in flight=%s  results=%d/%d  rejected by Kombo=%d",
+				gauge(ctx, metricsURL, "integration_deleter_concurrency_cap"),
+				gauge(ctx, metricsURL, "integration_deleter_kombo_calls_in_flight"), len(got), n, fake.Stats().RejectedConcurrency)
+			if state != last {
+				fmt.Fprintf(out, "  t=%4.1fs  %s\n", time.Since(start).Seconds(), state)
+				last = state
 			}
 		case <-deadline:
-			return fmt.Errorf("only %d of %d results arrived", len(got), len(reqs))
+			return nil, fmt.Errorf("only %d of %d results arrived", len(got), n)
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
-	elapsed := time.Since(start)
-	printTable(out, got, kinds)
-
-	st := fake.Stats()
-	fmt.Fprintf(out, "\n%d requests → %d results in %.1fs. Kombo saw %d DELETE calls (%d rejected for concurrency, at most %d in flight at once).\n",
-		len(reqs), len(got), elapsed.Seconds(), st.Deletes, st.RejectedConcurrency, st.MaxInFlight)
-
-	stopDaemon()
-	if err := <-daemonDone; err != nil {
-		return fmt.Errorf("daemon shutdown: %w", err)
-	}
-	fmt.Fprintln(out, "daemon shut down cleanly (stop pulling → finish calls → drain NATS → stop HTTP).")
-	return nil
+	return got, nil
 }
 
-func printTable(out io.Writer, got map[string]consumer.Result, kinds map[string]string) {
+// gauge reads the unlabelled metric name on the daemon's /metrics; "?" when it cannot.
+func gauge(ctx context.Context, metricsURL, name string) string {
+	m, err := testkit.ScrapeMetrics(ctx, metricsURL+"/metrics")
+	if err != nil {
+		return "?"
+	}
+	v, ok := m.Sum(name)
+	if !ok {
+		return "?"
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
+}
+
+func printTable(out io.Writer, got map[string]testkit.Result, kinds map[string]string) {
 	ids := make([]string, 0, len(got))
 	for id := range got {
 		ids = append(ids, id)
@@ -286,47 +371,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n-1] + "…"
-}
-
-func waitReady(ctx context.Context, base string) error {
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return errors.New("daemon did not become ready")
-}
-
-// scrape reads the unlabelled samples of /metrics.
-func scrape(base string) map[string]string {
-	m := map[string]string{}
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		return m
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") || strings.Contains(line, "{") {
-			continue
-		}
-		if name, val, ok := strings.Cut(line, " "); ok {
-			if f, err := strconv.ParseFloat(val, 64); err == nil {
-				val = strconv.FormatFloat(f, 'f', -1, 64)
-			}
-			m[name] = val
-		}
-	}
-	return m
 }
