@@ -62,9 +62,7 @@ func TestCase2NATSRestart(t *testing.T) {
 	d := w.start("daemon", nil)
 
 	began := time.Now()
-	publish(t, w.js, reqs)
-	testkit.WaitFor(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
-	before := resultCount(w.js)
+	before := w.publishUntil30(reqs)
 	inFlight := w.fake.Stats().InFlight
 	w.nats.stop()
 	down := time.Now()
@@ -105,14 +103,8 @@ func TestCase3ConsumerDeletedProvision(t *testing.T) {
 	d := w.start("daemon", nil)
 
 	began := time.Now()
-	publish(t, w.js, reqs)
-	testkit.WaitFor(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
-	at := resultCount(w.js)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := w.js.DeleteConsumer(ctx, testkit.StreamName, testkit.ConsumerName); err != nil {
-		t.Fatalf("delete the consumer: %v", err)
-	}
+	at := w.publishUntil30(reqs)
+	w.deleteConsumer()
 	deleted := time.Now()
 	testkit.WaitFor(t, 30*time.Second, "the daemon to recreate the consumer", w.consumerExists)
 	recreated := time.Since(deleted)
@@ -135,23 +127,14 @@ func TestCase3ConsumerDeletedNoProvision(t *testing.T) {
 	suite(t)
 	const n = 2000
 	w := newWorld(t, kombotest.Options{Latency: 10 * time.Millisecond, LatencyJitter: 10 * time.Millisecond}, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := w.js.CreateConsumer(ctx, testkit.StreamName, consumerConfig()); err != nil {
-		t.Fatalf("create the consumer: %v", err)
-	}
-	w.createLedger()
+	w.provision()
 	reqs := requests("consdelnp", n)
 	noProvision := map[string]string{"JETSTREAM_PROVISION": "false"}
 	d := w.start("daemon", noProvision)
 
 	began := time.Now()
-	publish(t, w.js, reqs)
-	testkit.WaitFor(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
-	at := resultCount(w.js)
-	if err := w.js.DeleteConsumer(ctx, testkit.StreamName, testkit.ConsumerName); err != nil {
-		t.Fatalf("delete the consumer: %v", err)
-	}
+	at := w.publishUntil30(reqs)
+	w.deleteConsumer()
 	var readyz string
 	testkit.WaitFor(t, 30*time.Second, "/readyz to answer 503 naming the consumer", func() bool {
 		code, body := d.get("/readyz")
@@ -168,9 +151,7 @@ func TestCase3ConsumerDeletedNoProvision(t *testing.T) {
 	stalled := resultCount(w.js)
 
 	// The operator recreates the consumer.
-	if _, err := w.js.CreateConsumer(ctx, testkit.StreamName, consumerConfig()); err != nil {
-		t.Fatalf("recreate the consumer: %v", err)
-	}
+	w.createConsumer(consumerConfig())
 	recreated := time.Now()
 	resumed := "by itself"
 	deadline := time.Now().Add(30 * time.Second)
@@ -278,8 +259,7 @@ func TestCase5KeyRejected(t *testing.T) {
 	d := w.start("daemon", map[string]string{"AUTH_PROBE_INTERVAL": probeInterval.String()})
 
 	began := time.Now()
-	publish(t, w.js, reqs)
-	testkit.WaitFor(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
+	w.publishUntil30(reqs)
 	if err := w.fake.Update(func(o *kombotest.Options) { o.RejectKey = true }); err != nil {
 		t.Fatal(err)
 	}
@@ -522,8 +502,7 @@ func TestCase9SIGTERM(t *testing.T) {
 	d := w.start("daemon-1", env)
 
 	began := time.Now()
-	publish(t, w.js, reqs)
-	testkit.WaitFor(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
+	w.publishUntil30(reqs)
 	// Slow calls from now on, so that calls are in flight when SIGTERM comes.
 	const slow = 800 * time.Millisecond
 	if err := w.fake.Update(func(o *kombotest.Options) { o.Latency, o.LatencyJitter = slow, 0 }); err != nil {

@@ -64,11 +64,7 @@ func TestLedgerConsumerDeletedAfterWindow(t *testing.T) {
 		func() bool { return w.savedFloor(key) >= floor })
 	waitPastWindow(finished, shortWindow)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := w.js.DeleteConsumer(ctx, testkit.StreamName, testkit.ConsumerName); err != nil {
-		t.Fatalf("delete the consumer: %v", err)
-	}
+	w.deleteConsumer()
 	deleted := time.Now()
 	testkit.WaitFor(t, 30*time.Second, "the daemon to recreate the consumer", w.consumerExists)
 	recreatedAfter := time.Since(deleted)
@@ -111,12 +107,7 @@ func TestLedgerConsumerReplayedNoProvision(t *testing.T) {
 	suite(t)
 	const n = 500
 	w := newWindowWorld(t, kombotest.Options{Latency: 5 * time.Millisecond, LatencyJitter: 5 * time.Millisecond}, shortWindow)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := w.js.CreateConsumer(ctx, testkit.StreamName, consumerConfig()); err != nil {
-		t.Fatalf("create the consumer: %v", err)
-	}
-	w.createLedger()
+	w.provision()
 	first, second := requests("replay-a", n), requests("replay-b", n)
 	all := slices.Concat(first, second)
 	d := w.start("daemon", map[string]string{"JETSTREAM_PROVISION": "false"})
@@ -126,14 +117,10 @@ func TestLedgerConsumerReplayedNoProvision(t *testing.T) {
 	waitDone(t, w.js, ids(first), 2*time.Minute)
 	waitPastWindow(time.Now(), shortWindow)
 
-	if err := w.js.DeleteConsumer(ctx, testkit.StreamName, testkit.ConsumerName); err != nil {
-		t.Fatalf("delete the consumer: %v", err)
-	}
+	w.deleteConsumer()
 	readyz, _ := waitNotReady(t, d, 15*time.Second)
 	// The operator recreates it as it was first: from the start of the stream.
-	if _, err := w.js.CreateConsumer(ctx, testkit.StreamName, consumerConfig()); err != nil {
-		t.Fatalf("recreate the consumer: %v", err)
-	}
+	w.createConsumer(consumerConfig())
 	recreated := time.Now()
 	d.waitReady(30 * time.Second)
 	readyAfter := time.Since(recreated)
@@ -696,9 +683,7 @@ func TestLedgerBucketDeletedUnderLoad(t *testing.T) {
 	rw := watchReady(d)
 
 	began := time.Now()
-	publish(t, w.js, reqs)
-	testkit.WaitFor(t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
-	at := resultCount(w.js)
+	at := w.publishUntil30(reqs)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := w.js.DeleteKeyValue(ctx, testkit.LedgerBucket); err != nil {

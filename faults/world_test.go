@@ -62,6 +62,14 @@ func consumerConfig() jetstream.ConsumerConfig {
 	}
 }
 
+// provision creates the consumer and the ledger bucket as a team owning the NATS resources
+// would, for a daemon with JETSTREAM_PROVISION=false.
+func (w *world) provision() {
+	w.t.Helper()
+	w.createConsumer(consumerConfig())
+	w.createLedger()
+}
+
 // createLedger creates the ledger bucket as a team owning the NATS resources would (with
 // JETSTREAM_PROVISION=false the daemon only binds to it).
 func (w *world) createLedger() {
@@ -72,6 +80,36 @@ func (w *world) createLedger() {
 		Storage: jetstream.FileStorage}); err != nil {
 		w.t.Fatalf("create the ledger bucket: %v", err)
 	}
+}
+
+// createConsumer creates the durable consumer with cfg, as an operator would.
+func (w *world) createConsumer(cfg jetstream.ConsumerConfig) {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := w.js.CreateConsumer(ctx, testkit.StreamName, cfg); err != nil {
+		w.t.Fatalf("create the consumer: %v", err)
+	}
+}
+
+// deleteConsumer deletes the durable consumer.
+func (w *world) deleteConsumer() {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.js.DeleteConsumer(ctx, testkit.StreamName, testkit.ConsumerName); err != nil {
+		w.t.Fatalf("delete the consumer: %v", err)
+	}
+}
+
+// publishUntil30 publishes reqs and waits until 30% of them have a result, for a fault
+// mid-load; it returns how many results there are then.
+func (w *world) publishUntil30(reqs []request) int {
+	w.t.Helper()
+	publish(w.t, w.js, reqs)
+	n := len(reqs)
+	testkit.WaitFor(w.t, 2*time.Minute, "30% of the results", func() bool { return resultCount(w.js) >= n*30/100 })
+	return resultCount(w.js)
 }
 
 // consumerExists reports whether the durable consumer exists.
