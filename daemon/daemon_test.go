@@ -9,10 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
-	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,16 +22,13 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/kombo-ops/integration-deleter/config"
 	"github.com/kombo-ops/integration-deleter/consumer"
 	"github.com/kombo-ops/integration-deleter/daemon"
 	"github.com/kombo-ops/integration-deleter/internal/ledger"
 	"github.com/kombo-ops/integration-deleter/internal/natstest"
-	"github.com/kombo-ops/integration-deleter/internal/testwait"
+	"github.com/kombo-ops/integration-deleter/internal/testkit"
 	"github.com/kombo-ops/integration-deleter/kombo"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
@@ -175,7 +171,7 @@ func (r *running) get(path string) (int, string, error) {
 func (r *running) waitStatus(path string, status int, timeout time.Duration) string {
 	r.t.Helper()
 	var body string
-	testwait.For(r.t, timeout, fmt.Sprintf("%s answering %d", path, status), func() bool {
+	testkit.WaitFor(r.t, timeout, fmt.Sprintf("%s answering %d", path, status), func() bool {
 		code, b, err := r.get(path)
 		body = b
 		return err == nil && code == status
@@ -184,57 +180,13 @@ func (r *running) waitStatus(path string, status int, timeout time.Duration) str
 }
 
 // metrics scrapes /metrics.
-func (r *running) metrics() map[string]*dto.MetricFamily {
+func (r *running) metrics() testkit.Metrics {
 	r.t.Helper()
-	code, body, err := r.get("/metrics")
-	if err != nil || code != http.StatusOK {
-		r.t.Fatalf("GET /metrics: %d %v", code, err)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
+	m, err := testkit.ScrapeMetrics(context.Background(), "http://"+r.addr+"/metrics")
 	if err != nil {
-		r.t.Fatalf("parse /metrics: %v", err)
+		r.t.Fatalf("scrape /metrics: %v", err)
 	}
-	return fams
-}
-
-// sample returns the value of the metric name with exactly these labels: a counter's or
-// gauge's value, a histogram's sample count.
-func sample(fams map[string]*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
-	f, ok := fams[name]
-	if !ok {
-		return 0, false
-	}
-	for _, m := range f.GetMetric() {
-		got := map[string]string{}
-		for _, l := range m.GetLabel() {
-			got[l.GetName()] = l.GetValue()
-		}
-		if len(labels) == 0 && len(got) > 0 || len(labels) > 0 && !cmp.Equal(got, labels) {
-			continue
-		}
-		switch {
-		case m.Counter != nil:
-			return m.GetCounter().GetValue(), true
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue(), true
-		case m.Histogram != nil:
-			return float64(m.GetHistogram().GetSampleCount()), true
-		}
-	}
-	return 0, false
-}
-
-// seriesName writes a series the way Prometheus does: name{label="value",…}.
-func seriesName(name string, labels map[string]string) string {
-	if len(labels) == 0 {
-		return name
-	}
-	var parts []string
-	for _, k := range slices.Sorted(maps.Keys(labels)) {
-		parts = append(parts, fmt.Sprintf("%s=%q", k, labels[k]))
-	}
-	return name + "{" + strings.Join(parts, ",") + "}"
+	return m
 }
 
 // connect is the test's own connection to NATS, as another service's.
@@ -255,7 +207,7 @@ func connect(t *testing.T, url string) jetstream.JetStream {
 // waitBound waits until the daemon has created the stream, so that requests are stored.
 func waitBound(t *testing.T, js jetstream.JetStream) {
 	t.Helper()
-	testwait.For(t, 10*time.Second, "the daemon's consumer", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the daemon's consumer", func() bool {
 		_, err := js.Consumer(context.Background(), streamName, "integration-deleter")
 		return err == nil
 	})
@@ -285,7 +237,7 @@ type stored struct {
 func waitResult(t *testing.T, js jetstream.JetStream, requestID string) stored {
 	t.Helper()
 	var found []stored
-	testwait.For(t, 15*time.Second, "the result of "+requestID, func() bool {
+	testkit.WaitFor(t, 15*time.Second, "the result of "+requestID, func() bool {
 		found = results(t, js, requestID)
 		return len(found) > 0
 	})
@@ -466,7 +418,7 @@ func TestMetrics(t *testing.T) {
 		{"integration_deleter_kombo_calls_in_flight", 0},
 		{"integration_deleter_redeliveries_total", 0},
 	} {
-		if got, ok := sample(before, m.name, nil); !ok || got != m.want {
+		if got, ok := before.Sum(m.name); !ok || got != m.want {
 			t.Errorf("before any request %s = %v (present %v), want %v", m.name, got, ok, m.want)
 		}
 	}
@@ -482,35 +434,35 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s: %+v", id, r.result)
 		}
 	}
-	var fams map[string]*dto.MetricFamily
-	testwait.For(t, 10*time.Second, "3 deleted requests counted", func() bool {
-		fams = d.metrics()
-		n, _ := sample(fams, "integration_deleter_requests_total", map[string]string{"outcome": "deleted"})
+	var m testkit.Metrics
+	testkit.WaitFor(t, 10*time.Second, "3 deleted requests counted", func() bool {
+		m = d.metrics()
+		n, _ := m.Sum("integration_deleter_requests_total", `outcome="deleted"`)
 		return n == 3
 	})
 
 	tests := []struct {
 		name   string
-		labels map[string]string
+		labels []string
 		want   float64
 	}{
-		{"integration_deleter_requests_total", map[string]string{"outcome": "deleted"}, 3},
-		{"integration_deleter_requests_total", map[string]string{"outcome": "failed"}, 0},
-		{"integration_deleter_kombo_calls_total", map[string]string{"status": "200", "code": ""}, 3},
-		{"integration_deleter_kombo_calls_total", map[string]string{"status": "500", "code": kombo.CodeUnknownError}, 2},
-		{"integration_deleter_kombo_calls_total", map[string]string{"status": "401", "code": kombo.CodeAuthenticationInvalid}, 1},
-		{"integration_deleter_kombo_call_duration_seconds", nil, 6},
+		{"integration_deleter_requests_total", []string{`outcome="deleted"`}, 3},
+		{"integration_deleter_requests_total", []string{`outcome="failed"`}, 0},
+		{"integration_deleter_kombo_calls_total", []string{`status="200"`, `code=""`}, 3},
+		{"integration_deleter_kombo_calls_total", []string{`status="500"`, `code="` + kombo.CodeUnknownError + `"`}, 2},
+		{"integration_deleter_kombo_calls_total", []string{`status="401"`, `code="` + kombo.CodeAuthenticationInvalid + `"`}, 1},
+		{"integration_deleter_kombo_call_duration_seconds_count", nil, 6},
 		{"integration_deleter_kombo_calls_in_flight", nil, 0},
 		{"integration_deleter_concurrency_cap", nil, float64(cfg.KomboMaxConcurrency)},
-		{"integration_deleter_retries_total", map[string]string{"reason": "transient"}, 2},
-		{"integration_deleter_retries_total", map[string]string{"reason": "rate_limit"}, 0},
+		{"integration_deleter_retries_total", []string{`reason="transient"`}, 2},
+		{"integration_deleter_retries_total", []string{`reason="rate_limit"`}, 0},
 		{"integration_deleter_redeliveries_total", nil, 1},
 		{"integration_deleter_paused", nil, 0},
 	}
 	for _, tt := range tests {
-		series := seriesName(tt.name, tt.labels)
+		series := tt.name + "{" + strings.Join(tt.labels, ",") + "}"
 		t.Run(series, func(t *testing.T) {
-			got, ok := sample(fams, tt.name, tt.labels)
+			got, ok := m.Sum(tt.name, tt.labels...)
 			if !ok {
 				t.Fatalf("%s is not exported", series)
 			}
@@ -519,10 +471,10 @@ func TestMetrics(t *testing.T) {
 			}
 		})
 	}
-	if f := fams["integration_deleter_kombo_call_duration_seconds"]; f.GetType() != dto.MetricType_HISTOGRAM {
-		t.Errorf("kombo_call_duration_seconds is a %v, want a histogram", f.GetType())
+	if _, ok := m.Sum("integration_deleter_kombo_call_duration_seconds_bucket", `le="+Inf"`); !ok {
+		t.Error("kombo_call_duration_seconds has no buckets: it is not a histogram")
 	}
-	if _, ok := fams["go_goroutines"]; !ok {
+	if _, ok := m.Sum("go_goroutines"); !ok {
 		t.Error("the default registry has no Go collector")
 	}
 }
@@ -538,7 +490,7 @@ func TestReadyzWhileKeyRejected(t *testing.T) {
 
 	publish(t, js, `{"integration_id":"personio:waits","request_id":"k-1"}`, nil)
 	var body string
-	testwait.For(t, 10*time.Second, "/readyz saying paused", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "/readyz saying paused", func() bool {
 		code, b, err := d.get("/readyz")
 		body = b
 		return err == nil && code == http.StatusServiceUnavailable && strings.Contains(b, "paused")
@@ -549,14 +501,14 @@ func TestReadyzWhileKeyRejected(t *testing.T) {
 	if code, _, err := d.get("/healthz"); err != nil || code != http.StatusOK {
 		t.Errorf("GET /healthz while paused = %d %v, want 200", code, err)
 	}
-	testwait.For(t, 10*time.Second, "the key check at start and two probes", func() bool { return fake.Stats().CheckAPIKey >= 3 })
+	testkit.WaitFor(t, 10*time.Second, "the key check at start and two probes", func() bool { return fake.Stats().CheckAPIKey >= 3 })
 	if s := fake.Stats(); s.Deletes != 0 {
 		t.Errorf("a paused daemon made %d DELETEs", s.Deletes)
 	}
 	if r := results(t, js, "k-1"); len(r) != 0 {
 		t.Errorf("a paused daemon stored results %+v", r)
 	}
-	if n, _ := sample(d.metrics(), "integration_deleter_paused", nil); n != 1 {
+	if n, _ := d.metrics().Sum("integration_deleter_paused"); n != 1 {
 		t.Errorf("integration_deleter_paused = %v while paused, want 1", n)
 	}
 
@@ -578,7 +530,7 @@ func TestReadyzDuringShutdown(t *testing.T) {
 	d.waitStatus("/readyz", http.StatusOK, 10*time.Second)
 
 	publish(t, js, `{"integration_id":"personio:slow","request_id":"s-1"}`, nil)
-	testwait.For(t, 10*time.Second, "the call in flight", func() bool { return fake.Stats().InFlight == 1 })
+	testkit.WaitFor(t, 10*time.Second, "the call in flight", func() bool { return fake.Stats().InFlight == 1 })
 	d.cancel()
 
 	// The HTTP server answers until Run is about to return, so a 503 seen here was seen
@@ -733,7 +685,7 @@ func TestRunFails(t *testing.T) {
 		{
 			name: "NATS unreachable",
 			setup: func(t *testing.T, cfg *config.Config, _ string) {
-				cfg.NATSURL = "nats://127.0.0.1:" + closedPort(t)
+				cfg.NATSURL = "nats://127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))
 			},
 			wantIn: []string{"NATS"},
 		},
@@ -776,16 +728,4 @@ func TestRunFails(t *testing.T) {
 			}
 		})
 	}
-}
-
-// closedPort returns a loopback port nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	ln.Close()
-	return port
 }

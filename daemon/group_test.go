@@ -11,7 +11,7 @@ import (
 
 	"github.com/kombo-ops/integration-deleter/daemon"
 	"github.com/kombo-ops/integration-deleter/internal/natstest"
-	"github.com/kombo-ops/integration-deleter/internal/testwait"
+	"github.com/kombo-ops/integration-deleter/internal/testkit"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
 
@@ -116,11 +116,11 @@ func TestShutdownWithinTimeout(t *testing.T) {
 	if _, err := conn.Write([]byte("GET /metrics HTTP/1.1\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	testwait.For(t, 10*time.Second, "the HTTP server to take the connection", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the HTTP server to take the connection", func() bool {
 		return ln.isTracked(conn.LocalAddr().String())
 	})
 	publish(t, js, `{"integration_id":"personio:hangs","request_id":"hang-1"}`, nil)
-	testwait.For(t, 10*time.Second, "the call in flight", func() bool { return fake.Stats().InFlight == 1 })
+	testkit.WaitFor(t, 10*time.Second, "the call in flight", func() bool { return fake.Stats().InFlight == 1 })
 
 	began := time.Now()
 	err = d.stop()
