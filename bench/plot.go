@@ -65,17 +65,21 @@ func plotAdaptive(path string, d, b *runResult, p params) error {
 	if err := addCapAndInFlight(top, d.samples); err != nil {
 		return err
 	}
+	return saveOverBaseline(path, top, d, b, limit, fmt.Sprintf("plain baseline: fixed semaphore of %d, per-worker backoff", p.adaptiveMax),
+		float64(p.adaptiveMax)+2)
+}
+
+// saveOverBaseline adds Kombo's fixed limit and its rejections to top, draws the baseline
+// below it (titled baselineTitle) with the same limit, and saves both to path, y up to yMax.
+func saveOverBaseline(path string, top *plot.Plot, d, b *runResult, limit float64, baselineTitle string, yMax float64) error {
 	if err := addLimitAndRejects(top, d, limit); err != nil {
 		return err
 	}
-
-	bottom, err := baselinePanel(fmt.Sprintf("plain baseline: fixed semaphore of %d, per-worker backoff", p.adaptiveMax), b,
-		func(pl *plot.Plot) error { return addConstLimit(pl, limit) })
+	bottom, err := baselinePanel(baselineTitle, b, func(pl *plot.Plot) error { return addConstLimit(pl, limit) })
 	if err != nil {
 		return err
 	}
-
-	return saveTwo(path, top, bottom, max(d.elapsed.Seconds(), b.elapsed.Seconds()), float64(p.adaptiveMax)+2)
+	return saveTwo(path, top, bottom, max(d.elapsed.Seconds(), b.elapsed.Seconds()), yMax)
 }
 
 func addLimitAndRejects(pl *plot.Plot, r *runResult, limit float64) error {
@@ -207,16 +211,8 @@ func plotReplicas(path string, d, b *runResult, p params) error {
 	inLine.Color, inLine.Width = orange, vg.Points(0.7)
 	top.Add(inLine)
 	top.Legend.Add("sum of the calls in flight", inLine)
-	if err := addLimitAndRejects(top, d, limit); err != nil {
-		return err
-	}
-
-	bottom, err := baselinePanel(fmt.Sprintf("two plain baseline replicas: fixed semaphores of %d, per-worker backoff", p.adaptiveMax), b,
-		func(pl *plot.Plot) error { return addConstLimit(pl, limit) })
-	if err != nil {
-		return err
-	}
-	return saveTwo(path, top, bottom, max(d.elapsed.Seconds(), b.elapsed.Seconds()), 2*limit+2)
+	return saveOverBaseline(path, top, d, b, limit,
+		fmt.Sprintf("two plain baseline replicas: fixed semaphores of %d, per-worker backoff", p.adaptiveMax), 2*limit+2)
 }
 
 // saveTwo aligns two plots one above the other on common axes and writes them as a PNG.

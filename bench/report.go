@@ -136,37 +136,26 @@ func renderMarkdown(p params, figs []figure, byID map[string][2]*runResult, pngP
 	}
 	w("\n")
 
-	if pngPath != "" {
-		if _, ok := byID["2"]; ok {
-			rel, err := filepath.Rel(filepath.Dir(mdPath), pngPath)
-			if err != nil {
-				rel = pngPath
-			}
-			w("## Scenario 2 in a picture\n\n")
-			w("The daemon's concurrency cap and calls in flight (from its `/metrics`, every 50 ms), above the baseline's calls in flight as Kombo saw them; ")
-			w("red crosses count the calls Kombo rejected per 100 ms.\n\n")
-			w("![cap and calls in flight during scenario 2](%s)\n\n", filepath.ToSlash(rel))
+	// picture writes a section that shows png (when drawn), linked relative to the report.
+	picture := func(png, id, caption, alt string) {
+		if png == "" {
+			return
 		}
-	}
-	if replicasPNG != "" {
-		rel, err := filepath.Rel(filepath.Dir(mdPath), replicasPNG)
+		rel, err := filepath.Rel(filepath.Dir(mdPath), png)
 		if err != nil {
-			rel = replicasPNG
+			rel = png
 		}
-		w("## Scenario 6 in a picture\n\n")
-		w("Each replica's cap, their sum, and the sum of their calls in flight (from their `/metrics`, every 50 ms), above the two baseline replicas' calls in flight as Kombo saw them.\n\n")
-		w("![two replicas sharing Kombo's limit](%s)\n\n", filepath.ToSlash(rel))
+		w("## Scenario %s in a picture\n\n%s\n\n![%s](%s)\n\n", id, caption, alt, filepath.ToSlash(rel))
 	}
-	if shiftPNG != "" {
-		rel, err := filepath.Rel(filepath.Dir(mdPath), shiftPNG)
-		if err != nil {
-			rel = shiftPNG
-		}
-		w("## Scenario 7 in a picture\n\n")
-		w("The daemon's concurrency cap and calls in flight (from its `/metrics`, every 50 ms) with Kombo's limit as the bench changed it (dashed steps), ")
-		w("above the baseline's calls in flight as Kombo saw them; red crosses count the calls Kombo rejected per 100 ms.\n\n")
-		w("![the daemon following Kombo's limit as it changes](%s)\n\n", filepath.ToSlash(rel))
+	if _, ok := byID["2"]; ok {
+		picture(pngPath, "2", "The daemon's concurrency cap and calls in flight (from its `/metrics`, every 50 ms), above the baseline's calls in flight as Kombo saw them; "+
+			"red crosses count the calls Kombo rejected per 100 ms.", "cap and calls in flight during scenario 2")
 	}
+	picture(replicasPNG, "6", "Each replica's cap, their sum, and the sum of their calls in flight (from their `/metrics`, every 50 ms), "+
+		"above the two baseline replicas' calls in flight as Kombo saw them.", "two replicas sharing Kombo's limit")
+	picture(shiftPNG, "7", "The daemon's concurrency cap and calls in flight (from its `/metrics`, every 50 ms) with Kombo's limit as the bench changed it (dashed steps), "+
+		"above the baseline's calls in flight as Kombo saw them; red crosses count the calls Kombo rejected per 100 ms.",
+		"the daemon following Kombo's limit as it changes")
 	if notes := notesFor(); notes != "" {
 		w("%s", notes)
 	}
