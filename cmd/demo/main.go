@@ -1,5 +1,5 @@
 // Command demo runs integration-deleter end to end on one machine with nothing but Go:
-// an embedded NATS server, the fake Kombo, and the daemon, all in this process. It
+// the fake Kombo and the daemon with its embedded NATS server, all in this process. It
 // publishes a mixed batch of requests, shows the concurrency cap adapting while they are
 // processed, and prints a table of the outcomes. It is what `make demo` runs.
 package main
@@ -102,16 +102,15 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 	defer stopFake()
 	defer fake.Close() // runs first: calls that wait end at once
-	emb, err := daemon.StartEmbedded("nats://127.0.0.1:0", "", log)
+	natsAddr, err := testkit.FreeAddr()
 	if err != nil {
 		return err
 	}
-	defer emb.Shutdown()
-	cfg, err := demoConfig(emb.ClientURL(), komboURL)
+	cfg, err := demoConfig("nats://"+natsAddr, komboURL)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "integration-deleter demo: embedded NATS at %s, fake Kombo at %s\n", emb.ClientURL(), komboURL)
+	fmt.Fprintf(out, "integration-deleter demo: embedded NATS at %s, fake Kombo at %s\n", cfg.NATSURL, komboURL)
 	fmt.Fprintf(out, "fake Kombo: 150±50 ms per call, concurrency limit %d (lowered to %d after %d results, back to %d after %d); daemon: KOMBO_MAX_CONCURRENCY=%d\n",
 		fakeLimit, fakeLower, lowerAfter, fakeLimit, raiseAfter, daemonMax)
 	fmt.Fprintf(out, "daemon logs: %s\n\n", logFile.Name())
@@ -131,8 +130,9 @@ func run(ctx context.Context, out io.Writer) error {
 	return nil
 }
 
-// demoConfig is the daemon's default configuration pointed at the embedded NATS server
-// and the fake, with short backoffs so that the flaky requests are done quickly.
+// demoConfig is the daemon's default configuration with the NATS server embedded in the
+// daemon (NATS_EMBEDDED, as for local use), listening on natsURL, and the fake Kombo at
+// komboURL; short backoffs, so that the flaky requests are done quickly.
 func demoConfig(natsURL, komboURL string) (*config.Config, error) {
 	cfg := config.Default()
 	cfg.KomboAPIKey = "ks_demo_key"
@@ -141,6 +141,7 @@ func demoConfig(natsURL, komboURL string) (*config.Config, error) {
 	cfg.KomboBackoffInitial = 200 * time.Millisecond
 	cfg.KomboBackoffMax = 2 * time.Second
 	cfg.NATSURL = natsURL
+	cfg.NATSEmbedded = true
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.ShutdownTimeout = 5 * time.Second
 	return cfg, cfg.Validate()
