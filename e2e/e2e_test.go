@@ -20,10 +20,7 @@ import (
 // TestMixedBatch: a batch of requests of every kind ends in the right deleted and failed
 // events, one per request, and Kombo sees exactly the calls it should.
 func TestMixedBatch(t *testing.T) {
-	t.Parallel()
-	requireImages(t, natsImage, fakeImage, deleterImage)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	ctx := begin(t, 3*time.Minute, natsImage, fakeImage, deleterImage)
 
 	n := startNATS(t, ctx)
 	f := startFake(t, ctx, nil)
@@ -161,10 +158,7 @@ func TestMixedBatch(t *testing.T) {
 // TestConcurrencyLimitBelowCap: Kombo allows fewer calls at once than the daemon's cap. Every
 // request is still deleted, and the daemon's cap shrinks.
 func TestConcurrencyLimitBelowCap(t *testing.T) {
-	t.Parallel()
-	requireImages(t, natsImage, fakeImage, deleterImage)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	ctx := begin(t, 3*time.Minute, natsImage, fakeImage, deleterImage)
 
 	const maxCap, limit, requests = 8, 2, 30
 	n := startNATS(t, ctx)
@@ -252,10 +246,7 @@ func TestConcurrencyLimitBelowCap(t *testing.T) {
 // TestStopUnderLoad: `docker stop` (SIGTERM) of the daemon in the middle of a batch exits 0
 // in time; a new container takes over, and every request ends with one result and one DELETE.
 func TestStopUnderLoad(t *testing.T) {
-	t.Parallel()
-	requireImages(t, natsImage, fakeImage, deleterImage)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	ctx := begin(t, 3*time.Minute, natsImage, fakeImage, deleterImage)
 
 	const requests = 40
 	const shutdownTimeout = 10 * time.Second
@@ -320,10 +311,7 @@ func TestStopUnderLoad(t *testing.T) {
 // TestNATSRestart: the NATS container stops and starts again (same volume) while the daemon
 // works. The daemon reports not ready meanwhile, recovers by itself, and nothing is lost.
 func TestNATSRestart(t *testing.T) {
-	t.Parallel()
-	requireImages(t, natsImage, fakeImage, deleterImage)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	ctx := begin(t, 3*time.Minute, natsImage, fakeImage, deleterImage)
 
 	const before, after = 30, 10
 	n := startNATS(t, ctx)
@@ -379,10 +367,7 @@ func TestNATSRestart(t *testing.T) {
 // port) answers 503, the daemon probes the key instead of deleting, and publishes no failure;
 // once the key is accepted again it is ready and the request is deleted.
 func TestReadyzWhileKeyRejected(t *testing.T) {
-	t.Parallel()
-	requireImages(t, natsImage, fakeImage, deleterImage)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	ctx := begin(t, 3*time.Minute, natsImage, fakeImage, deleterImage)
 
 	n := startNATS(t, ctx)
 	f := startFake(t, ctx, nil)
@@ -425,10 +410,7 @@ func TestReadyzWhileKeyRejected(t *testing.T) {
 // TestExitCodes: a configuration error exits 2 before anything connects, and says which
 // variable is wrong; `version` exits 0 and prints the version the image was built with.
 func TestExitCodes(t *testing.T) {
-	t.Parallel()
-	requireImages(t, deleterImage)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	ctx := begin(t, time.Minute, deleterImage)
 
 	version := imageLabel(t, deleterImage, "org.opencontainers.image.version")
 	if version == "" {

@@ -102,13 +102,7 @@ func requireImages(t *testing.T, images ...string) {
 		}
 		t.Skipf("no Docker engine, skipping the container suite (start one with scripts/docker-engine.sh, then make images): %v", engine.err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
-	if err != nil {
-		t.Fatalf("docker client: %v", err)
-	}
-	defer cli.Close()
+	ctx, cli := docker(t)
 	for _, img := range images {
 		if _, err := cli.ImageInspect(ctx, img); err != nil {
 			t.Fatalf("image %s is missing: build it with `make images` (the container suite never pulls): %v", img, err)
@@ -116,16 +110,35 @@ func requireImages(t *testing.T, images ...string) {
 	}
 }
 
-// imageLabel returns a label of a local image.
-func imageLabel(t *testing.T, image, key string) string {
+// begin runs t in parallel with the others, when the images are at hand (see requireImages),
+// and returns a context that ends after within.
+func begin(t *testing.T, within time.Duration, images ...string) context.Context {
+	t.Helper()
+	t.Parallel()
+	requireImages(t, images...)
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// docker returns a client of the Docker engine, closed when t ends, and a context for the
+// calls that ends after 20 s.
+func docker(t *testing.T) (context.Context, *testcontainers.DockerClient) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
 	if err != nil {
 		t.Fatalf("docker client: %v", err)
 	}
-	defer cli.Close()
+	t.Cleanup(func() { _ = cli.Close() })
+	return ctx, cli
+}
+
+// imageLabel returns a label of a local image.
+func imageLabel(t *testing.T, image, key string) string {
+	t.Helper()
+	ctx, cli := docker(t)
 	res, err := cli.ImageInspect(ctx, image)
 	if err != nil {
 		t.Fatalf("inspect %s: %v", image, err)
