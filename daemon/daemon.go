@@ -305,7 +305,7 @@ func Connect(url string, cfg *config.Config, log *slog.Logger) (*nats.Conn, <-ch
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("daemon: connect to NATS at %s: %w", redactURL(url), redactErr(url, err))
+		return nil, nil, fmt.Errorf("daemon: connect to NATS at %s: %w", config.RedactURL(url), redactErr(url, err))
 	}
 	log.Info("connected to NATS", "server", nc.ConnectedUrlRedacted())
 	return nc, closed, nil
