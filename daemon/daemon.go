@@ -52,6 +52,9 @@ type budgets struct {
 	http     time.Duration // the HTTP server ends the requests it is serving
 }
 
+// shutdownBudgets shares total out: 75% to the consumer (70% for calls in flight, 5% to
+// hand back what they leave), 15% to the NATS drain, 10% to the HTTP server. A share not
+// used up is not passed on: the steps are bounded one by one.
 func shutdownBudgets(total time.Duration) budgets {
 	b := budgets{drain: total * 15 / 100, http: total / 10}
 	b.consumer = total - b.drain - b.http
