@@ -11,26 +11,26 @@ import (
 	"github.com/kombo-ops/integration-deleter/internal/ledger"
 )
 
-// keeper remembers the messages being handled, so that one goroutine (keepLoop) can tell
+// aliveSet remembers the messages being handled, so that one goroutine (aliveLoop) can tell
 // the server every third of AckWait that each is still being worked on, and no other
 // replica gets it while it waits for a slot, a hold or a backoff. A message costs a list
 // entry, not a timer: the per-message path stays cheap.
-type keeper struct {
+type aliveSet struct {
 	mu   sync.Mutex
-	ring kept // sentinel of a circular list of the messages held
+	ring aliveMsg // sentinel of a circular list of the messages held
 }
 
-// kept is one message in the keeper's list.
-type kept struct {
+// aliveMsg is one message in the aliveSet's list.
+type aliveMsg struct {
 	msg        jetstream.Msg
 	claim      *ledger.Claim // renewed with the in-progress acks; nil until claimed
 	last       time.Time     // when the message was received or last reported in progress
-	prev, next *kept
+	prev, next *aliveMsg
 }
 
 // add puts msg, received at now, in the list.
-func (k *keeper) add(msg jetstream.Msg, now time.Time) *kept {
-	e := &kept{msg: msg, last: now}
+func (k *aliveSet) add(msg jetstream.Msg, now time.Time) *aliveMsg {
+	e := &aliveMsg{msg: msg, last: now}
 	k.mu.Lock()
 	if k.ring.next == nil {
 		k.ring.next, k.ring.prev = &k.ring, &k.ring
@@ -43,14 +43,14 @@ func (k *keeper) add(msg jetstream.Msg, now time.Time) *kept {
 }
 
 // setClaim attaches the ledger claim of e's request, so that it is renewed with e.
-func (k *keeper) setClaim(e *kept, cl *ledger.Claim) {
+func (k *aliveSet) setClaim(e *aliveMsg, cl *ledger.Claim) {
 	k.mu.Lock()
 	e.claim = cl
 	k.mu.Unlock()
 }
 
 // remove takes e out of the list.
-func (k *keeper) remove(e *kept) {
+func (k *aliveSet) remove(e *aliveMsg) {
 	k.mu.Lock()
 	e.prev.next, e.next.prev = e.next, e.prev
 	e.prev, e.next = nil, nil
@@ -59,25 +59,25 @@ func (k *keeper) remove(e *kept) {
 
 // due returns the messages (and their claims) not reported for every or longer, and
 // counts them as reported at now.
-func (k *keeper) due(now time.Time, every time.Duration) []kept {
+func (k *aliveSet) due(now time.Time, every time.Duration) []aliveMsg {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	var out []kept
+	var out []aliveMsg
 	if k.ring.next == nil {
 		return nil
 	}
 	for e := k.ring.next; e != &k.ring; e = e.next {
 		if now.Sub(e.last) >= every {
 			e.last = now
-			out = append(out, kept{msg: e.msg, claim: e.claim})
+			out = append(out, aliveMsg{msg: e.msg, claim: e.claim})
 		}
 	}
 	return out
 }
 
-// keepLoop reports the messages being handled as in progress, then renews their claims in
+// aliveLoop reports the messages being handled as in progress, then renews their claims in
 // the ledger, every third of AckWait (it looks four times as often), until done is closed.
-func (c *Consumer) keepLoop(done <-chan struct{}) {
+func (c *Consumer) aliveLoop(done <-chan struct{}) {
 	for {
 		c.mu.Lock()
 		every := c.ackWait / 3
@@ -92,7 +92,7 @@ func (c *Consumer) keepLoop(done <-chan struct{}) {
 			return
 		case <-t.C:
 		}
-		due := c.keep.due(c.now(), every)
+		due := c.alive.due(c.now(), every)
 		for _, e := range due {
 			_ = e.msg.InProgress()
 		}

@@ -4,11 +4,11 @@
 // Its files: consumer.go (Options, New, Ready, Run); intake.go (the goroutines of a
 // running consumer: pulling, workers, the order of shutdown); request.go (one request's
 // path from its message to its result); outcome.go (the ledger claim and the write order
-// of an outcome); decide.go (what an answer from Kombo comes to); keep.go (keeping held
+// of an outcome); decide.go (what an answer from Kombo comes to); alive.go (keeping held
 // messages alive); event.go (request and result events); stream.go and storage.go
-// (binding, and what refuses to run); results.go (publishing results, the API key,
-// requests the server stopped delivering); scan.go (reading stored results back);
-// metrics.go.
+// (binding, and what refuses to run); results.go (publishing results); keypause.go (the
+// pause while Kombo rejects the API key); advisory.go (requests the server stopped
+// delivering); scan.go (reading stored results back); metrics.go.
 package consumer
 
 import (
@@ -80,7 +80,7 @@ type Consumer struct {
 	m     *Metrics
 	now   func() time.Time
 	adm   *admission.Controller // when a Kombo call may start
-	keep  keeper
+	alive aliveSet
 	// holdLogged is the end of the latest rate-limit hold logged, in Unix ns.
 	holdLogged atomic.Int64
 
@@ -104,7 +104,7 @@ type Consumer struct {
 	held        atomic.Int64  // messages being handled
 	outstanding atomic.Int64  // messages asked for by pulls not yet answered
 	wanting     atomic.Int64  // messages that want a Kombo slot now: received and not yet called, or retrying
-	wake        chan struct{} // kick: wakes the pull loop
+	pullWake    chan struct{} // wakePull: wakes the pull loop
 
 	// crashAfterPublish, set by tests, makes ack skip the ack of the request ids it
 	// returns true for, as a process that crashed between publishing and acking would.
@@ -126,7 +126,7 @@ func New(js jetstream.JetStream, d Deleter, o Options) (*Consumer, error) {
 		log:      o.Logger,
 		m:        o.Metrics,
 		now:      time.Now,
-		wake:     make(chan struct{}, 1),
+		pullWake: make(chan struct{}, 1),
 		bindErr:  errors.New("not bound to the consumer yet"),
 		checking: true,
 	}

@@ -22,10 +22,11 @@ func injectFault(req request) {
 // request whose integration id starts with "crash:", as kill -9 at that instant would.
 var crashAt = os.Getenv("FAULT_CRASH_AT")
 
-// first run before the kill (flushing what the point says was sent).
-func injectCrash(point, integrationID string, first ...func() error) {
+// injectCrash kills the process at point for a "crash:" request, after running flush
+// (what the point says was sent).
+func injectCrash(point, integrationID string, flush ...func() error) {
 	if point == crashAt && strings.HasPrefix(integrationID, "crash:") {
-		for _, f := range first {
+		for _, f := range flush {
 			_ = f()
 		}
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)

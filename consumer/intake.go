@@ -20,26 +20,26 @@ import (
 //	  readBatch   one per pull not yet answered; hands each message to a worker
 //	  worker      at most one per message held, reused while busy and ended after
 //	              workerIdle idle; runs handle (request.go) for each message
-//	  probeLoop   one; checks a rejected API key until Kombo accepts it (results.go)
+//	  probeLoop   one; checks a rejected API key until Kombo accepts it (keypause.go)
 //	  watchLoop   one; checks that outcomes can be stored, saves the ack floor (storage.go)
 //	stopLast: stop waits for it once the others ended
-//	  keepLoop    one; in-progress acks and claim renewals of the messages held, which
-//	              need them until their workers end (keep.go)
+//	  aliveLoop    one; in-progress acks and claim renewals of the messages held, which
+//	              need them until their workers end (alive.go)
 //
 // Its two contexts: ctx is Run's. When it ends, nothing new is pulled, and a message that
-// waits (for a slot, another handler's outcome, a backoff) is handed back. hard ends
+// waits (for a slot, another handler's outcome, a backoff) is handed back. cutoff ends
 // ShutdownTimeout after ctx: calls in flight and the writes of their outcomes use it, so
 // that they finish unless they take longer than that. The MAX_DELIVERIES advisories are
-// handled on the NATS client's goroutine, with hard; stop unsubscribes them.
+// handled on the NATS client's goroutine, with cutoff; stop unsubscribes them.
 type intake struct {
-	c         *Consumer
-	ctx, hard context.Context
-	endHard   func() // ends hard now
+	c           *Consumer
+	ctx, cutoff context.Context
+	endCutoff   func() // ends cutoff now
 
 	work       chan jetstream.Msg // hands a message to an idle worker
 	quit       chan struct{}      // closed by stop: idle workers end
 	pulled     chan struct{}      // closed when pullLoop has returned
-	keepDone   chan struct{}      // closed by stop once the stopFirst group ended: keepLoop ends
+	aliveDone  chan struct{}      // closed by stop once the stopFirst group ended: aliveLoop ends
 	advisories *nats.Subscription // the MAX_DELIVERIES advisories; nil if not subscribed
 	wg         [2]sync.WaitGroup  // by group
 }
@@ -52,11 +52,11 @@ const (
 
 // startIntake starts the goroutines of a consumer bound and running until ctx ends.
 func (c *Consumer) startIntake(ctx context.Context) *intake {
-	hard, endHard := outlive(ctx, c.o.ShutdownTimeout)
-	in := &intake{c: c, ctx: ctx, hard: hard, endHard: endHard, work: make(chan jetstream.Msg),
-		quit: make(chan struct{}), pulled: make(chan struct{}), keepDone: make(chan struct{})}
-	in.spawn(stopLast, func() { c.keepLoop(in.keepDone) })
-	sub, err := c.watchMaxDeliveries(hard)
+	cutoff, endCutoff := outlive(ctx, c.o.ShutdownTimeout)
+	in := &intake{c: c, ctx: ctx, cutoff: cutoff, endCutoff: endCutoff, work: make(chan jetstream.Msg),
+		quit: make(chan struct{}), pulled: make(chan struct{}), aliveDone: make(chan struct{})}
+	in.spawn(stopLast, func() { c.aliveLoop(in.aliveDone) })
+	sub, err := c.watchMaxDeliveries(cutoff)
 	if err != nil {
 		c.log.Warn("cannot watch MAX_DELIVERIES advisories", "err", err)
 	}
@@ -73,8 +73,8 @@ func (in *intake) spawn(group int, f func()) { in.wg[group].Go(f) }
 // stop stops the intake once ctx has ended, in this order: the pull loop returns (no new
 // pull; messages still arriving are handed back by readBatch); idle workers end, and busy
 // ones once their message is settled or handed back: a waiting one at once, a call in
-// flight when it finishes with its result, or when hard cuts it; then the keepalive, which
-// kept their messages alive meanwhile; then the advisories; hard ends last.
+// flight when it finishes with its result, or when cutoff cuts it; then the keepalive, which
+// kept their messages alive meanwhile; then the advisories; cutoff ends last.
 func (in *intake) stop() {
 	c := in.c
 	<-in.pulled
@@ -84,18 +84,18 @@ func (in *intake) stop() {
 	c.log.Info("stopped pulling; waiting for calls in flight", "held", c.held.Load())
 	close(in.quit)
 	in.wg[stopFirst].Wait()
-	close(in.keepDone)
+	close(in.aliveDone)
 	in.wg[stopLast].Wait()
 	if in.advisories != nil {
 		_ = in.advisories.Unsubscribe()
 	}
-	in.endHard()
+	in.endCutoff()
 }
 
 // outlive returns a context that ends grace after ctx ends, and a function that ends it
 // at once (and must be called to release it).
 func outlive(ctx context.Context, grace time.Duration) (context.Context, func()) {
-	hard, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	cutoff, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var mu sync.Mutex
 	var timer *time.Timer
 	stopAfter := context.AfterFunc(ctx, func() {
@@ -103,7 +103,7 @@ func outlive(ctx context.Context, grace time.Duration) (context.Context, func())
 		timer = time.AfterFunc(grace, cancel)
 		mu.Unlock()
 	})
-	return hard, func() {
+	return cutoff, func() {
 		stopAfter()
 		mu.Lock()
 		if timer != nil {
@@ -114,10 +114,10 @@ func outlive(ctx context.Context, grace time.Duration) (context.Context, func())
 	}
 }
 
-// kick wakes the pull loop.
-func (c *Consumer) kick() {
+// wakePull wakes the pull loop.
+func (c *Consumer) wakePull() {
 	select {
-	case c.wake <- struct{}{}:
+	case c.pullWake <- struct{}{}:
 	default:
 	}
 }
@@ -198,13 +198,13 @@ func (in *intake) pullLoop() {
 }
 
 // waitPullable waits until pulling may have become possible: admission changed (a slot
-// freed, a hold ended, a resume) or a state changed (kick).
+// freed, a hold ended, a resume) or a state changed (wakePull).
 func (in *intake) waitPullable(changed <-chan struct{}) error {
 	select {
 	case <-in.ctx.Done():
 		return in.ctx.Err()
 	case <-changed:
-	case <-in.c.wake:
+	case <-in.c.pullWake:
 	}
 	return nil
 }
@@ -238,7 +238,7 @@ func (in *intake) readBatch(batch jetstream.MessageBatch, n int) {
 	} else if got == 0 {
 		c.checkBinding(ctx, nil)
 	}
-	c.kick()
+	c.wakePull()
 }
 
 // workerIdle is how long a worker waits for another message before it ends.
@@ -253,7 +253,7 @@ func (in *intake) worker(msg jetstream.Msg) {
 	idle := time.NewTimer(workerIdle)
 	defer idle.Stop()
 	for {
-		in.c.handle(in.ctx, in.hard, msg)
+		in.c.handle(in.ctx, in.cutoff, msg)
 		idle.Reset(workerIdle)
 		select {
 		case msg = <-in.work:

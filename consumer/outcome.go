@@ -80,7 +80,7 @@ func (c *Consumer) claim(j *job, calling bool) *ledger.Claim {
 	msg, meta, req := j.msg, j.meta, j.req
 	wait := 50 * time.Millisecond
 	for {
-		lctx, cancel := context.WithTimeout(j.hard, 10*time.Second)
+		lctx, cancel := context.WithTimeout(j.cutoff, 10*time.Second)
 		r, err := c.ledger.Claim(lctx, c.ledgerID(req), req.IntegrationID, c.owner(meta), c.now(), c.lease(), calling)
 		cancel()
 		switch {
@@ -96,7 +96,7 @@ func (c *Consumer) claim(j *job, calling bool) *ledger.Claim {
 			}
 			return r.Claim
 		case r.Recorded != nil:
-			c.settle(j.hard, msg, meta, r.Recorded, false, "already_recorded")
+			c.settle(j.cutoff, msg, meta, r.Recorded, false, "already_recorded")
 			return nil
 		}
 		// Another handler holds it (a second event with the same request id): wait for
@@ -114,7 +114,7 @@ func (c *Consumer) claim(j *job, calling bool) *ledger.Claim {
 // that handler stored a result (a deleted one is stored before its outcome is recorded)
 // and, if so, records it and settles the message with no call. It reports whether it did.
 func (c *Consumer) foundStored(j *job, cl *ledger.Claim) bool {
-	ctx := j.hard
+	ctx := j.cutoff
 	calls, counted := cl.Prior()
 	window := c.resultWindow()
 	// The earlier handler published, if at all, around its last renewal: at most a
@@ -171,7 +171,7 @@ func (c *Consumer) release(j *job, delay time.Duration) {
 // terminate, for term). When the outcome cannot be recorded, the message comes back and
 // no ack is sent. When another handler recorded an outcome first, that one is settled.
 func (c *Consumer) finish(j *job, res Result, counted int, term bool, outcome string) {
-	ctx, msg, meta, cl := j.hard, j.msg, j.meta, j.claim
+	ctx, msg, meta, cl := j.cutoff, j.msg, j.meta, j.claim
 	res.CompletedAt = completedAt(c.now())
 	subject := c.o.DeletedSubject
 	status := ledger.Deleted

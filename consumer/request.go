@@ -19,7 +19,7 @@ import (
 
 // One request's path, on the worker that took its message (intake.go):
 //
-//	handle        the message enters: it is held and kept alive (keep.go) until it ends
+//	handle        the message enters: it is held and kept alive (alive.go) until it ends
 //	serve         reads and decodes it, claims its request id in the ledger (claim, in
 //	              outcome.go; an outcome already recorded is settled there, no call)
 //	process       per call: turn waits in admission.Wait for a slot, call calls Kombo's
@@ -32,23 +32,23 @@ import (
 // job is one delivery of one request, from the worker that takes its message to its ack
 // or nak: what is known of it, and the calls it made.
 type job struct {
-	// ctx and hard are the intake's: when ctx ends, a job that waits hands its message
-	// back; hard ends ShutdownTimeout later and cuts a call in flight and the writes of
+	// ctx and cutoff are the intake's: when ctx ends, a job that waits hands its message
+	// back; cutoff ends ShutdownTimeout later and cuts a call in flight and the writes of
 	// its outcome.
-	ctx, hard   context.Context
-	msg         jetstream.Msg
-	kept        *kept                       // the message's entry in the keeper
-	meta        *jetstream.MsgMetadata      // nil until read
-	req         request                     // zero until decoded
-	claim       *ledger.Claim               // this handler's hold on the request id; nil until claimed
-	start       time.Time                   // when the claim was taken (retries are timed from it)
-	pausedAt0   time.Duration               // admission's PausedTotal then
-	prev        int                         // DELETE calls made before this delivery (the ledger's count)
-	prevCounted int                         // of those, the ones that use up KOMBO_MAX_ATTEMPTS
-	calls       int                         // DELETE calls made by this delivery
-	counted     int                         // of those, the ones that use up KOMBO_MAX_ATTEMPTS
-	bo          *backoff.ExponentialBackOff // made at the first retry
-	wanting     bool                        // counted in Consumer.wanting
+	ctx, cutoff  context.Context
+	msg          jetstream.Msg
+	aliveMsg     *aliveMsg                   // the message's entry in the aliveSet
+	meta         *jetstream.MsgMetadata      // nil until read
+	req          request                     // zero until decoded
+	claim        *ledger.Claim               // this handler's hold on the request id; nil until claimed
+	start        time.Time                   // when the claim was taken (retries are timed from it)
+	pausedBefore time.Duration               // admission's PausedTotal then
+	prev         int                         // DELETE calls made before this delivery (the ledger's count)
+	prevCounted  int                         // of those, the ones that use up KOMBO_MAX_ATTEMPTS
+	calls        int                         // DELETE calls made by this delivery
+	counted      int                         // of those, the ones that use up KOMBO_MAX_ATTEMPTS
+	bo           *backoff.ExponentialBackOff // made at the first retry
+	wanting      bool                        // counted in Consumer.wanting
 }
 
 // log returns the consumer's logger with the job's ids, for the lines about one request.
@@ -59,7 +59,7 @@ func (j *job) log(l *slog.Logger) *slog.Logger {
 // handle is where a request message enters, on a worker: it handles msg until it is
 // settled (acked or terminated with its result stored) or handed back, and keeps the
 // intake's counts.
-func (c *Consumer) handle(ctx, hard context.Context, msg jetstream.Msg) {
+func (c *Consumer) handle(ctx, cutoff context.Context, msg jetstream.Msg) {
 	defer func() {
 		c.held.Add(-1)
 		c.m.held.Set(float64(c.held.Load()))
@@ -67,12 +67,12 @@ func (c *Consumer) handle(ctx, hard context.Context, msg jetstream.Msg) {
 		// messages that end leave it nothing to do (every change that can make pulling
 		// possible checks this after making it, so no wake-up is lost).
 		if c.pullable() > 0 {
-			c.kick()
+			c.wakePull()
 		}
 	}()
 	// wanting: counted in c.wanting by readBatch, until its first call starts.
-	j := job{ctx: ctx, hard: hard, msg: msg, kept: c.keep.add(msg, c.now()), wanting: true}
-	defer c.keep.remove(j.kept)
+	j := job{ctx: ctx, cutoff: cutoff, msg: msg, aliveMsg: c.alive.add(msg, c.now()), wanting: true}
+	defer c.alive.remove(j.aliveMsg)
 	defer func() {
 		if j.wanting {
 			c.wanting.Add(-1)
@@ -126,7 +126,7 @@ func (c *Consumer) serve(j *job) {
 		return
 	}
 	j.prev, j.prevCounted = j.claim.Prior()
-	c.keep.setClaim(j.kept, j.claim)
+	c.alive.setClaim(j.aliveMsg, j.claim)
 	if decodeErr != nil {
 		var inv *invalidEventError
 		errors.As(decodeErr, &inv)
@@ -136,7 +136,7 @@ func (c *Consumer) serve(j *job) {
 	}
 	injectFault(req)
 	injectCrash("claimed", req.IntegrationID)
-	j.start, j.pausedAt0 = c.now(), c.adm.PausedTotal()
+	j.start, j.pausedBefore = c.now(), c.adm.PausedTotal()
 	c.process(j)
 }
 
@@ -154,7 +154,7 @@ func (c *Consumer) process(j *job) {
 		}
 		a := c.call(j, ticket)
 		injectCrash("called", j.req.IntegrationID)
-		if a.err != nil && j.hard.Err() != nil {
+		if a.err != nil && j.cutoff.Err() != nil {
 			// The shutdown deadline cut the call: its outcome is unknown, redeliver.
 			c.adm.Done(ticket, admission.Answer{Class: admission.Other, Took: a.took})
 			c.release(j, handBackDelay)
@@ -271,9 +271,9 @@ func (c *Consumer) call(j *job, ticket admission.Ticket) callAnswer {
 		}
 	}()
 	c.m.inFlight.Set(float64(c.adm.Stats().InFlight))
-	callCtx := j.hard
+	callCtx := j.cutoff
 	if j.req.Traceparent != "" || j.req.Tracestate != "" {
-		callCtx = kombo.WithTrace(j.hard, j.req.Traceparent, j.req.Tracestate)
+		callCtx = kombo.WithTrace(j.cutoff, j.req.Traceparent, j.req.Tracestate)
 	}
 	t0 := c.now()
 	j.calls++ // started: counted even if it never returns
@@ -347,7 +347,7 @@ func (c *Consumer) countCall(j *job) bool {
 // delay. It reports whether to call again.
 func (c *Consumer) retry(j *job, d decision, err error, delay time.Duration) bool {
 	now := c.now()
-	active := now.Sub(j.start) - (c.adm.PausedTotal() - j.pausedAt0)
+	active := now.Sub(j.start) - (c.adm.PausedTotal() - j.pausedBefore)
 	if j.prevCounted+j.counted+boolInt(d.Counts()) >= c.o.MaxAttempts || active+delay > c.o.RetryMaxElapsed {
 		re := resultError(err)
 		if re.Code == "" {

@@ -93,7 +93,7 @@ func (c *Consumer) setStorage(change func(*storageState)) {
 		c.log.Error("outcomes cannot be stored: no new DELETE starts until they can", "err", now)
 	case now == nil && was != nil:
 		c.log.Info("outcomes can be stored again; resuming")
-		c.kick()
+		c.wakePull()
 	}
 }
 

@@ -161,7 +161,7 @@ func (c *Consumer) bindOnce(ctx context.Context) error {
 	c.mu.Unlock()
 	c.log.Info("bound to consumer", "stream", o.Name, "consumer", o.Consumer, "ack_wait", info.Config.AckWait,
 		"max_ack_pending", info.Config.MaxAckPending, "max_deliver", info.Config.MaxDeliver)
-	c.kick()
+	c.wakePull()
 	return nil
 }
 

@@ -1,0 +1,83 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/kombo-ops/integration-deleter/kombo"
+)
+
+// keyRejected reports whether err says Kombo rejects the API key.
+func keyRejected(err error) bool {
+	var kerr *kombo.Error
+	return errors.As(err, &kerr) && classify(kerr.Code, kerr.Status) == actionPause
+}
+
+// pauseFor pauses admission (no call starts) because Kombo rejected the key.
+func (c *Consumer) pauseFor(err error) {
+	reason := "key rejected"
+	var kerr *kombo.Error
+	if errors.As(err, &kerr) {
+		reason = kerr.EffectiveCode()
+	}
+	if c.adm.Pause(reason) {
+		c.m.paused.Set(1)
+		c.log.Error("Kombo rejects the API key: intake paused, messages kept; probing GET /check-api-key",
+			"kombo_code", reason, "probe_interval", c.o.AuthProbeInterval, "err", err)
+	}
+}
+
+// checkKeyAtStart checks the key once: a rejected key starts the daemon paused; any other
+// failure is logged and the daemon starts normally.
+func (c *Consumer) checkKeyAtStart(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	info, err := c.kombo.CheckAPIKey(cctx)
+	switch {
+	case err == nil:
+		c.m.authProbes.WithLabelValues("accepted").Inc()
+		c.log.Info("Kombo accepts the API key", "environment_id", info.EnvironmentID)
+	case keyRejected(err):
+		c.m.authProbes.WithLabelValues("rejected").Inc()
+		c.pauseFor(err)
+	default:
+		c.m.authProbes.WithLabelValues("error").Inc()
+		c.log.Warn("cannot check the API key at start; starting anyway", "err", err)
+	}
+}
+
+// probeLoop checks the key every AuthProbeInterval while paused and resumes when Kombo
+// accepts it again.
+func (c *Consumer) probeLoop(ctx context.Context) {
+	t := time.NewTicker(c.o.AuthProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if paused, _ := c.adm.Paused(); !paused {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, c.o.AuthProbeInterval)
+		info, err := c.kombo.CheckAPIKey(pctx)
+		cancel()
+		switch {
+		case err == nil:
+			c.m.authProbes.WithLabelValues("accepted").Inc()
+			if c.adm.Resume() {
+				c.m.paused.Set(0)
+				c.log.Info("Kombo accepts the API key again: resuming", "environment_id", info.EnvironmentID)
+				c.wakePull()
+			}
+		case keyRejected(err):
+			c.m.authProbes.WithLabelValues("rejected").Inc()
+			c.log.Warn("Kombo still rejects the API key", "err", err)
+		default:
+			c.m.authProbes.WithLabelValues("error").Inc()
+			c.log.Warn("API key probe failed; still paused", "err", err)
+		}
+	}
+}
