@@ -209,28 +209,75 @@ type KeyInfo struct {
 // (or ErrIPNotWhitelisted); a 200 whose body is not Kombo's success JSON is an
 // error that is not an *Error.
 func (c *Client) CheckAPIKey(ctx context.Context) (KeyInfo, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	op := operation{name: "check API key"}
-	r, err := c.call(ctx, op, http.MethodGet, c.endpoint("check-api-key"), nil)
-	if err != nil {
+	var data struct {
+		EnvironmentID string `json:"environment_id"`
+	}
+	if _, err := c.get(ctx, operation{name: "check API key"}, c.endpoint("check-api-key"), &data); err != nil {
 		return KeyInfo{}, err
 	}
+	return KeyInfo{EnvironmentID: data.EnvironmentID}, nil
+}
+
+// Integration is what GET /integrations/{id} tells of an integration: what a
+// delete would remove.
+type Integration struct {
+	ID          string `json:"id"`
+	Tool        string `json:"tool"`     // the tool's id, e.g. "personio"
+	Category    string `json:"category"` // e.g. "HRIS", "ATS"
+	Status      string `json:"status"`   // e.g. "ACTIVE", "INVALID", "INACTIVE"
+	SetupStatus string `json:"setup_status"`
+	EndUser     struct {
+		OrganizationName string `json:"organization_name"`
+		CreatorEmail     string `json:"creator_email"`
+		OriginID         string `json:"origin_id"`
+	} `json:"end_user"`
+	CreatedAt     time.Time  `json:"created_at"`
+	DataExpiredAt *time.Time `json:"data_expired_at"` // nil: not expired
+	// Limits are the limits the answer states.
+	Limits `json:"-"`
+}
+
+// GetIntegration reads the integration id with GET {base}/integrations/{id},
+// which has no side effects. Errors are as DeleteIntegration's; an unknown id
+// is an *Error matching ErrIntegrationNotFound.
+func (c *Client) GetIntegration(ctx context.Context, id string) (Integration, error) {
+	if id == "" {
+		return Integration{}, ErrEmptyIntegrationID
+	}
+	var in Integration
+	h, err := c.get(ctx, operation{"get integration", id}, c.endpoint("integrations", id), &in)
+	if err != nil {
+		return Integration{}, err
+	}
+	in.Limits = parseLimits(h)
+	return in, nil
+}
+
+// get calls GET u and decodes the data of Kombo's success JSON into data. It
+// returns the answer's header.
+func (c *Client) get(ctx context.Context, op operation, u *url.URL, data any) (http.Header, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	r, err := c.call(ctx, op, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
 	if r.bodyErr != nil {
-		return KeyInfo{}, fmt.Errorf("kombo: %s: read HTTP 200 response: %w", op, r.bodyErr)
+		return nil, fmt.Errorf("kombo: %s: read HTTP 200 response: %w", op, r.bodyErr)
 	}
 	var body struct {
-		Data *struct {
-			EnvironmentID string `json:"environment_id"`
-		} `json:"data"`
+		Data json.RawMessage `json:"data"`
 	}
 	if err := json.Unmarshal(r.body, &body); err != nil {
-		return KeyInfo{}, fmt.Errorf("kombo: %s: decode HTTP 200 response: %w", op, err)
+		return nil, fmt.Errorf("kombo: %s: decode HTTP 200 response: %w", op, err)
 	}
-	if body.Data == nil {
-		return KeyInfo{}, fmt.Errorf("kombo: %s: HTTP 200 response has no data", op)
+	if len(body.Data) == 0 || string(body.Data) == "null" {
+		return nil, fmt.Errorf("kombo: %s: HTTP 200 response has no data", op)
 	}
-	return KeyInfo{EnvironmentID: body.Data.EnvironmentID}, nil
+	if err := json.Unmarshal(body.Data, data); err != nil {
+		return nil, fmt.Errorf("kombo: %s: decode HTTP 200 response: %w", op, err)
+	}
+	return r.header, nil
 }
 
 type traceKey struct{}

@@ -839,3 +839,59 @@ func TestNew(t *testing.T) {
 		})
 	}
 }
+
+func TestGetIntegration(t *testing.T) {
+	const found = `{"status":"success","data":{"id":"personio:8d1hpPsUpbXjo2j8VHBpq2mZ","tool":"personio",
+		"category":"HRIS","status":"ACTIVE","setup_status":"COMPLETED",
+		"end_user":{"organization_name":"Acme GmbH","creator_email":"it@acme.example","origin_id":"acme-7"},
+		"created_at":"2025-03-01T09:30:00.000Z","data_expired_at":null,"beta":false}}`
+	created := time.Date(2025, 3, 1, 9, 30, 0, 0, time.UTC)
+	want := kombo.Integration{ID: "personio:8d1hpPsUpbXjo2j8VHBpq2mZ", Tool: "personio", Category: "HRIS",
+		Status: "ACTIVE", SetupStatus: "COMPLETED", CreatedAt: created,
+		Limits: kombo.Limits{ConcurrencyLimit: 4, ConcurrencyRemaining: 3}}
+	want.EndUser.OrganizationName, want.EndUser.CreatorEmail, want.EndUser.OriginID = "Acme GmbH", "it@acme.example", "acme-7"
+
+	srv := newServer(t, reply(200, map[string]string{"Content-Type": "application/json",
+		"Concurrency-Limit": "4", "Concurrency-Remaining": "3"}, found))
+	c := newClient(t, srv.URL+"/v1")
+	got, err := c.GetIntegration(context.Background(), "personio:8d1hpPsUpbXjo2j8VHBpq2mZ")
+	if err != nil {
+		t.Fatalf("GetIntegration: %v", err)
+	}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("integration mismatch (-got +want):\n%s", diff)
+	}
+	reqs := srv.received()
+	if len(reqs) != 1 || reqs[0].Method != "GET" || reqs[0].RequestURI != "/v1/integrations/personio:8d1hpPsUpbXjo2j8VHBpq2mZ" || reqs[0].Body != "" {
+		t.Errorf("server saw %+v, want one GET /v1/integrations/<id> without a body", reqs)
+	}
+
+	t.Run("not found", func(t *testing.T) {
+		srv := newServer(t, reply(404, map[string]string{"Content-Type": "application/json"},
+			`{"status":"error","error":{"code":"PLATFORM.INTEGRATION_NOT_FOUND","title":null,"message":"Integration not found.","log_url":null}}`))
+		c := newClient(t, srv.URL+"/v1")
+		_, err := c.GetIntegration(context.Background(), "a/b")
+		if !errors.Is(err, kombo.ErrIntegrationNotFound) {
+			t.Errorf("GetIntegration error = %v, want ErrIntegrationNotFound", err)
+		}
+		if reqs := srv.received(); len(reqs) != 1 || reqs[0].RequestURI != "/v1/integrations/a%2Fb" {
+			t.Errorf("server saw %+v, want GET /v1/integrations/a%%2Fb", reqs)
+		}
+	})
+	t.Run("empty id", func(t *testing.T) {
+		if _, err := c.GetIntegration(context.Background(), ""); !errors.Is(err, kombo.ErrEmptyIntegrationID) {
+			t.Errorf("GetIntegration(\"\") error = %v, want ErrEmptyIntegrationID", err)
+		}
+	})
+	for _, body := range []string{"OK", `{"status":"success"}`, `{"data":"x"}`, `{"data":null}`} {
+		t.Run("bad body "+body, func(t *testing.T) {
+			srv := newServer(t, reply(200, nil, body))
+			c := newClient(t, srv.URL+"/v1")
+			_, err := c.GetIntegration(context.Background(), "x")
+			var kerr *kombo.Error
+			if err == nil || errors.As(err, &kerr) || !strings.HasPrefix(err.Error(), `kombo: get integration "x": `) {
+				t.Errorf("GetIntegration error = %v, want a plain error with its context", err)
+			}
+		})
+	}
+}
