@@ -143,6 +143,21 @@ type Config struct {
 	// answers).
 	LedgerMaxAge time.Duration `envconfig:"LEDGER_MAX_AGE" default:"2160h"`
 
+	// DeleteFuse is at most N DELETE calls within any window of that length,
+	// across all replicas ("1000/1h"); the call that would exceed it is not
+	// made and the consumer is paused. "off" (Calls 0) disables it.
+	DeleteFuse Fuse `envconfig:"DELETE_FUSE" default:"1000/1h"`
+	// ProtectBucket is the KV bucket of protected integration ids (letters,
+	// digits, '-' and '_'); created when missing while provisioning. Empty is
+	// an error.
+	ProtectBucket string `envconfig:"PROTECT_BUCKET" default:"INTEGRATION_DELETE_PROTECTED"`
+	// DryRun calls GET /integrations/{id} instead of DELETE and publishes
+	// what a delete would do to DryRunSubject; never a DELETE.
+	DryRun bool `envconfig:"DRY_RUN"`
+	// DryRunSubject receives the dry-run results. A literal subject other than
+	// RequestSubject, checked when DryRun is set.
+	DryRunSubject string `envconfig:"DRY_RUN_SUBJECT" default:"integration.delete.dry_run"`
+
 	// HTTPAddr is the host:port serving /healthz, /readyz and /metrics; port
 	// 0 picks a free port. Empty is an error.
 	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8080"`

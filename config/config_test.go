@@ -105,6 +105,9 @@ func TestDefaultValues(t *testing.T) {
 		MaxAckPending:        256,
 		LedgerBucket:         "INTEGRATION_DELETE_LEDGER",
 		LedgerMaxAge:         2160 * time.Hour,
+		DeleteFuse:           Fuse{Calls: 1000, Window: time.Hour},
+		ProtectBucket:        "INTEGRATION_DELETE_PROTECTED",
+		DryRunSubject:        "integration.delete.dry_run",
 		HTTPAddr:             ":8080",
 		ShutdownTimeout:      25 * time.Second,
 		LogLevel:             "info",
@@ -134,6 +137,9 @@ func TestLoadValues(t *testing.T) {
 		"MAX_DELIVER":           "5",
 		"LOG_LEVEL":             "DEBUG",
 		"LOG_FORMAT":            "Text",
+		"DELETE_FUSE":           "20/1m",
+		"DRY_RUN":               "true",
+		"DRY_RUN_SUBJECT":       "a.done.dry",
 	}
 	got, err := Load(lookup(env))
 	if err != nil {
@@ -153,6 +159,9 @@ func TestLoadValues(t *testing.T) {
 	want.MaxDeliver = 5
 	want.LogLevel = "debug"
 	want.LogFormat = "text"
+	want.DeleteFuse = Fuse{Calls: 20, Window: time.Minute}
+	want.DryRun = true
+	want.DryRunSubject = "a.done.dry"
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("Load() (-got +want):\n%s", diff)
 	}
@@ -231,6 +240,16 @@ func TestLoadBadValues(t *testing.T) {
 		{"shutdown zero", map[string]string{"SHUTDOWN_TIMEOUT": "0s"}, []string{"SHUTDOWN_TIMEOUT"}},
 		{"log level", map[string]string{"LOG_LEVEL": "verbose"}, []string{"LOG_LEVEL"}},
 		{"log format", map[string]string{"LOG_FORMAT": "xml"}, []string{"LOG_FORMAT"}},
+		{"fuse syntax", map[string]string{"DELETE_FUSE": "1000"}, []string{"DELETE_FUSE"}},
+		{"fuse window", map[string]string{"DELETE_FUSE": "1000/fortnight"}, []string{"DELETE_FUSE"}},
+		{"fuse zero calls", map[string]string{"DELETE_FUSE": "0/1h"}, []string{"DELETE_FUSE"}},
+		{"fuse short window", map[string]string{"DELETE_FUSE": "10/10ms"}, []string{"DELETE_FUSE"}},
+		{"protect bucket empty", map[string]string{"PROTECT_BUCKET": ""}, []string{"PROTECT_BUCKET"}},
+		{"protect bucket with dot", map[string]string{"PROTECT_BUCKET": "A.B"}, []string{"PROTECT_BUCKET"}},
+		{"protect bucket is the ledger", map[string]string{"PROTECT_BUCKET": "INTEGRATION_DELETE_LEDGER"}, []string{"PROTECT_BUCKET"}},
+		{"dry run syntax", map[string]string{"DRY_RUN": "perhaps"}, []string{"DRY_RUN"}},
+		{"dry run subject wildcard", map[string]string{"DRY_RUN": "true", "DRY_RUN_SUBJECT": "integration.delete.*"}, []string{"DRY_RUN_SUBJECT"}},
+		{"dry run subject not stored", map[string]string{"DRY_RUN": "true", "DRY_RUN_SUBJECT": "elsewhere.dry_run"}, []string{"STREAM_SUBJECTS"}},
 		{
 			"several at once",
 			map[string]string{
@@ -515,7 +534,7 @@ func TestValidateReportsEverything(t *testing.T) {
 		"FAILED_SUBJECT", "HTTP_ADDR", "KOMBO_API_KEY", "KOMBO_BACKOFF_INITIAL", "KOMBO_BACKOFF_MAX",
 		"KOMBO_BASE_URL", "KOMBO_MAX_ATTEMPTS", "KOMBO_MAX_CONCURRENCY", "KOMBO_RETRY_MAX_ELAPSED",
 		"KOMBO_TIMEOUT", "LEDGER_BUCKET", "LOG_FORMAT", "LOG_LEVEL", "MAX_ACK_PENDING", "MAX_DELIVER", "NATS_URL",
-		"REQUEST_SUBJECT", "SHUTDOWN_TIMEOUT", "STREAM_NAME", "STREAM_REPLICAS", "STREAM_SUBJECTS",
+		"PROTECT_BUCKET", "REQUEST_SUBJECT", "SHUTDOWN_TIMEOUT", "STREAM_NAME", "STREAM_REPLICAS", "STREAM_SUBJECTS",
 	}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("Validate() of a zero Config names (-got +want):\n%s", diff)
@@ -805,6 +824,16 @@ func TestRedactURLsOddPasswords(t *testing.T) {
 
 // TestEveryVariableDecodes checks that decode knows the type of every field: one it does
 // not know panics as soon as its variable is set.
+func TestFuseOff(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"off", "OFF", " off "} {
+		c, err := Load(lookup(map[string]string{"KOMBO_API_KEY": "k", "DELETE_FUSE": v}))
+		if err != nil || !c.DeleteFuse.Off() || c.DeleteFuse.String() != "off" {
+			t.Errorf("DELETE_FUSE=%q: fuse %v, error %v; want off", v, c.DeleteFuse, err)
+		}
+	}
+}
+
 func TestEveryVariableDecodes(t *testing.T) {
 	t.Parallel()
 	for _, name := range Names() {

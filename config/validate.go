@@ -190,6 +190,9 @@ func (c *Config) checkCounts(p *problems) {
 // server anyway).
 func (c *Config) checkSubjects(p *problems) {
 	literals := []named{{"REQUEST_SUBJECT", c.RequestSubject}, {"DELETED_SUBJECT", c.DeletedSubject}, {"FAILED_SUBJECT", c.FailedSubject}}
+	if c.DryRun {
+		literals = append(literals, named{"DRY_RUN_SUBJECT", c.DryRunSubject})
+	}
 	for i, l := range literals {
 		switch {
 		case l.value == "":
@@ -220,10 +223,15 @@ func (c *Config) checkSubjects(p *problems) {
 }
 
 func (c *Config) checkNames(p *problems) {
-	if c.LedgerBucket == "" {
-		p.add("LEDGER_BUCKET", "must not be empty")
-	} else if strings.TrimLeft(c.LedgerBucket, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != "" {
-		p.add("LEDGER_BUCKET", "must hold only letters, digits, '-' and '_' (a KV bucket name), got %q", c.LedgerBucket)
+	for _, n := range []named{{"LEDGER_BUCKET", c.LedgerBucket}, {"PROTECT_BUCKET", c.ProtectBucket}} {
+		if n.value == "" {
+			p.add(n.name, "must not be empty")
+		} else if strings.TrimLeft(n.value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != "" {
+			p.add(n.name, "must hold only letters, digits, '-' and '_' (a KV bucket name), got %q", n.value)
+		}
+	}
+	if c.LedgerBucket != "" && c.ProtectBucket == c.LedgerBucket {
+		p.add("PROTECT_BUCKET", "must differ from LEDGER_BUCKET, got %q", c.ProtectBucket)
 	}
 	for _, n := range []named{{"STREAM_NAME", c.StreamName}, {"CONSUMER_NAME", c.ConsumerName}} {
 		switch {
