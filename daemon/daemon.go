@@ -218,7 +218,7 @@ func serve(ctx context.Context, b budgets, log *slog.Logger, cons *consumer.Cons
 	g.add("NATS", b.drain, func() error {
 		<-closed
 		if !draining.Load() {
-			return errors.New("connection closed")
+			return errors.New("NATS connection closed")
 		}
 		return nil
 	}, func(context.Context) {
@@ -229,7 +229,7 @@ func serve(ctx context.Context, b budgets, log *slog.Logger, cons *consumer.Cons
 	})
 	g.add("HTTP server", b.http, func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return err
+			return fmt.Errorf("HTTP server: %w", err)
 		}
 		return nil
 	}, func(ctx context.Context) {

@@ -33,15 +33,16 @@ type actor struct {
 }
 
 // add adds an actor. interrupt must make execute return; it is called once, with a
-// context that ends budget after the actor's turn to stop began.
+// context that ends budget after the actor's turn to stop began. execute's error should
+// name the actor.
 func (g *group) add(name string, budget time.Duration, execute func() error, interrupt func(ctx context.Context)) {
 	g.actors = append(g.actors, &actor{name: name, execute: execute, interrupt: interrupt, budget: budget})
 }
 
 // run starts every actor and returns once ctx is done or one actor has returned, and all
-// have been stopped. It returns the error of the actor that returned first, prefixed
-// with its name (nil when ctx ended first), joined with the errors of the others and an
-// error naming any actor that did not return within its budget. Such an actor is left
+// have been stopped. It returns the error of the actor that returned first (nil when ctx
+// ended first), joined with the errors of the others and an error naming any actor that
+// did not return within its budget. An actor's error names the actor itself. Such an actor is left
 // running: the process is about to exit.
 func (g *group) run(ctx context.Context) error {
 	returned := make(chan *actor, len(g.actors))
@@ -63,13 +64,13 @@ func (g *group) run(ctx context.Context) error {
 	}
 	var errs []error
 	if first != nil {
-		errs = append(errs, fmt.Errorf("%s: %w", first.name, cmp.Or(first.err, errEnded)))
+		errs = append(errs, cmp.Or(first.err, fmt.Errorf("%s: %w", first.name, errEnded)))
 	}
 	for _, a := range g.actors {
 		select {
 		case <-a.done:
 			if a != first && a.err != nil {
-				errs = append(errs, fmt.Errorf("%s, while stopping: %w", a.name, a.err))
+				errs = append(errs, fmt.Errorf("while stopping: %w", a.err))
 			}
 		default:
 			errs = append(errs, fmt.Errorf("%s did not stop within its shutdown budget (%s)", a.name, a.budget))

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ func TestGroup(t *testing.T) {
 	tests := []struct {
 		name      string
 		fails     string // the actor that returns errBroken at once; "" = none, ctx ends
+		ends      string // the actor that returns nil at once
 		hangs     string // the actor that ignores its interrupt
 		wantErr   []string
 		wantTook  time.Duration
@@ -27,6 +29,8 @@ func TestGroup(t *testing.T) {
 	}{
 		{name: "context ends", wantOrder: []string{"a", "b", "c"}, wantTook: 3 * time.Second},
 		{name: "an actor fails", fails: "b", wantErr: []string{"b: broken"},
+			wantOrder: []string{"a", "b", "c"}, wantTook: 2 * time.Second},
+		{name: "an actor ends by itself", ends: "c", wantErr: []string{"c: ended before the daemon was stopped"},
 			wantOrder: []string{"a", "b", "c"}, wantTook: 2 * time.Second},
 		{name: "an actor does not stop", hangs: "b", wantErr: []string{"b did not stop within its shutdown budget (2s)"},
 			wantOrder: []string{"a", "b", "c"}, wantTook: 4 * time.Second},
@@ -46,7 +50,10 @@ func TestGroup(t *testing.T) {
 					stop := make(chan struct{})
 					g.add(name, 2*time.Second, func() error {
 						if name == tt.fails {
-							return errBroken
+							return fmt.Errorf("%s: %w", name, errBroken)
+						}
+						if name == tt.ends {
+							return nil
 						}
 						<-stop
 						if name == tt.hangs {
@@ -62,13 +69,13 @@ func TestGroup(t *testing.T) {
 						close(stop)
 					})
 				}
-				if tt.fails == "" {
+				if tt.fails == "" && tt.ends == "" {
 					time.AfterFunc(time.Minute, cancel)
 				}
 				start := time.Now()
 				err := g.run(ctx)
 				took := time.Since(start)
-				if tt.fails == "" {
+				if tt.fails == "" && tt.ends == "" {
 					took -= time.Minute
 				}
 				for _, want := range tt.wantErr {

@@ -75,7 +75,7 @@ func TestHTTPListenerDies(t *testing.T) {
 	select {
 	case err := <-d.done:
 		close(d.done)
-		if err == nil || !strings.Contains(err.Error(), "HTTP server") {
+		if err == nil || !strings.HasPrefix(err.Error(), "daemon: HTTP server: ") {
 			t.Errorf("Run() = %v after the HTTP listener died, want an error naming the HTTP server", err)
 		}
 	case <-time.After(cfg.ShutdownTimeout + 5*time.Second):
