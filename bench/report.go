@@ -22,18 +22,21 @@ func verdict(f figure) string {
 	}
 }
 
+// scenarioLabel is row i's scenario, or "" when the row above is of the same scenario.
+func scenarioLabel(figs []figure, i int) string {
+	if i > 0 && figs[i-1].scenario == figs[i].scenario {
+		return ""
+	}
+	return figs[i].scenario
+}
+
 // renderTable is the table printed on stdout.
 func renderTable(figs []figure) string {
 	var sb strings.Builder
 	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "scenario\tmeasure\tdaemon\tbaseline\ttarget\t")
-	last := ""
-	for _, f := range figs {
-		sc := f.scenario
-		if sc == last {
-			sc = ""
-		}
-		last = f.scenario
+	for i, f := range figs {
+		sc := scenarioLabel(figs, i)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", sc, f.measure, f.daemon, f.baseline, targetText(f), verdict(f))
 	}
 	tw.Flush()
@@ -74,13 +77,8 @@ func renderMarkdown(p params, figs []figure, byID map[string][2]*runResult, pngP
 
 	w("## Results\n\n")
 	w("| scenario | measure | daemon | baseline | target | |\n| --- | --- | --- | --- | --- | --- |\n")
-	last := ""
-	for _, f := range figs {
-		sc := f.scenario
-		if sc == last {
-			sc = ""
-		}
-		last = f.scenario
+	for i, f := range figs {
+		sc := scenarioLabel(figs, i)
 		v := verdict(f)
 		if v == "met" {
 			v = "✅ met"
