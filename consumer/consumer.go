@@ -157,7 +157,7 @@ func (c *Consumer) Ready() error {
 	if err := c.blocked(); err != nil {
 		return err
 	}
-	if paused, why := c.adm.Paused(); paused {
+	if paused, why := c.adm.PausedFor(admission.KeyRejected); paused {
 		return fmt.Errorf("paused: Kombo rejects the API key (%s)", why)
 	}
 	if checking {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/kombo-ops/integration-deleter/internal/admission"
 	"github.com/kombo-ops/integration-deleter/kombo"
 )
 
@@ -21,7 +22,7 @@ func (c *Consumer) pauseFor(err error) {
 	if errors.As(err, &kerr) {
 		reason = kerr.EffectiveCode()
 	}
-	if c.adm.Pause(reason) {
+	if c.adm.Pause(admission.KeyRejected, reason) {
 		c.m.paused.Set(1)
 		c.log.Error("Kombo rejects the API key: intake paused, messages kept; probing GET /check-api-key",
 			"kombo_code", reason, "probe_interval", c.o.AuthProbeInterval, "err", err)
@@ -58,7 +59,7 @@ func (c *Consumer) probeLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if paused, _ := c.adm.Paused(); !paused {
+		if paused, _ := c.adm.PausedFor(admission.KeyRejected); !paused {
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, c.o.AuthProbeInterval)
@@ -67,7 +68,7 @@ func (c *Consumer) probeLoop(ctx context.Context) {
 		switch {
 		case err == nil:
 			c.m.authProbes.WithLabelValues("accepted").Inc()
-			if c.adm.Resume() {
+			if c.adm.Resume(admission.KeyRejected) {
 				c.m.paused.Set(0)
 				c.log.Info("Kombo accepts the API key again: resuming", "environment_id", info.EnvironmentID)
 				c.wakePull()

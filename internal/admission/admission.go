@@ -8,7 +8,7 @@
 //   - slots (cap.go): the cap on calls in flight, and the first call that goes alone;
 //   - hold (hold.go): no call starts before an announced wait ends, or for a while after
 //     Kombo refused a call at a cap of 1;
-//   - pause (pause.go): no call starts while Kombo rejects the API key;
+//   - pause (pause.go): no call starts while Kombo rejects the API key or an operator paused;
 //   - quota (quota.go): with ratelimit-limit/ratelimit-remaining on the answers, calls start
 //     only while the quota they state has room;
 //   - pace (pace.go): without those headers, calls are spaced at a rate estimated from
@@ -194,7 +194,7 @@ type Stats struct {
 func (c *Controller) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := Stats{Cap: int(c.slots.cap), InFlight: c.slots.inFlight, Held: c.pause.on,
+	s := Stats{Cap: int(c.slots.cap), InFlight: c.slots.inFlight, Held: c.pause.on(),
 		HoldUntil: c.hold.until(), MeanCall: c.meanOK}
 	if !c.hold.end().IsZero() || c.pace.on { // the clock only when it matters: Stats is read per call
 		now := c.now()
@@ -204,31 +204,40 @@ func (c *Controller) Stats() Stats {
 	return s
 }
 
-// Pause stops every call from starting, because Kombo rejects the API key (reason says
-// how). It reports whether the Controller was running before.
-func (c *Controller) Pause(reason string) bool {
+// Pause stops every call from starting for cause (reason says how), until Resume(cause).
+// It reports whether cause did not hold before.
+func (c *Controller) Pause(cause Cause, reason string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.pause.start(c.now(), reason)
+	return c.pause.start(c.now(), cause, reason)
 }
 
-// Resume ends a pause and grants waiters. It reports whether there was one.
-func (c *Controller) Resume() bool {
+// Resume ends the pause of cause and, when no other cause holds, grants waiters. It
+// reports whether cause held.
+func (c *Controller) Resume(cause Cause) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
-	if !c.pause.end(now) {
+	if !c.pause.end(now, cause) {
 		return false
 	}
 	c.grantLocked(now)
 	return true
 }
 
-// Paused reports whether calls are paused, and why.
+// Paused reports whether calls are paused for any cause, and why.
 func (c *Controller) Paused() (bool, string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.pause.on, c.pause.reason
+	return c.pause.on(), c.pause.reason()
+}
+
+// PausedFor reports whether cause holds, and its reason.
+func (c *Controller) PausedFor(cause Cause) (bool, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.pause.reasons[cause]
+	return ok, r
 }
 
 // PausedTotal returns the time spent paused so far, the current pause included: retry
@@ -241,7 +250,7 @@ func (c *Controller) PausedTotal() time.Duration {
 
 // mayStartLocked reports whether a call may start at now.
 func (c *Controller) mayStartLocked(now time.Time) bool {
-	return !c.pause.on && c.hold.open(now) && c.slots.free() && !c.rateNext(now).After(now)
+	return !c.pause.on() && c.hold.open(now) && c.slots.free() && !c.rateNext(now).After(now)
 }
 
 // rateNext returns the earliest start the rate limit allows: by the quota Kombo states when
@@ -323,7 +332,7 @@ func (c *Controller) grantLocked(now time.Time) {
 // scheduleLocked arms the timer for when the hold or the pace lets the next waiter go. A
 // paused Controller waits for Resume, a full one for Done: neither needs the timer.
 func (c *Controller) scheduleLocked(now time.Time) {
-	if c.pause.on || (c.waiters.Len() == 0 && c.changed == nil) {
+	if c.pause.on() || (c.waiters.Len() == 0 && c.changed == nil) {
 		return
 	}
 	at := c.hold.end()

@@ -264,7 +264,7 @@ func TestRefusalsAtTheFloorHoldEveryCall(t *testing.T) {
 func TestPauseStopsEveryCallUntilResumed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := New(Options{Max: 4})
-		if !c.Pause("PLATFORM.AUTHENTICATION_INVALID") {
+		if !c.Pause(KeyRejected, "PLATFORM.AUTHENTICATION_INVALID") {
 			t.Fatal("Pause on a running Controller reported false")
 		}
 		if _, ok := try(t, c); ok {
@@ -274,12 +274,45 @@ func TestPauseStopsEveryCallUntilResumed(t *testing.T) {
 			t.Error("Stats().Held false while paused")
 		}
 		time.Sleep(time.Minute)
-		if !c.Resume() {
+		if !c.Resume(KeyRejected) {
 			t.Fatal("Resume of a pause reported false")
 		}
 		mustStart(t, c, 1)
 		if got := c.PausedTotal(); got != time.Minute {
 			t.Errorf("PausedTotal %v, want 1m", got)
+		}
+	})
+}
+
+func TestPausesOfTwoCausesAreIndependent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := New(Options{Max: 4})
+		c.Pause(KeyRejected, "key rejected")
+		time.Sleep(time.Minute)
+		c.Pause(Operator, "operator: maintenance")
+		if paused, why := c.Paused(); !paused || why != "key rejected; operator: maintenance" {
+			t.Errorf("Paused() = %v, %q; want both reasons", paused, why)
+		}
+		time.Sleep(time.Minute)
+		if !c.Resume(KeyRejected) {
+			t.Fatal("Resume(KeyRejected) reported false")
+		}
+		if _, ok := try(t, c); ok {
+			t.Fatal("a call started while the operator's pause holds")
+		}
+		if on, why := c.PausedFor(Operator); !on || why != "operator: maintenance" {
+			t.Errorf("PausedFor(Operator) = %v, %q", on, why)
+		}
+		if on, _ := c.PausedFor(KeyRejected); on {
+			t.Error("PausedFor(KeyRejected) after its Resume")
+		}
+		time.Sleep(time.Minute)
+		if c.Resume(KeyRejected) || !c.Resume(Operator) {
+			t.Fatal("Resume: a second Resume(KeyRejected) reported true, or Resume(Operator) false")
+		}
+		mustStart(t, c, 1)
+		if got := c.PausedTotal(); got != 3*time.Minute {
+			t.Errorf("PausedTotal %v, want 3m (overlapping pauses counted once)", got)
 		}
 	})
 }
