@@ -56,8 +56,8 @@ type Options struct {
 	AuthProbeInterval time.Duration
 	// ShutdownTimeout bounds how long calls in flight may take after Run's context ends.
 	ShutdownTimeout time.Duration
-	// pullWait is how long one pull request waits on the server; 0 means 2s (tests
-	// shorten it).
+	// pullWait is how long one pull request waits on the server; 0 means 2s, or an
+	// eighth of ShutdownTimeout when that is less (tests shorten it).
 	pullWait time.Duration
 	// Logger receives the consumer's logs; nil discards them.
 	Logger *slog.Logger
@@ -117,7 +117,9 @@ func New(js jetstream.JetStream, d Deleter, o Options) (*Consumer, error) {
 		return nil, errors.New("consumer: MaxConcurrency and MaxAttempts must be at least 1")
 	}
 	if o.pullWait == 0 {
-		o.pullWait = 2 * time.Second
+		// At shutdown the last pull is read until it expires (what arrives is handed
+		// back): that must fit well within ShutdownTimeout.
+		o.pullWait = min(2*time.Second, max(100*time.Millisecond, o.ShutdownTimeout/8))
 	}
 	c := &Consumer{
 		js:       js,

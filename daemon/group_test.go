@@ -92,9 +92,9 @@ func TestHTTPListenerDies(t *testing.T) {
 // server stopped — ends within SHUTDOWN_TIMEOUT, and cleanly.
 func TestShutdownWithinTimeout(t *testing.T) {
 	t.Parallel()
-	// Not shorter: the consumer's shutdown waits for its last pull, which may wait 2s on
-	// the server, and the consumer has 75% of the whole.
-	const shutdownTimeout = 4 * time.Second
+	// Short: the consumer's last pull, read to its end at shutdown, must fit in its share
+	// (a pull waits at most an eighth of the consumer's part).
+	const shutdownTimeout = 1500 * time.Millisecond
 	const margin = 500 * time.Millisecond // scheduling, and what Run does after the group
 	fake, base := kombotest.NewServer(t, kombotest.Options{APIKey: apiKey})
 	fake.Script("personio:hangs", kombotest.Answer{Hang: true})
