@@ -53,11 +53,11 @@ type decision struct {
 	Code string
 }
 
-// Counts reports whether the answer uses up one of KOMBO_MAX_ATTEMPTS.
-func (d decision) Counts() bool { return d.Action == actionRetry }
+// usesAttempt reports whether the answer uses up one of KOMBO_MAX_ATTEMPTS.
+func (d decision) usesAttempt() bool { return d.Action == actionRetry }
 
-// Retry reports whether the call should be made again later.
-func (d decision) Retry() bool {
+// retries reports whether the call should be made again later.
+func (d decision) retries() bool {
 	return d.Action == actionRetry || d.Action == actionRetryRateLimited || d.Action == actionRetryConcurrency
 }
 

@@ -123,11 +123,11 @@ func TestDecide(t *testing.T) {
 			if diff := cmp.Diff(got, tt.want); diff != "" {
 				t.Errorf("decide() mismatch (-got +want):\n%s", diff)
 			}
-			if got.Counts() != tt.wantCounts {
-				t.Errorf("Counts() = %v, want %v", got.Counts(), tt.wantCounts)
+			if got.usesAttempt() != tt.wantCounts {
+				t.Errorf("usesAttempt() = %v, want %v", got.usesAttempt(), tt.wantCounts)
 			}
-			if got.Retry() != tt.wantRetry {
-				t.Errorf("Retry() = %v, want %v", got.Retry(), tt.wantRetry)
+			if got.retries() != tt.wantRetry {
+				t.Errorf("retries() = %v, want %v", got.retries(), tt.wantRetry)
 			}
 		})
 	}

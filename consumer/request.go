@@ -163,7 +163,7 @@ func (c *Consumer) process(j *job) {
 		}
 		d := decide(a.res, a.err)
 		var delay time.Duration
-		if d.Retry() {
+		if d.retries() {
 			delay = c.retryDelay(j, d) // before Done: a rate-limit answer holds every call for it
 		}
 		c.adm.Done(ticket, admissionAnswer(d, a.took, delay))
@@ -348,16 +348,16 @@ func (c *Consumer) countCall(j *job) bool {
 func (c *Consumer) retry(j *job, d decision, err error, delay time.Duration) bool {
 	now := c.now()
 	active := now.Sub(j.start) - (c.adm.PausedTotal() - j.pausedBefore)
-	if j.prevCounted+j.counted+boolInt(d.Counts()) >= c.o.MaxAttempts || active+delay > c.o.RetryMaxElapsed {
+	if j.prevCounted+j.counted+boolInt(d.usesAttempt()) >= c.o.MaxAttempts || active+delay > c.o.RetryMaxElapsed {
 		re := resultError(err)
 		if re.Code == "" {
 			re.Code = codeRetriesExhausted
 		}
 		re.Message = fmt.Sprintf("gave up after %d attempts over %s: %s", j.prev+j.calls, active.Round(time.Millisecond), re.Message)
-		c.finish(j, c.failed(j.req, j.prev+j.calls, re), j.prevCounted+j.counted+boolInt(d.Counts()), false, "failed")
+		c.finish(j, c.failed(j.req, j.prev+j.calls, re), j.prevCounted+j.counted+boolInt(d.usesAttempt()), false, "failed")
 		return false
 	}
-	if d.Counts() {
+	if d.usesAttempt() {
 		j.counted++
 	}
 	lvl := slog.LevelDebug
