@@ -16,7 +16,7 @@ import (
 	"github.com/kombo-ops/integration-deleter/internal/ledger"
 )
 
-// The write orders of one request (docs/DESIGN.md lists what a crash after each write
+// The write orders of one request (docs/LEDGER.md lists what a crash after each write
 // leaves):
 //
 //	claim   ledger: claimed {owner, until, calls}   (before waiting for a Kombo slot)
