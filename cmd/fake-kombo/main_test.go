@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,24 +15,6 @@ import (
 	"github.com/kombo-ops/integration-deleter/internal/testkit"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
-
-// syncBuffer is a bytes.Buffer that run can write while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func env(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
@@ -115,7 +95,7 @@ func TestRunUsageErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr syncBuffer
+			var stdout, stderr testkit.SyncBuffer
 			err := run(context.Background(), tt.args, env(tt.env), &stdout, &stderr)
 			if got := exitCode(err); got != 2 {
 				t.Fatalf("exit code %d (err %v), want 2", got, err)
@@ -134,13 +114,13 @@ func TestRunUsageErrors(t *testing.T) {
 
 func TestHelp(t *testing.T) {
 	for _, args := range [][]string{{"--help"}, {"-h"}, {"healthcheck", "--help"}} {
-		var stdout, stderr syncBuffer
+		var stdout, stderr testkit.SyncBuffer
 		err := run(context.Background(), args, env(nil), &stdout, &stderr)
 		if exitCode(err) != 0 || !strings.Contains(stdout.String(), "Usage") {
 			t.Errorf("%v: err %v, stdout %q", args, err, stdout.String())
 		}
 	}
-	var stdout syncBuffer
+	var stdout testkit.SyncBuffer
 	_ = run(context.Background(), []string{"--help"}, env(nil), &stdout, io.Discard)
 	for _, s := range settings {
 		if !strings.Contains(stdout.String(), "--"+s.flag) || !strings.Contains(stdout.String(), s.env) {
@@ -151,9 +131,9 @@ func TestHelp(t *testing.T) {
 
 // start runs the command in the background and returns its base URL, and a function that
 // waits for run to return.
-func start(t *testing.T, ctx context.Context, args []string, environ map[string]string) (string, *syncBuffer, func() error) {
+func start(t *testing.T, ctx context.Context, args []string, environ map[string]string) (string, *testkit.SyncBuffer, func() error) {
 	t.Helper()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testkit.SyncBuffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, args, env(environ), &stdout, &stderr) }()
 	listening := regexp.MustCompile(`listening on (http://\S+/v1)\n`)

@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,25 +26,6 @@ import (
 )
 
 const apiKey = "ks_live_cl1T3st_never_print_me"
-
-// syncBuffer is a bytes.Buffer safe for concurrent use: the daemon writes its log while
-// the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // env is an environment holding only kv: the one the tests run in does not leak into them.
 func env(kv map[string]string) lookupFunc {
@@ -320,7 +300,7 @@ func TestRequestWait(t *testing.T) {
 	})
 
 	// The daemon.
-	var daemonOut, daemonErr syncBuffer
+	var daemonOut, daemonErr testkit.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -403,7 +383,7 @@ func TestRequestWait(t *testing.T) {
 }
 
 // waitListening reads the daemon's JSON log until it says where its HTTP server listens.
-func waitListening(t *testing.T, logs *syncBuffer, done <-chan error) string {
+func waitListening(t *testing.T, logs *testkit.SyncBuffer, done <-chan error) string {
 	t.Helper()
 	var addr string
 	testkit.WaitFor(t, 15*time.Second, "the daemon's HTTP server", func() bool {

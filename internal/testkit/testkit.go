@@ -1,7 +1,8 @@
 // Package testkit holds the helpers that the tests and tools around the daemon share (bench,
 // faults, e2e, cmd/demo, the daemon's and the commands' tests): a free loopback port, waiting
-// for an HTTP endpoint, polling for a condition, reading /metrics, and the result event as
-// the contract writes it.
+// for an HTTP endpoint, polling for a condition, reading /metrics, a NATS connection with
+// JetStream, a buffer that one goroutine writes while another reads, and the result event
+// as the contract writes it.
 //
 // It does not import testing, so that binaries (bench, cmd/demo) can use it without linking
 // the testing package; the helpers that fail a test take a TB, which *testing.T, *testing.B
@@ -22,6 +23,7 @@ import (
 type TB interface {
 	Helper()
 	Fatalf(format string, args ...any)
+	Cleanup(func())
 }
 
 // FreeAddr returns a 127.0.0.1 address whose port was free a moment ago, for a process or
