@@ -17,6 +17,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kombo-ops/integration-deleter/internal/testkit"
 )
 
 // The baseline is the consumer written the plain way, the yardstick of every figure: nats.go
@@ -92,15 +94,11 @@ type baselineResult struct {
 }
 
 func (c baselineConfig) run(ctx context.Context) error {
-	nc, err := nats.Connect(c.natsURL, nats.Name("bench-baseline"))
+	nc, js, err := testkit.ConnectJetStream(c.natsURL, nats.Name("bench-baseline"))
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	cons, err := js.Consumer(ctx, c.stream, c.consumer)
 	if err != nil {
 		return err

@@ -20,6 +20,7 @@ import (
 
 	"github.com/kombo-ops/integration-deleter/internal/ledger"
 	"github.com/kombo-ops/integration-deleter/internal/natstest"
+	"github.com/kombo-ops/integration-deleter/internal/testkit"
 	"github.com/kombo-ops/integration-deleter/internal/testwait"
 	"github.com/kombo-ops/integration-deleter/kombo"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
@@ -46,16 +47,7 @@ type env struct {
 
 func newEnv(t *testing.T, fo kombotest.Options) *env {
 	t.Helper()
-	s := natstest.Start(t)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := testkit.JetStream(t, natstest.Start(t).ClientURL())
 	fo.APIKey = apiKey
 	fake, base := kombotest.NewServer(t, fo)
 	client, err := kombo.New(kombo.Options{BaseURL: base, APIKey: apiKey, UserAgent: "integration-deleter/test", Timeout: 2 * time.Second})

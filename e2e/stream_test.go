@@ -39,16 +39,8 @@ type bus struct {
 // connect connects to n, reconnecting for as long as the test runs.
 func connect(t *testing.T, n *natsServer) *bus {
 	t.Helper()
-	nc, err := nats.Connect(n.url(), nats.Name("e2e "+t.Name()),
+	nc, js := testkit.JetStream(t, n.url(), nats.Name("e2e "+t.Name()),
 		nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.Timeout(5*time.Second))
-	if err != nil {
-		t.Fatalf("connect to %s: %v", n.url(), err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	return &bus{nc: nc, js: js}
 }
 

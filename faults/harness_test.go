@@ -88,16 +88,7 @@ func (n *natsServer) connect(extra ...nats.Option) (*nats.Conn, jetstream.JetStr
 	n.t.Helper()
 	opts := append([]nats.Option{nats.Name("faults"), nats.MaxReconnects(-1),
 		nats.ReconnectWait(100 * time.Millisecond)}, extra...)
-	nc, err := nats.Connect(n.url(), opts...)
-	if err != nil {
-		n.t.Fatalf("connect to NATS: %v", err)
-	}
-	n.t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	return nc, js
+	return testkit.JetStream(n.t, n.url(), opts...)
 }
 
 // createStream creates the stream as a team owning it would (the daemon then only creates

@@ -19,7 +19,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kombo-ops/integration-deleter/config"
@@ -203,15 +202,11 @@ func (d *runningDaemon) stop() error {
 // process publishes the batch, follows the cap on /metrics while it is processed, lowers
 // and raises Kombo's limit on the way, and prints the outcomes.
 func process(ctx context.Context, out io.Writer, cfg *config.Config, fake *kombotest.Fake, metricsURL string) error {
-	nc, err := nats.Connect(cfg.NATSURL)
+	nc, js, err := testkit.ConnectJetStream(cfg.NATSURL)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	results, stopResults, err := watchResults(ctx, js, cfg)
 	if err != nil {
 		return err

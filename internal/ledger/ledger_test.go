@@ -12,11 +12,11 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kombo-ops/integration-deleter/internal/ledger"
 	"github.com/kombo-ops/integration-deleter/internal/natstest"
+	"github.com/kombo-ops/integration-deleter/internal/testkit"
 	"github.com/kombo-ops/integration-deleter/internal/testwait"
 )
 
@@ -35,16 +35,7 @@ func at(d time.Duration) time.Time { return t0.Add(d) }
 // newJS starts a real embedded NATS server and returns a JetStream context on it.
 func newJS(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	s := natstest.Start(t)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := testkit.JetStream(t, natstest.Start(t).ClientURL())
 	return js
 }
 

@@ -103,6 +103,7 @@ type fatal struct{ msg string }
 
 func (f *fatal) Helper()                        {}
 func (f *fatal) Fatalf(format string, a ...any) { f.msg = fmt.Sprintf(format, a...) }
+func (f *fatal) Cleanup(func())                 {}
 
 func TestEventually(t *testing.T) {
 	var n atomic.Int32
