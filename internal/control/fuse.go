@@ -73,6 +73,7 @@ func (f *Fuse) config(c jetstream.StreamConfig) jetstream.StreamConfig {
 	c.Discard = jetstream.DiscardNew
 	c.MaxMsgs = int64(f.n)
 	c.MaxAge = f.window
+	c.MaxBytes, c.MaxMsgsPerSubject = -1, -1 // no other limit, so that a refusal means full
 	c.Storage = jetstream.FileStorage
 	c.Duplicates = min(c.Duplicates, f.window) // no message ids are used; the server refuses a longer one
 	return c
@@ -82,8 +83,8 @@ func (f *Fuse) config(c jetstream.StreamConfig) jetstream.StreamConfig {
 func (f *Fuse) update(ctx context.Context, s jetstream.Stream) error {
 	have := s.CachedInfo().Config
 	want := f.config(have)
-	if have.MaxMsgs == want.MaxMsgs && have.MaxAge == want.MaxAge && have.Discard == want.Discard &&
-		have.Duplicates == want.Duplicates && slices.Equal(have.Subjects, want.Subjects) {
+	if have.MaxMsgs == want.MaxMsgs && have.MaxAge == want.MaxAge && have.Discard == want.Discard && have.MaxBytes == -1 &&
+		have.MaxMsgsPerSubject == -1 && have.Duplicates == want.Duplicates && slices.Equal(have.Subjects, want.Subjects) {
 		return nil
 	}
 	_, err := f.js.UpdateStream(ctx, want)

@@ -107,13 +107,13 @@ func TestPauseIsSeenByAWatcherOnAnotherConnection(t *testing.T) {
 	if d := cmp.Diff(want, got); d != "" || got.At.IsZero() {
 		t.Fatalf("Pause returned (-want +got):\n%s", d)
 	}
-	waitState(t, w, 500*time.Millisecond, want)
+	waitState(t, w, time.Second, want)
 
 	got, err = control.Resume(t.Context(), js, ledgerBucket, reqStream, durable)
 	if err != nil || got.Paused {
 		t.Fatalf("Resume = %+v, %v; want not paused", got, err)
 	}
-	waitState(t, w, 500*time.Millisecond, control.PauseState{})
+	waitState(t, w, time.Second, control.PauseState{})
 }
 
 func TestPauseEndsByItself(t *testing.T) {
@@ -124,7 +124,7 @@ func TestPauseEndsByItself(t *testing.T) {
 	if _, err := control.Pause(t.Context(), js, ledgerBucket, reqStream, durable, "short", "bob", until); err != nil {
 		t.Fatal(err)
 	}
-	waitState(t, w, 500*time.Millisecond, control.PauseState{Paused: true, Until: until, Reason: "short", By: "bob"})
+	waitState(t, w, time.Second, control.PauseState{Paused: true, Until: until, Reason: "short", By: "bob"})
 	testkit.WaitFor(t, time.Until(until)+time.Second, "the pause to end by itself", func() bool {
 		got, _ := w.last()
 		return !got.Paused
@@ -143,7 +143,7 @@ func TestPausedOnTheServerWithoutANote(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := control.PauseState{Paused: true, Until: until, Reason: control.NoReason}
-	waitState(t, w, 500*time.Millisecond, want)
+	waitState(t, w, time.Second, want)
 	got, err := control.ReadPause(t.Context(), js, ledgerBucket, reqStream, durable)
 	if d := cmp.Diff(want, got); err != nil || d != "" {
 		t.Fatalf("ReadPause: %v (-want +got):\n%s", err, d)

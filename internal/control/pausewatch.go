@@ -22,6 +22,9 @@ const pauseRecheck = time.Second
 // fn is called only when the state differs from the one it was last given, on WatchPause's
 // goroutine.
 //
+// With the connection down, returning takes up to the JetStream API timeout (5 s): nats.go
+// deletes the note watch's consumer first.
+//
 // A failed read keeps the last state and is retried at the next sign or second; onErr (nil:
 // ignored) is called with each such error. The pause itself does not depend on the watcher:
 // the server enforces it.

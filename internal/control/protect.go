@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -28,6 +29,7 @@ type Protection struct {
 // pattern) and, while Watch runs, in memory.
 type Protect struct {
 	kv     jetstream.KeyValue
+	nc     *nats.Conn
 	bucket string
 
 	mu    sync.RWMutex
@@ -72,15 +74,18 @@ func OpenProtect(ctx context.Context, js jetstream.JetStream, bucket string, rep
 	if err != nil {
 		return nil, fmt.Errorf("control: protect bucket %q: %w", bucket, err)
 	}
-	return &Protect{kv: kv, bucket: bucket, exact: map[string]Protection{}, ready: errNotLoaded}, nil
+	return &Protect{kv: kv, nc: js.Conn(), bucket: bucket, exact: map[string]Protection{}, ready: errNotLoaded}, nil
 }
 
-// Ready returns nil once Watch has loaded the list and while it keeps it fresh; otherwise why
-// not. Match answers from memory either way: a caller must not delete while Ready fails, as
-// a protection could be missing.
+// Ready returns nil once Watch has loaded the list and while it keeps it fresh (Watch runs
+// and the connection is up); otherwise why not. Match answers from memory either way: a
+// caller must not delete while Ready fails, as a protection could be missing.
 func (p *Protect) Ready() error {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
+	if st := p.nc.Status(); p.ready == nil && st != nats.CONNECTED {
+		return fmt.Errorf("control: protect bucket %q: not watched (connection %s)", p.bucket, st)
+	}
 	return p.ready
 }
 

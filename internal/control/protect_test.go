@@ -41,10 +41,10 @@ func watchProtect(t *testing.T, p *control.Protect) {
 	testkit.WaitFor(t, 5*time.Second, "the protect list to load", func() bool { return p.Ready() == nil })
 }
 
-// waitMatch waits up to 500 ms for p.Match(id) to say want.
+// waitMatch waits up to a second for p.Match(id) to say want.
 func waitMatch(t *testing.T, p *control.Protect, id string, want bool) {
 	t.Helper()
-	testkit.WaitFor(t, 500*time.Millisecond, "Match("+id+") to change", func() bool {
+	testkit.WaitFor(t, time.Second, "Match("+id+") to change", func() bool {
 		_, got := p.Match(id)
 		return got == want
 	})
@@ -168,6 +168,16 @@ func TestProtectNotReadyAfterWatchEnds(t *testing.T) {
 	if p.Ready() == nil {
 		t.Fatal("Ready after Watch returned: nil, want an error")
 	}
+}
+
+// TestProtectNotReadyWhileDisconnected: changes made while a replica cannot hear them must
+// not let its deletes through.
+func TestProtectNotReadyWhileDisconnected(t *testing.T) {
+	s, js := start(t)
+	p := openProtect(t, js)
+	watchProtect(t, p)
+	s.Shutdown()
+	testkit.WaitFor(t, 5*time.Second, "Ready to fail", func() bool { return p.Ready() != nil })
 }
 
 func TestOpenProtectMissingWithoutProvision(t *testing.T) {

@@ -13,7 +13,8 @@ import (
 // Watch loads the protect list into memory and keeps it fresh, within milliseconds of a
 // change on any connection, until ctx ends; it returns nil then. It returns an error when
 // the watch cannot start or the server ends it; Ready fails from then on, until Watch is
-// called again. One Watch at a time.
+// called again. One Watch at a time. With the connection down, returning takes up to the
+// JetStream API timeout (5 s): nats.go deletes the watch's consumer on the server first.
 func (p *Protect) Watch(ctx context.Context) error {
 	p.reset()
 	w, err := p.kv.WatchAll(ctx)
