@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kombo-ops/integration-deleter/internal/cli"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
 
@@ -150,11 +151,11 @@ func (v *flagValue) Set(s string) error {
 	return nil
 }
 
-// usageError is a bad command line or environment: exit code 2.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() + " (see fake-kombo --help)" }
-func (e usageError) Unwrap() error { return e.err }
+// usageError is a bad command line or environment (exit code 2); its message points at
+// --help.
+func usageError(err error) error {
+	return cli.UsageError{Err: fmt.Errorf("%w (see fake-kombo --help)", err)}
+}
 
 // errHelp reports that --help printed the usage.
 var errHelp = errors.New("help requested")
@@ -174,10 +175,10 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 		if errors.Is(err, flag.ErrHelp) {
 			return config{}, errHelp
 		}
-		return config{}, usageError{err}
+		return config{}, usageError(err)
 	}
 	if fs.NArg() > 0 {
-		return config{}, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+		return config{}, usageError(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
 	var c config
 	var errs []error
@@ -194,10 +195,10 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return config{}, usageError{err}
+		return config{}, usageError(err)
 	}
 	if err := c.opts.Validate(); err != nil {
-		return config{}, usageError{err}
+		return config{}, usageError(err)
 	}
 	return c, nil
 }

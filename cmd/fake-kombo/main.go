@@ -4,14 +4,11 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
+
+	"github.com/kombo-ops/integration-deleter/internal/cli"
 )
 
 func main() {
-	err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fake-kombo:", err)
-	}
-	os.Exit(exitCode(err))
+	cli.Exit("fake-kombo", run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/kombo-ops/integration-deleter/internal/cli"
 	"github.com/kombo-ops/integration-deleter/internal/testkit"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
@@ -97,7 +98,7 @@ func TestRunUsageErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr testkit.SyncBuffer
 			err := run(context.Background(), tt.args, env(tt.env), &stdout, &stderr)
-			if got := exitCode(err); got != 2 {
+			if got := cli.ExitCode(err); got != 2 {
 				t.Fatalf("exit code %d (err %v), want 2", got, err)
 			}
 			for _, n := range tt.names {
@@ -116,7 +117,7 @@ func TestHelp(t *testing.T) {
 	for _, args := range [][]string{{"--help"}, {"-h"}, {"healthcheck", "--help"}} {
 		var stdout, stderr testkit.SyncBuffer
 		err := run(context.Background(), args, env(nil), &stdout, &stderr)
-		if exitCode(err) != 0 || !strings.Contains(stdout.String(), "Usage") {
+		if cli.ExitCode(err) != 0 || !strings.Contains(stdout.String(), "Usage") {
 			t.Errorf("%v: err %v, stdout %q", args, err, stdout.String())
 		}
 	}
@@ -208,8 +209,8 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		t.Fatalf("run after cancel: %v", err)
 	}
 	err := run(context.Background(), []string{"healthcheck", "--addr", addr, "--timeout", "2s"}, env(nil), io.Discard, io.Discard)
-	if exitCode(err) != 1 {
-		t.Errorf("healthcheck of a stopped fake: exit %d (%v), want 1", exitCode(err), err)
+	if cli.ExitCode(err) != 1 {
+		t.Errorf("healthcheck of a stopped fake: exit %d (%v), want 1", cli.ExitCode(err), err)
 	}
 }
 

@@ -98,10 +98,10 @@ func healthcheck(ctx context.Context, args []string, getenv func(string) string,
 				"Exits 0 if the fake at --addr (or FAKE_KOMBO_ADDR, default %s) answers /_fake/healthz with 200.\n", defaultAddr)
 			return nil
 		}
-		return usageError{err}
+		return usageError(err)
 	}
 	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("healthcheck: unexpected argument %q", fs.Arg(0))}
+		return usageError(fmt.Errorf("healthcheck: unexpected argument %q", fs.Arg(0)))
 	}
 	addr, source := defaultAddr, ""
 	if e := getenv("FAKE_KOMBO_ADDR"); e != "" {
@@ -112,7 +112,7 @@ func healthcheck(ctx context.Context, args []string, getenv func(string) string,
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return usageError{fmt.Errorf("%s: %w", source, err)}
+		return usageError(fmt.Errorf("%s: %w", source, err))
 	}
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		host = "127.0.0.1" // a wildcard listener answers on loopback
@@ -137,17 +137,4 @@ func healthcheck(ctx context.Context, args []string, getenv func(string) string,
 		return fmt.Errorf("healthcheck: %s answered %s", url, resp.Status)
 	}
 	return nil
-}
-
-// exitCode is the process exit code for run's error: 0, 2 for usage, else 1.
-func exitCode(err error) int {
-	var ue usageError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &ue):
-		return 2
-	default:
-		return 1
-	}
 }

@@ -3,14 +3,11 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
+
+	"github.com/kombo-ops/integration-deleter/internal/cli"
 )
 
 func main() {
-	err := run(context.Background(), os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "integration-deleter:", err)
-	}
-	os.Exit(exitCode(err))
+	cli.Exit("integration-deleter", run(context.Background(), os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
 }

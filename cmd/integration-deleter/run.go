@@ -23,6 +23,7 @@ import (
 	"github.com/kombo-ops/integration-deleter/config"
 	"github.com/kombo-ops/integration-deleter/consumer"
 	"github.com/kombo-ops/integration-deleter/daemon"
+	"github.com/kombo-ops/integration-deleter/internal/cli"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=…".
@@ -40,24 +41,6 @@ Every command takes --help. The environment variables are listed in the README a
 'integration-deleter run --help'. Exit codes: 0 success or clean shutdown, 2 configuration
 or usage error, 1 failure at run time.
 `
-
-// usageError is a configuration or usage error, found before anything connects: exit 2.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
-func exitCode(err error) int {
-	var ue usageError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &ue):
-		return 2
-	default:
-		return 1
-	}
-}
 
 // lookupFunc reads one environment variable, as os.LookupEnv does: a variable set to ""
 // is set, and overrides its default.
@@ -96,7 +79,7 @@ func run(ctx context.Context, args []string, lookupEnv lookupFunc, stdout, stder
 		return runHealthcheck(ctx, args, lookupEnv, stdout, stderr)
 	default:
 		fmt.Fprint(stderr, usage)
-		return usageError{fmt.Errorf("unknown command %q", cmd)}
+		return cli.UsageError{Err: fmt.Errorf("unknown command %q", cmd)}
 	}
 }
 
@@ -129,7 +112,7 @@ func parseFlags(name, doc string, args []string, stdout, stderr io.Writer, defin
 	}
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, usageError{err}
+			return nil, cli.UsageError{Err: err}
 		}
 		if fs.NArg() == 0 {
 			break
@@ -138,7 +121,7 @@ func parseFlags(name, doc string, args []string, stdout, stderr io.Writer, defin
 	}
 	positional = append(positional, rest...)
 	if define == nil && len(positional) > 0 {
-		return nil, usageError{fmt.Errorf("%s takes no arguments, got %q", name, positional)}
+		return nil, cli.UsageError{Err: fmt.Errorf("%s takes no arguments, got %q", name, positional)}
 	}
 	return positional, nil
 }
@@ -159,7 +142,7 @@ See the README for their meaning and defaults.`
 	}
 	cfg, err := config.Load(lookupEnv)
 	if err != nil {
-		return usageError{fmt.Errorf("configuration:\n%w", err)}
+		return cli.UsageError{Err: fmt.Errorf("configuration:\n%w", err)}
 	}
 	return daemon.Run(ctx, cfg, daemon.Options{Version: version, Logger: daemon.NewLogger(cfg, stderr)})
 }
@@ -188,11 +171,11 @@ in time.`, args, stdout, stderr, func(fs *flag.FlagSet) {
 		return helpOK(err)
 	}
 	if len(ids) == 0 {
-		return usageError{errors.New("request: give at least one integration id")}
+		return cli.UsageError{Err: errors.New("request: give at least one integration id")}
 	}
 	cfg, err := config.LoadClient(lookupEnv)
 	if err != nil {
-		return usageError{fmt.Errorf("configuration:\n%w", err)}
+		return cli.UsageError{Err: fmt.Errorf("configuration:\n%w", err)}
 	}
 	nc, _, err := daemon.Connect(cfg.NATSURL, cfg, daemon.NewLogger(cfg, stderr))
 	if err != nil {
@@ -305,11 +288,11 @@ func runHealthcheck(ctx context.Context, args []string, lookupEnv lookupFunc, st
 	}
 	cfg, err := config.LoadClient(lookupEnv)
 	if err != nil {
-		return usageError{fmt.Errorf("configuration:\n%w", err)}
+		return cli.UsageError{Err: fmt.Errorf("configuration:\n%w", err)}
 	}
 	host, port, err := net.SplitHostPort(cfg.HTTPAddr)
 	if err != nil {
-		return usageError{fmt.Errorf("HTTP_ADDR: %w", err)}
+		return cli.UsageError{Err: fmt.Errorf("HTTP_ADDR: %w", err)}
 	}
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/kombo-ops/integration-deleter/consumer"
+	"github.com/kombo-ops/integration-deleter/internal/cli"
 	"github.com/kombo-ops/integration-deleter/internal/natstest"
 	"github.com/kombo-ops/integration-deleter/internal/testkit"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
@@ -101,7 +101,7 @@ func TestUsageErrors(t *testing.T) {
 			t.Parallel()
 			var stdout, stderr bytes.Buffer
 			err := run(context.Background(), tt.args, env(nil), &stdout, &stderr)
-			if got := exitCode(err); got != 2 {
+			if got := cli.ExitCode(err); got != 2 {
 				t.Fatalf("run(%q) = %v, exit code %d, want 2", tt.args, err, got)
 			}
 			if !strings.Contains(err.Error(), tt.wantIn) {
@@ -115,7 +115,7 @@ func TestUnknownCommandPrintsUsage(t *testing.T) {
 	t.Parallel()
 	var stdout, stderr bytes.Buffer
 	err := run(context.Background(), []string{"frobnicate"}, env(nil), &stdout, &stderr)
-	if exitCode(err) != 2 {
+	if cli.ExitCode(err) != 2 {
 		t.Fatalf("run = %v, want exit code 2", err)
 	}
 	if !strings.Contains(stderr.String(), "Usage:") {
@@ -125,33 +125,6 @@ func TestUnknownCommandPrintsUsage(t *testing.T) {
 		t.Errorf("stdout = %q, want nothing", stdout.String())
 	}
 }
-
-func TestExitCode(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name string
-		err  error
-		want int
-	}{
-		{name: "nil", err: nil, want: 0},
-		{name: "usage", err: usageError{os.ErrInvalid}, want: 2},
-		{name: "wrapped usage", err: &wrapErr{usageError{os.ErrInvalid}}, want: 2},
-		{name: "run time", err: os.ErrDeadlineExceeded, want: 1},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			if got := exitCode(tt.err); got != tt.want {
-				t.Errorf("exitCode(%v) = %d, want %d", tt.err, got, tt.want)
-			}
-		})
-	}
-}
-
-type wrapErr struct{ err error }
-
-func (e *wrapErr) Error() string { return "wrapped: " + e.err.Error() }
-func (e *wrapErr) Unwrap() error { return e.err }
 
 func TestBadConfig(t *testing.T) {
 	t.Parallel()
@@ -210,7 +183,7 @@ func TestBadConfig(t *testing.T) {
 			t.Parallel()
 			var stdout, stderr bytes.Buffer
 			err := run(context.Background(), tt.args, env(tt.env), &stdout, &stderr)
-			if got := exitCode(err); got != 2 {
+			if got := cli.ExitCode(err); got != 2 {
 				t.Fatalf("run(%q) = %v, exit code %d, want 2", tt.args, err, got)
 			}
 			for _, name := range tt.wantNamed {
@@ -264,7 +237,7 @@ func TestHealthcheck(t *testing.T) {
 			t.Parallel()
 			var stdout, stderr bytes.Buffer
 			err := run(context.Background(), []string{"healthcheck"}, env(map[string]string{"HTTP_ADDR": tt.httpAddr}), &stdout, &stderr)
-			if got := exitCode(err); got != tt.wantExit {
+			if got := cli.ExitCode(err); got != tt.wantExit {
 				t.Fatalf("run(healthcheck) = %v, exit code %d, want %d", err, got, tt.wantExit)
 			}
 			if tt.wantExit == 0 && !strings.Contains(stdout.String(), "healthy") {
@@ -278,7 +251,7 @@ func TestRequestWithoutNATS(t *testing.T) {
 	t.Parallel()
 	var stdout, stderr bytes.Buffer
 	err := run(context.Background(), []string{"request", "personio:x"}, env(map[string]string{"NATS_URL": "nats://127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))}), &stdout, &stderr)
-	if got := exitCode(err); got != 1 {
+	if got := cli.ExitCode(err); got != 1 {
 		t.Fatalf("run(request) = %v, exit code %d, want 1 (a failure at run time)", err, got)
 	}
 }
@@ -340,7 +313,7 @@ func TestRequestWait(t *testing.T) {
 	t.Run("failed", func(t *testing.T) {
 		var stdout, stderr bytes.Buffer
 		err := run(context.Background(), []string{"request", "--wait", "--timeout", "15s", "invalid:c"}, daemonEnv, &stdout, &stderr)
-		if got := exitCode(err); got != 1 {
+		if got := cli.ExitCode(err); got != 1 {
 			t.Fatalf("run(request --wait invalid:c) = %v, exit code %d, want 1", err, got)
 		}
 		got := resultLines(t, stdout.String())
@@ -364,7 +337,7 @@ func TestRequestWait(t *testing.T) {
 	cancel()
 	select {
 	case err := <-done:
-		if got := exitCode(err); got != 0 {
+		if got := cli.ExitCode(err); got != 0 {
 			t.Errorf("run(run) after cancel = %v, exit code %d, want 0", err, got)
 		}
 	case <-time.After(15 * time.Second):
