@@ -30,62 +30,37 @@ type Metrics struct {
 	pace atomic.Pointer[func() float64] // set by the consumer
 }
 
+// metricsNamespace prefixes every metric's name.
+const metricsNamespace = "integration_deleter"
+
 // NewMetrics creates the consumer's metrics and registers them with reg (nil: not registered).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
-	const ns = "integration_deleter"
 	m := &Metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Name: "requests_total",
-			Help: "Request messages finished, by outcome: deleted, not_found, failed, invalid, already_recorded (the request id had an outcome: no call, no second result).",
-		}, []string{"outcome"}),
-		komboCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Name: "kombo_calls_total",
-			Help: "DELETE calls to Kombo, by HTTP status (0: no answer) and error code.",
-		}, []string{"status", "code"}),
+		requests: newCounterVec("requests_total",
+			"Request messages finished, by outcome: deleted, not_found, failed, invalid, already_recorded (the request id had an outcome: no call, no second result).",
+			"outcome"),
+		komboCalls: newCounterVec("kombo_calls_total",
+			"DELETE calls to Kombo, by HTTP status (0: no answer) and error code.", "status", "code"),
 		komboLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: ns, Name: "kombo_call_duration_seconds",
+			Namespace: metricsNamespace, Name: "kombo_call_duration_seconds",
 			Help:    "Duration of DELETE calls to Kombo.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
-		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: ns, Name: "kombo_calls_in_flight",
-			Help: "DELETE calls to Kombo in flight.",
-		}),
-		concurrencyCap: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: ns, Name: "concurrency_cap",
-			Help: "Current adaptive cap on DELETE calls in flight.",
-		}),
-		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Name: "retries_total",
-			Help: "Retries scheduled, by reason: transient, rate_limit, concurrency_limit.",
-		}, []string{"reason"}),
-		redeliveries: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: ns, Name: "redeliveries_total",
-			Help: "Request messages received that had been delivered before.",
-		}),
-		held: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: ns, Name: "messages_held",
-			Help: "Request messages this process holds (in a call, waiting for a slot or in backoff).",
-		}),
-		paused: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: ns, Name: "paused",
-			Help: "1 while intake is paused because Kombo rejects the API key.",
-		}),
-		rateLimitHolds: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: ns, Name: "rate_limit_holds_total",
-			Help: "Times a rate-limit answer held every worker off.",
-		}),
-		authProbes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Name: "auth_probes_total",
-			Help: "API key checks (GET /check-api-key), by result: accepted, rejected, error.",
-		}, []string{"result"}),
-		publishFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: ns, Name: "result_publish_failures_total",
-			Help: "Failed attempts to publish a result to JetStream.",
-		}),
+		inFlight:       newGauge("kombo_calls_in_flight", "DELETE calls to Kombo in flight."),
+		concurrencyCap: newGauge("concurrency_cap", "Current adaptive cap on DELETE calls in flight."),
+		retries: newCounterVec("retries_total",
+			"Retries scheduled, by reason: transient, rate_limit, concurrency_limit.", "reason"),
+		redeliveries: newCounter("redeliveries_total", "Request messages received that had been delivered before."),
+		held: newGauge("messages_held",
+			"Request messages this process holds (in a call, waiting for a slot or in backoff)."),
+		paused:         newGauge("paused", "1 while intake is paused because Kombo rejects the API key."),
+		rateLimitHolds: newCounter("rate_limit_holds_total", "Times a rate-limit answer held every worker off."),
+		authProbes: newCounterVec("auth_probes_total",
+			"API key checks (GET /check-api-key), by result: accepted, rejected, error.", "result"),
+		publishFailures: newCounter("result_publish_failures_total", "Failed attempts to publish a result to JetStream."),
 	}
 	m.paceGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: ns, Name: "rate_pace_per_second",
+		Namespace: metricsNamespace, Name: "rate_pace_per_second",
 		Help: "Calls per second the pacer allows after Kombo's rate limit showed itself; 0 while calls are not paced.",
 	}, func() float64 {
 		if f := m.pace.Load(); f != nil {
@@ -104,6 +79,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			m.retries, m.redeliveries, m.held, m.paused, m.rateLimitHolds, m.authProbes, m.publishFailures, m.paceGauge)
 	}
 	return m
+}
+
+func newCounter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: name, Help: help})
+}
+
+func newCounterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: name, Help: help}, labels)
+}
+
+func newGauge(name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: name, Help: help})
 }
 
 func (m *Metrics) call(status int, code string, seconds float64) {

@@ -278,21 +278,12 @@ func (c *Consumer) compareStream(got jetstream.StreamConfig) {
 	want := c.o.Stream.streamConfig()
 	var diffs []any
 	if !slices.Equal(got.Subjects, want.Subjects) {
-		diffs = append(diffs, "subjects", fmt.Sprintf("%v (would create %v)", got.Subjects, want.Subjects))
+		diffs = append(diffs, "subjects", wouldCreate(got.Subjects, want.Subjects))
 	}
-	if got.Duplicates != want.Duplicates {
-		diffs = append(diffs, "duplicate_window", fmt.Sprintf("%s (would create %s)", got.Duplicates, want.Duplicates))
-	}
-	if got.Replicas != want.Replicas {
-		diffs = append(diffs, "replicas", fmt.Sprintf("%d (would create %d)", got.Replicas, want.Replicas))
-	}
-	if got.MaxAge != want.MaxAge {
-		diffs = append(diffs, "max_age", fmt.Sprintf("%s (would create %s)", got.MaxAge, want.MaxAge))
-	}
-	if len(diffs) > 0 {
-		c.log.Info("existing stream differs from what this daemon would create; leaving it alone",
-			append([]any{"stream", got.Name}, diffs...)...)
-	}
+	diffs = differs(diffs, "duplicate_window", got.Duplicates, want.Duplicates)
+	diffs = differs(diffs, "replicas", got.Replicas, want.Replicas)
+	diffs = differs(diffs, "max_age", got.MaxAge, want.MaxAge)
+	c.logDiffs("stream", got.Name, diffs)
 	if min := c.o.Stream.MinDuplicateWindow; min > 0 && got.Duplicates < min {
 		c.log.Warn("the stream's duplicate window is shorter than KOMBO_RETRY_MAX_ELAPSED + 2×ACK_WAIT: a result re-published after a crash may be stored twice",
 			"stream", got.Name, "duplicate_window", got.Duplicates, "needed", min)
@@ -302,18 +293,31 @@ func (c *Consumer) compareStream(got jetstream.StreamConfig) {
 func (c *Consumer) compareConsumer(got jetstream.ConsumerConfig) {
 	want := c.o.Stream.consumerConfig(0)
 	var diffs []any
-	if got.AckWait != want.AckWait {
-		diffs = append(diffs, "ack_wait", fmt.Sprintf("%s (would create %s)", got.AckWait, want.AckWait))
+	diffs = differs(diffs, "ack_wait", got.AckWait, want.AckWait)
+	diffs = differs(diffs, "max_deliver", got.MaxDeliver, want.MaxDeliver)
+	diffs = differs(diffs, "max_ack_pending", got.MaxAckPending, want.MaxAckPending)
+	c.logDiffs("consumer", got.Durable, diffs)
+}
+
+// differs appends to diffs, when got and want differ, the setting's name and what
+// wouldCreate says of them.
+func differs[T comparable](diffs []any, setting string, got, want T) []any {
+	if got == want {
+		return diffs
 	}
-	if got.MaxDeliver != want.MaxDeliver {
-		diffs = append(diffs, "max_deliver", fmt.Sprintf("%d (would create %d)", got.MaxDeliver, want.MaxDeliver))
-	}
-	if got.MaxAckPending != want.MaxAckPending {
-		diffs = append(diffs, "max_ack_pending", fmt.Sprintf("%d (would create %d)", got.MaxAckPending, want.MaxAckPending))
-	}
+	return append(diffs, setting, wouldCreate(got, want))
+}
+
+// wouldCreate describes an existing setting got that differs from the want this daemon
+// would create.
+func wouldCreate(got, want any) string { return fmt.Sprintf("%v (would create %v)", got, want) }
+
+// logDiffs logs the settings in which the existing stream or consumer (what) named name
+// differs from what this daemon would create, if any: the daemon leaves it as it is.
+func (c *Consumer) logDiffs(what, name string, diffs []any) {
 	if len(diffs) > 0 {
-		c.log.Info("existing consumer differs from what this daemon would create; leaving it alone",
-			append([]any{"consumer", got.Durable}, diffs...)...)
+		c.log.Info("existing "+what+" differs from what this daemon would create; leaving it alone",
+			append([]any{what, name}, diffs...)...)
 	}
 }
 
