@@ -53,14 +53,7 @@ var settings = []setting{
 		apply: func(c *config, v string) error { return parseCount(v, &c.opts.ConcurrencyLimit) }},
 	{flag: "rate-limit", env: "FAKE_KOMBO_RATE_LIMIT", def: "0", arg: "PER_SECOND",
 		usage: "DELETEs per second (token bucket), more get 429 RATE_LIMIT_EXCEEDED; 0 = none",
-		apply: func(c *config, v string) error {
-			r, err := strconv.ParseFloat(v, 64)
-			if err != nil || !(r >= 0) || r > 1e9 {
-				return fmt.Errorf("want a number >= 0, got %q", v)
-			}
-			c.opts.RateLimit = r
-			return nil
-		}},
+		apply: func(c *config, v string) error { return parseFloat(v, 0, 1e9, "a number >= 0", &c.opts.RateLimit) }},
 	{flag: "rate-burst", env: "FAKE_KOMBO_RATE_BURST", def: "1", arg: "N",
 		usage: "token bucket size",
 		apply: func(c *config, v string) error { return parseCount(v, &c.opts.RateBurst) }},
@@ -79,12 +72,7 @@ var settings = []setting{
 	{flag: "failure-rate", env: "FAKE_KOMBO_FAILURE_RATE", def: "0", arg: "SHARE",
 		usage: "share (0..1) of DELETEs that fail: 500 JSON, 502 text, 503 HTML, empty 500",
 		apply: func(c *config, v string) error {
-			r, err := strconv.ParseFloat(v, 64)
-			if err != nil || !(r >= 0 && r <= 1) {
-				return fmt.Errorf("want a number between 0 and 1, got %q", v)
-			}
-			c.opts.FailureRate = r
-			return nil
+			return parseFloat(v, 0, 1, "a number between 0 and 1", &c.opts.FailureRate)
 		}},
 	{flag: "reject-key", env: "FAKE_KOMBO_REJECT_KEY", def: "false", isBool: true,
 		usage: "answer every call with 401 PLATFORM.AUTHENTICATION_INVALID",
@@ -125,6 +113,16 @@ func parseCount(v string, dst *int) error {
 		return fmt.Errorf("want an integer >= 0, got %q", v)
 	}
 	*dst = n
+	return nil
+}
+
+// parseFloat reads a number between lo and hi; want says what is wanted, for the error.
+func parseFloat(v string, lo, hi float64, want string, dst *float64) error {
+	r, err := strconv.ParseFloat(v, 64)
+	if err != nil || !(r >= lo && r <= hi) {
+		return fmt.Errorf("want %s, got %q", want, v)
+	}
+	*dst = r
 	return nil
 }
 
