@@ -162,6 +162,20 @@ func recorded(out ledger.Entry, calls, counted int, now time.Time) ledger.Entry 
 	return out
 }
 
+// checkRecord records out with c at now, fails the test when Record fails, and checks that
+// the entry Record returns is want; what names the call in the failures.
+func checkRecord(t *testing.T, c *ledger.Claim, out ledger.Entry, now time.Time, want ledger.Entry, what string) *ledger.Recorded {
+	t.Helper()
+	rec, err := c.Record(t.Context(), out, now)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if diff := cmp.Diff(rec.Entry, want); diff != "" {
+		t.Errorf("%s (-got +want):\n%s", what, diff)
+	}
+	return rec
+}
+
 // checkHolds checks what the claim's Holds says at now with margin.
 func checkHolds(t *testing.T, c *ledger.Claim, now time.Time, margin time.Duration, want bool) {
 	t.Helper()
@@ -403,14 +417,8 @@ func TestEmptyRequestIDHasAKey(t *testing.T) {
 	mustClaim(t, l, "empty", "C", t0, false)
 
 	out := counts(outcome("", ledger.Failed, "EVENT.INVALID"), 0, 0)
-	rec, err := c.Record(t.Context(), out, at(time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := recorded(out, 0, 0, at(time.Second))
-	if diff := cmp.Diff(rec.Entry, want); diff != "" {
-		t.Errorf("Record of the empty request id (-got +want):\n%s", diff)
-	}
+	checkRecord(t, c, out, at(time.Second), want, "Record of the empty request id")
 	checkEntry(t, l, "", want)
 	checkEntry(t, l, "-empty", claimedEntry("-empty", "B", at(lease), 0, 0))
 	checkEntry(t, l, "empty", claimedEntry("empty", "C", at(lease), 0, 0))
@@ -632,14 +640,8 @@ func TestClaimAfterRecordReturnsOutcome(t *testing.T) {
 				out = outcome(id, status, "KOMBO.FORBIDDEN")
 			}
 			out = counts(out, 1, 1)
-			rec, err := c.Record(t.Context(), out, at(time.Second))
-			if err != nil {
-				t.Fatal(err)
-			}
 			want := recorded(out, 1, 1, at(time.Second))
-			if diff := cmp.Diff(rec.Entry, want); diff != "" {
-				t.Errorf("Record (-got +want):\n%s", diff)
-			}
+			rec := checkRecord(t, c, out, at(time.Second), want, "Record")
 			if !rec.Final() {
 				t.Errorf("recorded entry is not Final")
 			}
@@ -728,23 +730,11 @@ func TestRecordAfterRecordReturnsFirst(t *testing.T) {
 	const id = "req-record-twice"
 	c := mustClaim(t, l, id, "A", t0, true)
 	first := counts(outcome(id, ledger.Deleted, ""), 1, 0)
-	rec1, err := c.Record(t.Context(), first, at(time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := recorded(first, 1, 0, at(time.Second))
-	if diff := cmp.Diff(rec1.Entry, want); diff != "" {
-		t.Errorf("first Record (-got +want):\n%s", diff)
-	}
+	rec1 := checkRecord(t, c, first, at(time.Second), want, "first Record")
 
 	second := counts(outcome(id, ledger.Failed, "DELETER.INTERNAL"), 3, 3)
-	rec2, err := c.Record(t.Context(), second, at(time.Hour))
-	if err != nil {
-		t.Fatalf("second Record: %v", err)
-	}
-	if diff := cmp.Diff(rec2.Entry, want); diff != "" {
-		t.Errorf("second Record returned (-got +want):\n%s", diff)
-	}
+	rec2 := checkRecord(t, c, second, at(time.Hour), want, "second Record")
 	checkEntry(t, l, id, want)
 	checkHolds(t, c, at(time.Second), 0, false) // recorded: the claim no longer holds
 
@@ -781,14 +771,8 @@ func TestRecordTakesExactCounts(t *testing.T) {
 			c := mustClaim(t, l, id, "A", t0, true)
 			mustCount(t, c, tt.claimCalls, tt.claimCtd, t0)
 			out := counts(outcome(id, ledger.Failed, "KOMBO.BAD_REQUEST"), tt.outCalls, tt.outCounted)
-			rec, err := c.Record(t.Context(), out, at(time.Second))
-			if err != nil {
-				t.Fatal(err)
-			}
 			want := recorded(out, tt.wantCalls, tt.wantCounted, at(time.Second))
-			if diff := cmp.Diff(rec.Entry, want); diff != "" {
-				t.Errorf("Record (-got +want):\n%s", diff)
-			}
+			checkRecord(t, c, out, at(time.Second), want, "Record")
 			checkEntry(t, l, id, want)
 		})
 	}
@@ -962,22 +946,10 @@ func TestStaleRecordKeepsOtherOutcome(t *testing.T) {
 	b := mustClaim(t, l, id, "B", at(lease), true)
 	mustCount(t, b, 2, 2, at(lease))
 	bOut := counts(outcome(id, ledger.Deleted, ""), 2, 2)
-	bRec, err := b.Record(t.Context(), bOut, at(lease+time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := recorded(bOut, 2, 2, at(lease+time.Second))
-	if diff := cmp.Diff(bRec.Entry, want); diff != "" {
-		t.Errorf("B.Record (-got +want):\n%s", diff)
-	}
+	checkRecord(t, b, bOut, at(lease+time.Second), want, "B.Record")
 
-	aRec, err := a.Record(t.Context(), counts(outcome(id, ledger.Failed, "KOMBO.TIMEOUT"), 5, 5), at(lease+2*time.Second))
-	if err != nil {
-		t.Fatalf("A.Record after B recorded: %v", err)
-	}
-	if diff := cmp.Diff(aRec.Entry, want); diff != "" {
-		t.Errorf("A.Record after B recorded returned (-got +want):\n%s", diff)
-	}
+	aRec := checkRecord(t, a, counts(outcome(id, ledger.Failed, "KOMBO.TIMEOUT"), 5, 5), at(lease+2*time.Second), want, "A.Record after B recorded")
 	checkEntry(t, l, id, want)
 	checkHolds(t, a, t0, 0, false) // it found an outcome: the claim is over
 
@@ -1040,13 +1012,7 @@ func TestStaleRecordOverwritesOtherExpiredClaim(t *testing.T) {
 				if err := b.Count(t.Context(), 4, 4, now.Add(time.Second)); !errors.Is(err, ledger.ErrLost) {
 					t.Errorf("B.Count after A recorded: %v, want ErrLost", err)
 				}
-				bRec, err := b.Record(t.Context(), counts(outcome(id, ledger.Failed, "KOMBO.SERVER_ERROR"), 4, 4), now.Add(2*time.Second))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if diff := cmp.Diff(bRec.Entry, want); diff != "" {
-					t.Errorf("B.Record after A recorded (-got +want):\n%s", diff)
-				}
+				checkRecord(t, b, counts(outcome(id, ledger.Failed, "KOMBO.SERVER_ERROR"), 4, 4), now.Add(2*time.Second), want, "B.Record after A recorded")
 				checkEntry(t, l, id, want)
 			})
 		}
@@ -1086,22 +1052,10 @@ func TestStaleRecordFailsOnOtherLiveClaim(t *testing.T) {
 	checkBusy(t, l, rid(id), "C", at(lease+2*time.Second), until, true)
 
 	// Once B's claim expired, A's answer is recorded over it, with the larger counts.
-	rec, err := a.Record(t.Context(), aOut, until)
-	if err != nil {
-		t.Fatalf("A.Record after B's claim expired: %v", err)
-	}
 	want := recorded(aOut, 4, 3, until)
-	if diff := cmp.Diff(rec.Entry, want); diff != "" {
-		t.Errorf("A.Record after B's claim expired (-got +want):\n%s", diff)
-	}
+	checkRecord(t, a, aOut, until, want, "A.Record after B's claim expired")
 	checkEntry(t, l, id, want)
-	bRec, err := b.Record(t.Context(), counts(outcome(id, ledger.Failed, "KOMBO.TIMEOUT"), 5, 5), until.Add(time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(bRec.Entry, want); diff != "" {
-		t.Errorf("B.Record after A recorded (-got +want):\n%s", diff)
-	}
+	checkRecord(t, b, counts(outcome(id, ledger.Failed, "KOMBO.TIMEOUT"), 5, 5), until.Add(time.Second), want, "B.Record after A recorded")
 }
 
 func TestConcurrentClaimsOneWins(t *testing.T) {
@@ -1607,14 +1561,8 @@ func TestBucketRecreatedWhileClaimHeld(t *testing.T) {
 	}
 
 	out := counts(outcome(id, ledger.Deleted, ""), 2, 1)
-	rec, err := a.Record(t.Context(), out, at(3*time.Second))
-	if err != nil {
-		t.Fatalf("Record after the bucket was recreated: %v", err)
-	}
 	want := recorded(out, 2, 1, at(3*time.Second))
-	if diff := cmp.Diff(rec.Entry, want); diff != "" {
-		t.Errorf("Record (-got +want):\n%s", diff)
-	}
+	checkRecord(t, a, out, at(3*time.Second), want, "Record")
 	checkEntry(t, l, id, want) // the old handle reads the new bucket
 	checkEntry(t, l2, id, want)
 }
@@ -1638,14 +1586,8 @@ func TestBucketRecreatedRecordBeforeClaimWrites(t *testing.T) {
 		}
 	}
 	out := counts(outcome(id, ledger.Failed, "KOMBO.NOT_FOUND"), 1, 1)
-	rec, err := a.Record(t.Context(), out, at(time.Second))
-	if err != nil {
-		t.Fatalf("Record after the bucket was recreated: %v", err)
-	}
 	want := recorded(out, 1, 1, at(time.Second))
-	if diff := cmp.Diff(rec.Entry, want); diff != "" {
-		t.Errorf("Record (-got +want):\n%s", diff)
-	}
+	checkRecord(t, a, out, at(time.Second), want, "Record")
 	checkEntry(t, l, id, want)
 }
 
