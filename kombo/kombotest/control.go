@@ -165,6 +165,7 @@ func (f *Fake) serveControl(w http.ResponseWriter, r *http.Request) {
 	method := map[string]string{
 		"/healthz": http.MethodGet, "/calls": http.MethodGet, "/stats": http.MethodGet,
 		"/reset": http.MethodPost, "/script": http.MethodPost, "/missing": http.MethodPost,
+		"/integration": http.MethodPost,
 	}[path]
 	if path == "/config" {
 		method = r.Method
@@ -262,6 +263,8 @@ func (f *Fake) serveControl(w http.ResponseWriter, r *http.Request) {
 		}
 		f.MarkMissing(req.IDs...)
 		w.WriteHeader(http.StatusNoContent)
+	case "/integration":
+		f.serveIntegrationControl(w, r)
 	}
 }
 

@@ -75,22 +75,23 @@ type Fake struct {
 	done      chan struct{}
 	closeOnce sync.Once
 
-	mu        sync.Mutex
-	opts      Options
-	limiter   *rate.Limiter
-	rng       *rand.Rand
-	gen       uint64 // bumped by Reset, so that calls from before do not touch the new stats
-	seq       int
-	calls     []*Call
-	stats     Stats
-	inFlight  int // admitted DELETEs in flight; survives Reset
-	scripts   map[string][]Answer
-	keyScript []Answer
-	deleted   map[string]bool
-	missing   map[string]bool
-	flaky     map[string]int
-	announced []announcement // see early
-	onCall    func(Call)
+	mu           sync.Mutex
+	opts         Options
+	limiter      *rate.Limiter
+	rng          *rand.Rand
+	gen          uint64 // bumped by Reset, so that calls from before do not touch the new stats
+	seq          int
+	calls        []*Call
+	stats        Stats
+	inFlight     int // admitted DELETEs in flight; survives Reset
+	scripts      map[string][]Answer
+	keyScript    []Answer
+	deleted      map[string]bool
+	missing      map[string]bool
+	integrations map[string]Integration // set by SetIntegration
+	flaky        map[string]int
+	announced    []announcement // see early
+	onCall       func(Call)
 
 	// lateness is how late the fake's timers have woken it lately, an average in
 	// nanoseconds (see aim). Go's timers fire some tenths of a millisecond after their time,
@@ -199,6 +200,8 @@ func (f *Fake) MarkMissing(ids ...string) {
 //	                     Answer keys are Answer's field names, read like config keys; Header
 //	                     values are a string or an array; Delay a duration. 204.
 //	POST /_fake/missing  {"ids":["…"]}; MarkMissing; 204
+//	POST /_fake/integration {"id":"…","tool":"…","origin_id":"…",…}: what GET
+//	                     /integrations/{id} shows (Integration's fields); SetIntegration; 204
 //
 // Control errors answer {"error":"…"}.
 func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -214,6 +217,7 @@ type routeKind int
 const (
 	routeUnknown routeKind = iota
 	routeDelete
+	routeGet
 	routeCheckKey
 	routeBadMethod
 	routeBadID
@@ -240,10 +244,13 @@ func route(r *http.Request) (kind routeKind, id string) {
 		if err != nil {
 			return routeBadID, ""
 		}
-		if r.Method != http.MethodDelete {
-			return routeBadMethod, id
+		switch r.Method {
+		case http.MethodDelete:
+			return routeDelete, id
+		case http.MethodGet:
+			return routeGet, id
 		}
-		return routeDelete, id
+		return routeBadMethod, id
 	}
 	return routeUnknown, ""
 }
@@ -266,7 +273,7 @@ func (f *Fake) serveAPI(w http.ResponseWriter, r *http.Request) {
 		Method: r.Method, Path: r.URL.Path, RawURI: r.RequestURI, Header: redact(r.Header),
 		Body: string(body), Start: arrival,
 	}
-	if kind == routeDelete {
+	if kind == routeDelete || kind == routeGet {
 		c.ID = id
 	}
 
@@ -277,6 +284,8 @@ func (f *Fake) serveAPI(w http.ResponseWriter, r *http.Request) {
 	switch kind {
 	case routeDelete:
 		p = f.planDeleteLocked(r, c, arrival)
+	case routeGet:
+		p = f.planGetLocked(r, c, arrival)
 	case routeCheckKey:
 		f.stats.CheckAPIKey++
 		p.data = `{"environment_id":"` + EnvironmentID + `"}`
@@ -349,14 +358,49 @@ func allowed(r *http.Request) string {
 	if strings.HasSuffix(r.URL.Path, "/check-api-key") {
 		return http.MethodGet
 	}
-	return http.MethodDelete
+	return "GET, DELETE"
 }
 
 // planDeleteLocked runs steps 1 to 7 (see the package documentation) for a DELETE.
 func (f *Fake) planDeleteLocked(r *http.Request, c *Call, arrival time.Time) plan {
-	o := f.opts
-	p := plan{data: "{}", header: http.Header{}}
 	f.stats.Deletes++
+	p, admitted := f.admitLocked(r, c, arrival)
+	if !admitted {
+		return p
+	}
+
+	// 4.-7.
+	id := c.ID
+	conv := conventions(id)
+	p.wait = f.latencyLocked(conv)
+	p.answer = f.answerLocked(id, conv, f.opts)
+	p.wait += p.answer.Delay
+	if p.answer.success() && !p.answer.Hang {
+		f.deleted[id] = true
+		f.stats.Deleted++
+	}
+	return p
+}
+
+// latencyLocked is how long a call of an id of conventions conv takes.
+func (f *Fake) latencyLocked(conv convention) time.Duration {
+	o := f.opts
+	wait := o.Latency
+	if o.LatencyJitter > 0 {
+		wait += time.Duration(f.rng.Int64N(int64(o.LatencyJitter) + 1))
+	}
+	if conv.slow {
+		wait += slowExtra
+	}
+	return wait
+}
+
+// admitLocked runs steps 1 to 3 (key, concurrency, rate), which a GET of an integration
+// goes through as a DELETE does. It reports whether the call was admitted; when not, p
+// holds the refusal.
+func (f *Fake) admitLocked(r *http.Request, c *Call, arrival time.Time) (p plan, admitted bool) {
+	o := f.opts
+	p = plan{data: "{}", header: http.Header{}}
 	if f.earlyLocked(arrival) {
 		c.EarlyForRateLimit = true
 		f.stats.EarlyForRateLimit++
@@ -373,7 +417,7 @@ func (f *Fake) planDeleteLocked(r *http.Request, c *Call, arrival time.Time) pla
 	if !authorized(r, o) {
 		setRemaining(limit - f.inFlight)
 		p.answer = AuthInvalid()
-		return p
+		return p, false
 	}
 
 	// 2. concurrency
@@ -382,7 +426,7 @@ func (f *Fake) planDeleteLocked(r *http.Request, c *Call, arrival time.Time) pla
 		setRemaining(0)
 		f.stats.RejectedConcurrency++
 		p.answer = ConcurrencyLimited()
-		return p
+		return p, false
 	}
 	f.inFlight++
 	f.stats.MaxInFlight = max(f.stats.MaxInFlight, f.inFlight)
@@ -402,27 +446,10 @@ func (f *Fake) planDeleteLocked(r *http.Request, c *Call, arrival time.Time) pla
 			wait := time.Duration((1 - tokens) / o.RateLimit * float64(time.Second))
 			f.stats.RejectedRate++
 			p.answer = rateLimited(o.hint(), max(wait, time.Millisecond), now)
-			return p
+			return p, false
 		}
 	}
-
-	// 4.-7.
-	id := c.ID
-	conv := conventions(id)
-	p.wait = o.Latency
-	if o.LatencyJitter > 0 {
-		p.wait += time.Duration(f.rng.Int64N(int64(o.LatencyJitter) + 1))
-	}
-	if conv.slow {
-		p.wait += slowExtra
-	}
-	p.answer = f.answerLocked(id, conv, o)
-	p.wait += p.answer.Delay
-	if p.answer.success() && !p.answer.Hang {
-		f.deleted[id] = true
-		f.stats.Deleted++
-	}
-	return p
+	return p, true
 }
 
 // answerLocked runs steps 4 to 7 for a DELETE of id.

@@ -279,8 +279,8 @@ func TestRejectKeyAtRunTime(t *testing.T) {
 
 func TestMethodsAndRecording(t *testing.T) {
 	f, base := kombotest.NewServer(t, kombotest.Options{})
-	if got := mustDo(t, http.MethodGet, base+"/integrations/x", testKey); got.Status != 405 || got.Header.Get("Allow") != "DELETE" {
-		t.Errorf("GET integration: %d Allow %q, want 405 DELETE", got.Status, got.Header.Get("Allow"))
+	if got := mustDo(t, http.MethodPost, base+"/integrations/x", testKey); got.Status != 405 || got.Header.Get("Allow") != "GET, DELETE" {
+		t.Errorf("POST integration: %d Allow %q, want 405 GET, DELETE", got.Status, got.Header.Get("Allow"))
 	}
 	if got := mustDo(t, http.MethodPost, base+"/check-api-key", testKey); got.Status != 405 {
 		t.Errorf("POST check-api-key: %d, want 405", got.Status)

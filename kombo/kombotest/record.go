@@ -49,6 +49,8 @@ type Stats struct {
 	// Calls counts every API call (not control endpoints), Deletes the DELETEs of an
 	// integration and CheckAPIKey the GETs of /check-api-key among them.
 	Calls, Deletes, CheckAPIKey int
+	// Gets counts the GETs of an integration (GET /integrations/{id}).
+	Gets int
 	// ByStatus counts answers by HTTP status (calls without an answer are in Unanswered).
 	ByStatus map[int]int
 	// ByCode counts answers by error.code (answers without a code are not counted).
@@ -142,6 +144,7 @@ func (f *Fake) resetLocked() {
 	f.keyScript = nil
 	f.deleted = map[string]bool{}
 	f.missing = map[string]bool{}
+	f.integrations = map[string]Integration{}
 	f.flaky = map[string]int{}
 	f.announced = nil
 	f.limiter = newLimiter(f.opts)
