@@ -55,14 +55,7 @@ func startProc(name string, argv, env []string, logPath string) (*proc, error) {
 
 func (p *proc) pid() int { return p.cmd.Process.Pid }
 
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
+func (p *proc) exited() bool { return testkit.Closed(p.done) }
 
 // stop sends SIGTERM and waits up to grace for the exit, then kills.
 func (p *proc) stop(grace time.Duration) error {

@@ -129,17 +129,7 @@ func isPaused(c *Consumer) bool {
 // stop cancels Run and returns its error; a second call returns nil.
 func (r *running) stop(t *testing.T) error {
 	t.Helper()
-	r.cancel()
-	select {
-	case err, ok := <-r.done:
-		if ok {
-			close(r.done)
-		}
-		return err
-	case <-time.After(15 * time.Second):
-		t.Fatal("Run did not return after its context ended")
-		return nil
-	}
+	return testkit.StopRun(t, r.cancel, r.done, 15*time.Second)
 }
 
 // publish stores a raw request event with optional headers.

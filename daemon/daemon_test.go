@@ -126,17 +126,7 @@ func start(t *testing.T, cfg *config.Config, listen ...func(network, address str
 // stop cancels Run's context and returns what Run returned; later calls return nil.
 func (r *running) stop() error {
 	r.t.Helper()
-	r.cancel()
-	select {
-	case err, ok := <-r.done:
-		if ok {
-			close(r.done)
-		}
-		return err
-	case <-time.After(15 * time.Second):
-		r.t.Fatal("Run did not return within 15s after its context ended")
-		return nil
-	}
+	return testkit.StopRun(r.t, r.cancel, r.done, 15*time.Second)
 }
 
 // get GETs path on the daemon's HTTP server.
@@ -177,6 +167,25 @@ func connect(t *testing.T, url string) jetstream.JetStream {
 	t.Helper()
 	_, js := testkit.JetStream(t, url)
 	return js
+}
+
+// createStream creates the stream on subjects, as a team that owns it would.
+func createStream(t *testing.T, js jetstream.JetStream, subjects ...string) jetstream.Stream {
+	t.Helper()
+	stream, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: streamName, Subjects: subjects})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stream
+}
+
+// createConsumer creates the daemon's durable consumer on stream, filtered on filter.
+func createConsumer(t *testing.T, stream jetstream.Stream, filter string) {
+	t.Helper()
+	if _, err := stream.CreateConsumer(context.Background(), jetstream.ConsumerConfig{Durable: "integration-deleter",
+		AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: filter}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // waitBound waits until the daemon has created the stream, so that requests are stored.
@@ -596,10 +605,7 @@ func TestRunFails(t *testing.T) {
 			name: "provisioning off and no consumer",
 			setup: func(t *testing.T, cfg *config.Config, natsURL string) {
 				cfg.JetStreamProvision = false
-				js := connect(t, natsURL)
-				if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: streamName, Subjects: []string{"integration.delete.>"}}); err != nil {
-					t.Fatal(err)
-				}
+				createStream(t, connect(t, natsURL), "integration.delete.>")
 			},
 			wantIs: consumer.ErrMissing,
 			wantIn: []string{"integration-deleter", streamName},
@@ -608,15 +614,7 @@ func TestRunFails(t *testing.T) {
 			name: "provisioning off and no ledger bucket",
 			setup: func(t *testing.T, cfg *config.Config, natsURL string) {
 				cfg.JetStreamProvision = false
-				js := connect(t, natsURL)
-				stream, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: streamName, Subjects: []string{"integration.delete.>"}})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := stream.CreateConsumer(context.Background(), jetstream.ConsumerConfig{Durable: "integration-deleter",
-					AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: "integration.delete.requested"}); err != nil {
-					t.Fatal(err)
-				}
+				createConsumer(t, createStream(t, connect(t, natsURL), "integration.delete.>"), "integration.delete.requested")
 			},
 			wantIs: ledger.ErrMissing,
 			wantIn: []string{"INTEGRATION_DELETE_LEDGER"},
@@ -635,25 +633,14 @@ func TestRunFails(t *testing.T) {
 		{
 			name: "consumer filtered wider than the request subject",
 			setup: func(t *testing.T, cfg *config.Config, natsURL string) {
-				js := connect(t, natsURL)
-				stream, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: streamName, Subjects: []string{"integration.delete.>"}})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := stream.CreateConsumer(context.Background(), jetstream.ConsumerConfig{Durable: "integration-deleter",
-					AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: "integration.delete.>"}); err != nil {
-					t.Fatal(err)
-				}
+				createConsumer(t, createStream(t, connect(t, natsURL), "integration.delete.>"), "integration.delete.>")
 			},
 			wantIn: []string{"REQUEST_SUBJECT", "integration.delete.>"},
 		},
 		{
 			name: "no stream stores the results",
 			setup: func(t *testing.T, cfg *config.Config, natsURL string) {
-				js := connect(t, natsURL)
-				if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: streamName, Subjects: []string{"integration.delete.requested"}}); err != nil {
-					t.Fatal(err)
-				}
+				createStream(t, connect(t, natsURL), "integration.delete.requested")
 			},
 			wantIn: []string{"DELETED_SUBJECT", "integration.delete.deleted"},
 		},

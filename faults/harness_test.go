@@ -526,14 +526,7 @@ func runToExit(t *testing.T, env map[string]string, timeout time.Duration, args 
 }
 
 // exited reports whether the process has ended.
-func (d *daemon) exited() bool {
-	select {
-	case <-d.done:
-		return true
-	default:
-		return false
-	}
-}
+func (d *daemon) exited() bool { return testkit.Closed(d.done) }
 
 // kill sends SIGKILL and waits for the process to end.
 func (d *daemon) kill() {
