@@ -173,17 +173,28 @@ func TestRefusesWhileResultsCannotBeStored(t *testing.T) {
 	if _, err := e.js.UpdateStream(ctx, narrow); err != nil {
 		t.Fatal(err)
 	}
-	testwait.For(t, 10*time.Second, "not ready naming DELETED_SUBJECT", func() bool {
-		err := r.c.Ready()
-		return err != nil && strings.Contains(err.Error(), "DELETED_SUBJECT")
+	e.refusesUntilRepaired(t, r, "DELETED_SUBJECT", "personio:while-unstored", func() error {
+		_, err := e.js.UpdateStream(ctx, cfg)
+		return err
 	})
-	id := e.request("personio:while-unstored")
-	e.requireNoCallsFor(t, "personio:while-unstored")
-	if _, err := e.js.UpdateStream(ctx, cfg); err != nil {
+}
+
+// refusesUntilRepaired checks what the consumer does while its stream or consumer is set up
+// wrong: it turns not ready naming setting and starts no DELETE for a request of
+// integrationID; once repair ran, the request is deleted.
+func (e *env) refusesUntilRepaired(t *testing.T, r *running, setting, integrationID string, repair func() error) {
+	t.Helper()
+	testwait.For(t, 10*time.Second, "not ready naming "+setting, func() bool {
+		err := r.c.Ready()
+		return err != nil && strings.Contains(err.Error(), setting)
+	})
+	id := e.request(integrationID)
+	e.requireNoCallsFor(t, integrationID)
+	if err := repair(); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.waitResults(1)[id]; got.Status != "deleted" {
-		t.Errorf("%+v, want deleted once results are stored again", got)
+		t.Errorf("%+v, want deleted once repaired", got)
 	}
 }
 
@@ -200,18 +211,10 @@ func TestRefusesAWidenedFilter(t *testing.T) {
 	if _, err := e.js.UpdateConsumer(ctx, streamName, wide); err != nil {
 		t.Fatal(err)
 	}
-	testwait.For(t, 10*time.Second, "not ready naming REQUEST_SUBJECT", func() bool {
-		err := r.c.Ready()
-		return err != nil && strings.Contains(err.Error(), "REQUEST_SUBJECT")
+	e.refusesUntilRepaired(t, r, "REQUEST_SUBJECT", "personio:while-wide", func() error {
+		_, err := e.js.UpdateConsumer(ctx, streamName, cfg)
+		return err
 	})
-	id := e.request("personio:while-wide")
-	e.requireNoCallsFor(t, "personio:while-wide")
-	if _, err := e.js.UpdateConsumer(ctx, streamName, cfg); err != nil {
-		t.Fatal(err)
-	}
-	if got := e.waitResults(1)[id]; got.Status != "deleted" {
-		t.Errorf("%+v, want deleted once the filter is exact again", got)
-	}
 }
 
 // requireNoCallsFor checks, over three watch intervals, that Kombo gets no call for id.

@@ -258,13 +258,7 @@ func TestStopUnderLoad(t *testing.T) {
 	for i := range requests {
 		b.request(t, ctx, request{IntegrationID: fmt.Sprintf("personio:stop-%02d", i), RequestID: fmt.Sprintf("stop-%02d", i)})
 	}
-	testkit.Eventually(t, time.Minute, "some results", func() (bool, string) {
-		c, err := b.resultCount(ctx)
-		if err != nil {
-			return false, err.Error()
-		}
-		return c >= 6, fmt.Sprintf("%d results", c)
-	})
+	b.waitSomeResults(t, ctx, 6)
 
 	began := time.Now()
 	grace := 30 * time.Second
@@ -321,13 +315,7 @@ func TestNATSRestart(t *testing.T) {
 	for i := range before {
 		b.request(t, ctx, request{IntegrationID: fmt.Sprintf("personio:nats-%02d", i), RequestID: fmt.Sprintf("nats-%02d", i)})
 	}
-	testkit.Eventually(t, time.Minute, "some results", func() (bool, string) {
-		c, err := b.resultCount(ctx)
-		if err != nil {
-			return false, err.Error()
-		}
-		return c >= 5, fmt.Sprintf("%d results", c)
-	})
+	b.waitSomeResults(t, ctx, 5)
 
 	grace := 10 * time.Second
 	if err := n.ctr.Stop(ctx, &grace); err != nil {

@@ -141,6 +141,19 @@ func (b *bus) results(ctx context.Context, n int) ([]result, error) {
 	return out, nil
 }
 
+// waitSomeResults waits up to a minute until the stream holds at least min result events:
+// the daemon is at work.
+func (b *bus) waitSomeResults(t *testing.T, ctx context.Context, min int) {
+	t.Helper()
+	testkit.Eventually(t, time.Minute, fmt.Sprintf("at least %d results", min), func() (bool, string) {
+		n, err := b.resultCount(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		return n >= min, fmt.Sprintf("%d results", n)
+	})
+}
+
 // waitResults waits until the stream holds want result events, and returns them by request
 // id. It fails the test when more arrive, or when a request id has two of them: every request
 // gets exactly one result.

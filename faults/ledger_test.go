@@ -77,20 +77,13 @@ func TestLedgerConsumerDeletedAfterWindow(t *testing.T) {
 	took := time.Since(began)
 
 	f := figuresOf(w, all, tl, deleted)
-	firstAgain := 0
-	for _, r := range first {
-		firstAgain += f.callsAfter[r.ID]
-	}
+	firstAgain := f.callsAfterOf(first)
 	report(t, row{Case: "L1 consumer deleted after the window, provisioning on", In: tl.in, Stored: tl.stored, Lost: tl.lost,
 		Dup: tl.dup, CallsPerReq: deletesPerRequest(w.fake, len(all)), Took: took,
 		Notes: fmt.Sprintf("%s; %d batches of %d, window %s waited out; saved floor %d; recreated after %.1fs (%s); "+
 			"DELETE calls of the first batch after the deletion: %d; %s",
 			f, 2, n, shortWindow, floor, recreatedAfter.Seconds(), start, firstAgain, formatCounts(outcomes(tl)))})
-	if !ok {
-		t.Errorf("not done after 2m: %d of %d requests have no result (e.g. %v)", tl.lost, len(all), tl.missing)
-	}
-	checkTally(t, tl, len(all))
-	requireAllDeleted(t, tl)
+	checkAllDeleted(t, tl, ok, len(all), "2m")
 	f.check(t, nil)
 	if firstAgain != 0 {
 		t.Errorf("%d DELETE calls for requests of the first batch after the consumer was recreated, want 0", firstAgain)
@@ -129,21 +122,14 @@ func TestLedgerConsumerReplayedNoProvision(t *testing.T) {
 	took := time.Since(began)
 
 	f := figuresOf(w, all, tl, recreated)
-	firstAgain := 0
-	for _, r := range first {
-		firstAgain += f.callsAfter[r.ID]
-	}
+	firstAgain := f.callsAfterOf(first)
 	already := d.metric("integration_deleter_requests_total", alreadyRecorded)
 	report(t, row{Case: "L2 consumer recreated DeliverAll (replay), provisioning off", In: tl.in, Stored: tl.stored, Lost: tl.lost,
 		Dup: tl.dup, CallsPerReq: deletesPerRequest(w.fake, len(all)), Took: took,
 		Notes: fmt.Sprintf("%s; %d batches of %d, window %s waited out; /readyz %q while the consumer was gone, ready %.1fs after the recreation; "+
 			"replayed %d of the first batch as already recorded; DELETE calls of the first batch after the recreation: %d; %s",
 			f, 2, n, shortWindow, readyz, readyAfter.Seconds(), int(already), firstAgain, formatCounts(outcomes(tl)))})
-	if !ok {
-		t.Errorf("not done after 2m: %d of %d requests have no result (e.g. %v)", tl.lost, len(all), tl.missing)
-	}
-	checkTally(t, tl, len(all))
-	requireAllDeleted(t, tl)
+	checkAllDeleted(t, tl, ok, len(all), "2m")
 	f.check(t, nil)
 	if firstAgain != 0 {
 		t.Errorf("%d DELETE calls for requests of the first batch after the replay, want 0", firstAgain)

@@ -262,6 +262,26 @@ type onceFigures struct {
 	totalAfter, idsWithAfter int
 }
 
+// callsAfterOf is how many DELETE calls for the requests reqs started after the cut.
+func (f onceFigures) callsAfterOf(reqs []request) int {
+	n := 0
+	for _, r := range reqs {
+		n += f.callsAfter[r.ID]
+	}
+	return n
+}
+
+// checkAllDeleted checks the tally of a case that waited (up to within) for its n requests:
+// that it did not time out (ok), every request has one result, and all were deleted.
+func checkAllDeleted(t *testing.T, tl tally, ok bool, n int, within string) {
+	t.Helper()
+	if !ok {
+		t.Errorf("not done after %s: %d of %d requests have no result (e.g. %v)", within, tl.lost, n, tl.missing)
+	}
+	checkTally(t, tl, n)
+	requireAllDeleted(t, tl)
+}
+
 // figuresOf counts the figures of reqs (one integration id per request id) from the fake's
 // record and the tally; calls that started after cut are also counted apart (zero cut:
 // none).
