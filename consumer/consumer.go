@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kombo-ops/integration-deleter/internal/admission"
+	"github.com/kombo-ops/integration-deleter/internal/control"
 	"github.com/kombo-ops/integration-deleter/internal/ledger"
 	"github.com/kombo-ops/integration-deleter/kombo"
 )
@@ -31,6 +32,7 @@ import (
 // Deleter is what the consumer needs from the Kombo client.
 type Deleter interface {
 	DeleteIntegration(ctx context.Context, id string) (kombo.DeleteResult, error)
+	GetIntegration(ctx context.Context, id string) (kombo.Integration, error)
 	CheckAPIKey(ctx context.Context) (kombo.KeyInfo, error)
 }
 
@@ -54,6 +56,16 @@ type Options struct {
 	BackoffInitial, BackoffMax time.Duration
 	// AuthProbeInterval is how often a paused consumer checks the API key.
 	AuthProbeInterval time.Duration
+	// Protect, when set, is the protect list: a protected id fails DELETER.PROTECTED
+	// with no call, and no call starts while the list cannot be read. The consumer runs
+	// its Watch.
+	Protect *control.Protect
+	// Fuse, when set, gives a token before each DELETE (DELETE_FUSE).
+	Fuse *control.Fuse
+	// DryRun calls GET /integrations/{id} instead of DELETE and publishes would-be
+	// results to DryRunSubject; it keeps no ledger.
+	DryRun        bool
+	DryRunSubject string
 	// ShutdownTimeout bounds how long calls in flight may take after Run's context ends.
 	ShutdownTimeout time.Duration
 	// pullWait is how long one pull request waits on the server; 0 means 2s, or an
@@ -98,7 +110,8 @@ type Consumer struct {
 	dupWindow   time.Duration // the duplicate window of the stream storing the results
 	incarnation string        // the stream's creation time: scopes "<stream>-<seq>" request ids
 	stopping    bool
-	checking    bool // the API key check at start has not answered yet
+	checking    bool               // the API key check at start has not answered yet
+	pause       control.PauseState // the consumer's pause as last read from the server
 
 	// What pullable counts, kept by the intake and the request path.
 	held        atomic.Int64  // messages being handled
@@ -177,6 +190,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if err := c.bindAtStart(ctx); err != nil || ctx.Err() != nil {
 		return err // (nil when shutdown came before the consumer was bound)
 	}
+	c.startPaused(ctx)
 	c.checkKeyAtStart(ctx)
 	c.mu.Lock()
 	c.checking = false

@@ -31,12 +31,16 @@ const (
 	codeRetriesExhausted = "DELETER.RETRIES_EXHAUSTED"
 	codeInternal         = "DELETER.INTERNAL"
 	codeMaxDeliveries    = "DELETER.MAX_DELIVERIES"
+	codeProtected        = "DELETER.PROTECTED"
+	codeMismatch         = "DELETER.MISMATCH"
 )
 
-// Result statuses.
+// Result statuses. A dry run's results are would_delete, not_found or failed.
 const (
-	StatusDeleted = "deleted"
-	StatusFailed  = "failed"
+	StatusDeleted     = "deleted"
+	StatusFailed      = "failed"
+	statusWouldDelete = "would_delete"
+	statusNotFound    = "not_found"
 )
 
 // request is a delete request as read from the request subject.
@@ -45,8 +49,19 @@ type request struct {
 	RequestID     string
 	RequestedBy   string
 	Reason        string
+	// RetryOf is the request id this one retries (integration-deleter retry), echoed back.
+	RetryOf string
+	// Expect, when set, is what GET /integrations/{id} must show before the DELETE.
+	Expect *expectation
 	// Traceparent and Tracestate are the W3C trace headers of the message, if any.
 	Traceparent, Tracestate string
+}
+
+// expectation is the request's "expect": each field set must equal what Kombo shows of
+// the integration (origin_id: its end user's origin id; tool: its tool id).
+type expectation struct {
+	OriginID *string `json:"origin_id"`
+	Tool     *string `json:"tool"`
 }
 
 // Result is the event published on the deleted or failed subject.
@@ -59,7 +74,10 @@ type Result struct {
 	Error         *ResultError `json:"error,omitempty"`
 	RequestedBy   string       `json:"requested_by"`
 	Reason        string       `json:"reason"`
+	RetryOf       string       `json:"retry_of,omitempty"`
 	CompletedAt   string       `json:"completed_at"`
+	// Integration is, in a dry run's would_delete, what the delete would remove.
+	Integration *shownIntegration `json:"integration,omitempty"`
 }
 
 // ResultError says why a request failed.
@@ -141,6 +159,8 @@ func (k *knownJSON) read(req *request, problems []string) []string {
 	}
 	req.RequestedBy, _ = str("requested_by", k.RequestedBy)
 	req.Reason, _ = str("reason", k.Reason)
+	req.RetryOf, _ = str("retry_of", k.RetryOf)
+	req.Expect, problems = readExpect(k.Expect, problems)
 	switch raw := k.IntegrationID; {
 	case raw == nil:
 		problems = append(problems, "integration_id is missing")
@@ -161,8 +181,27 @@ func (k *knownJSON) read(req *request, problems []string) []string {
 	return problems
 }
 
+// readExpect reads the request's "expect": absent or null is none. Anything it cannot
+// read exactly — not an object, a value that is not a string, an unknown key (a typo), no
+// key at all — makes the event invalid: a check the sender asked for is never skipped.
+func readExpect(raw json.RawMessage, problems []string) (*expectation, []string) {
+	if raw == nil || string(raw) == "null" {
+		return nil, problems
+	}
+	var e expectation
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	switch err := dec.Decode(&e); {
+	case err != nil:
+		return nil, append(problems, "expect is not an object of strings origin_id and tool: "+err.Error())
+	case e.OriginID == nil && e.Tool == nil:
+		return nil, append(problems, "expect names neither origin_id nor tool")
+	}
+	return &e, problems
+}
+
 // knownNames are the request fields the daemon reads (knownJSON's tags too).
-var knownNames = [...]string{"integration_id", "request_id", "requested_by", "reason"}
+var knownNames = [...]string{"integration_id", "request_id", "requested_by", "reason", "retry_of", "expect"}
 
 // knownFields and quotedKnown are knownNames as a set, and in quotes as they appear in a
 // payload.
@@ -181,11 +220,13 @@ type knownJSON struct {
 	RequestID     json.RawMessage `json:"request_id"`
 	RequestedBy   json.RawMessage `json:"requested_by"`
 	Reason        json.RawMessage `json:"reason"`
+	RetryOf       json.RawMessage `json:"retry_of"`
+	Expect        json.RawMessage `json:"expect"`
 }
 
 func knownFromMap(fields map[string]json.RawMessage) knownJSON {
 	return knownJSON{IntegrationID: fields["integration_id"], RequestID: fields["request_id"],
-		RequestedBy: fields["requested_by"], Reason: fields["reason"]}
+		RequestedBy: fields["requested_by"], Reason: fields["reason"], RetryOf: fields["retry_of"], Expect: fields["expect"]}
 }
 
 // plainFields is the fast way to read the known fields of a plain event, as almost every

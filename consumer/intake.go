@@ -22,9 +22,12 @@ import (
 //	              workerIdle idle; runs handle (request.go) for each message
 //	  probeLoop   one; checks a rejected API key until Kombo accepts it (keypause.go)
 //	  watchLoop   one; checks that outcomes can be stored, saves the ack floor (storage.go)
-//	stopLast: stop waits for it once the others ended
-//	  aliveLoop    one; in-progress acks and claim renewals of the messages held, which
+//	stopLast: stop waits for them once the others ended
+//	  aliveLoop   one; in-progress acks and claim renewals of the messages held, which
 //	              need them until their workers end (alive.go)
+//	  watchPause  one; follows the consumer's pause on the server (controls.go)
+//	  Protect     one, when set; keeps the protect list fresh (internal/control). These
+//	              two end with ctx, but may take seconds to when NATS is down: waited last
 //
 // Its two contexts: ctx is Run's. When it ends, nothing new is pulled, and a message that
 // waits (for a slot, another handler's outcome, a backoff) is handed back. cutoff ends
@@ -56,11 +59,17 @@ func (c *Consumer) startIntake(ctx context.Context) *intake {
 	in := &intake{c: c, ctx: ctx, cutoff: cutoff, endCutoff: endCutoff, work: make(chan jetstream.Msg),
 		quit: make(chan struct{}), pulled: make(chan struct{}), aliveDone: make(chan struct{})}
 	in.spawn(stopLast, func() { c.aliveLoop(in.aliveDone) })
-	sub, err := c.watchMaxDeliveries(cutoff)
-	if err != nil {
-		c.log.Warn("cannot watch MAX_DELIVERIES advisories", "err", err)
+	in.spawn(stopLast, func() { c.watchPause(ctx) })
+	if p := c.o.Protect; p != nil {
+		in.spawn(stopLast, func() { _ = p.Watch(ctx) })
 	}
-	in.advisories = sub
+	if !c.o.DryRun { // a dry run records nothing: the real daemon answers the advisory
+		sub, err := c.watchMaxDeliveries(cutoff)
+		if err != nil {
+			c.log.Warn("cannot watch MAX_DELIVERIES advisories", "err", err)
+		}
+		in.advisories = sub
+	}
 	in.spawn(stopFirst, func() { c.probeLoop(ctx) })
 	in.spawn(stopFirst, func() { c.watchLoop(ctx) })
 	in.spawn(stopFirst, in.pullLoop)
@@ -129,12 +138,12 @@ func (c *Consumer) wakePull() {
 // that pulls come in batches (each pull is a subscription, a request and its messages).
 // All within the consumer's MaxAckPending.
 func (c *Consumer) pullable() int {
-	c.mu.Lock()
-	blocked, maxPending := c.bindErr != nil || c.storage.err() != nil, c.maxPending
-	c.mu.Unlock()
-	if blocked {
+	if c.blocked() != nil {
 		return 0
 	}
+	c.mu.Lock()
+	maxPending := c.maxPending
+	c.mu.Unlock()
 	s := c.adm.Stats()
 	if s.Held {
 		return 0
@@ -198,16 +207,28 @@ func (in *intake) pullLoop() {
 }
 
 // waitPullable waits until pulling may have become possible: admission changed (a slot
-// freed, a hold ended, a resume) or a state changed (wakePull).
+// freed, a hold ended, a resume) or a state changed (wakePull). While the consumer is
+// blocked it also looks again every blockedRecheck: the protect list becoming readable
+// says so to no one.
 func (in *intake) waitPullable(changed <-chan struct{}) error {
+	var recheck <-chan time.Time
+	if in.c.blocked() != nil {
+		t := time.NewTimer(blockedRecheck)
+		defer t.Stop()
+		recheck = t.C
+	}
 	select {
 	case <-in.ctx.Done():
 		return in.ctx.Err()
 	case <-changed:
 	case <-in.c.pullWake:
+	case <-recheck:
 	}
 	return nil
 }
+
+// blockedRecheck is how often a blocked consumer looks whether it may pull again.
+const blockedRecheck = 100 * time.Millisecond
 
 // readBatch hands each message of a pull (n asked for) to an idle worker, or to a new one.
 // A message that arrives once ctx ended is handed back at once.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kombo-ops/integration-deleter/internal/control"
 	"github.com/kombo-ops/integration-deleter/kombo"
 )
 
@@ -21,6 +22,8 @@ type Metrics struct {
 	redeliveries    prometheus.Counter
 	held            prometheus.Gauge
 	paused          prometheus.Gauge
+	consumerPaused  prometheus.Gauge
+	fuseTripped     prometheus.Gauge
 	rateLimitHolds  prometheus.Counter
 	authProbes      *prometheus.CounterVec
 	publishFailures prometheus.Counter
@@ -37,7 +40,7 @@ const metricsNamespace = "integration_deleter"
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		requests: newCounterVec("requests_total",
-			"Request messages finished, by outcome: deleted, not_found, failed, invalid, already_recorded (the request id had an outcome: no call, no second result).",
+			"Request messages finished, by outcome: deleted, not_found, failed, invalid, protected, mismatch, already_recorded (the request id had an outcome: no call, no second result); in a dry run would_delete, not_found, failed.",
 			"outcome"),
 		komboCalls: newCounterVec("kombo_calls_total",
 			"DELETE calls to Kombo, by HTTP status (0: no answer) and error code.", "status", "code"),
@@ -53,7 +56,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		redeliveries: newCounter("redeliveries_total", "Request messages received that had been delivered before."),
 		held: newGauge("messages_held",
 			"Request messages this process holds (in a call, waiting for a slot or in backoff)."),
-		paused:         newGauge("paused", "1 while intake is paused because Kombo rejects the API key."),
+		paused: newGauge("paused", "1 while intake is paused because Kombo rejects the API key."),
+		consumerPaused: newGauge("consumer_paused",
+			"1 while the durable consumer is paused on the server (integration-deleter pause, or the fuse): no DELETE starts."),
+		fuseTripped:    newGauge("fuse_tripped", "1 while the consumer is paused because DELETE_FUSE tripped, until resume."),
 		rateLimitHolds: newCounter("rate_limit_holds_total", "Times a rate-limit answer held every worker off."),
 		authProbes: newCounterVec("auth_probes_total",
 			"API key checks (GET /check-api-key), by result: accepted, rejected, error.", "result"),
@@ -75,8 +81,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.retries.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.komboCalls, m.komboLatency, m.inFlight, m.concurrencyCap,
-			m.retries, m.redeliveries, m.held, m.paused, m.rateLimitHolds, m.authProbes, m.publishFailures, m.paceGauge)
+		reg.MustRegister(m.requests, m.komboCalls, m.komboLatency, m.inFlight, m.concurrencyCap, m.retries,
+			m.redeliveries, m.held, m.paused, m.consumerPaused, m.fuseTripped, m.rateLimitHolds, m.authProbes,
+			m.publishFailures, m.paceGauge)
 	}
 	return m
 }
@@ -93,6 +100,12 @@ func newGauge(name, help string) prometheus.Gauge {
 	return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: name, Help: help})
 }
 
+// setPause shows the consumer's pause on the server.
+func (m *Metrics) setPause(st control.PauseState) {
+	m.consumerPaused.Set(float64(boolInt(st.Paused)))
+	m.fuseTripped.Set(float64(boolInt(st.Fuse())))
+}
+
 func (m *Metrics) call(status int, code string, seconds float64) {
 	m.komboCalls.WithLabelValues(strconv.Itoa(status), codeLabel(code)).Inc()
 	m.komboLatency.Observe(seconds)
@@ -107,7 +120,7 @@ const otherCode = "other"
 // pass; any other code is otherCode.
 func codeLabel(code string) string {
 	switch code {
-	case "", codeEventInvalid, codeRetriesExhausted, codeInternal, codeMaxDeliveries:
+	case "", codeEventInvalid, codeRetriesExhausted, codeInternal, codeMaxDeliveries, codeProtected, codeMismatch:
 		return code
 	}
 	if kombo.KnownCode(code) || isHTTPCode(code) {

@@ -154,14 +154,16 @@ func (c *Consumer) foundStored(j *job, cl *ledger.Claim) bool {
 // over is left alone, and so is the message: its delivery is that handler's now (a nak
 // would send it out again).
 func (c *Consumer) release(j *job, delay time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	err := j.claim.Release(ctx, j.prev+j.calls, j.prevCounted+j.counted, c.now())
-	if errors.Is(err, ledger.ErrLost) {
-		return
-	}
-	if err != nil {
-		c.log.Warn("cannot release the claim; it expires by itself", "err", err)
+	if j.claim != nil { // nil: a dry run
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		err := j.claim.Release(ctx, j.prev+j.calls, j.prevCounted+j.counted, c.now())
+		if errors.Is(err, ledger.ErrLost) {
+			return
+		}
+		if err != nil {
+			c.log.Warn("cannot release the claim; it expires by itself", "err", err)
+		}
 	}
 	_ = j.msg.NakWithDelay(delay)
 }
@@ -173,6 +175,10 @@ func (c *Consumer) release(j *job, delay time.Duration) {
 func (c *Consumer) finish(j *job, res Result, counted int, term bool, outcome string) {
 	ctx, msg, meta, cl := j.cutoff, j.msg, j.meta, j.claim
 	res.CompletedAt = completedAt(c.now())
+	if c.o.DryRun {
+		c.finishDry(j, res, term, outcome)
+		return
+	}
 	subject := c.o.DeletedSubject
 	status := ledger.Deleted
 	code := ""
@@ -237,7 +243,7 @@ func (c *Consumer) finishDeleted(ctx context.Context, msg jetstream.Msg, meta *j
 // publishResult publishes a result and returns its stream sequence and the result as
 // stored: the stored one when the stream already had it (a repeated call after a crash).
 func (c *Consumer) publishResult(ctx context.Context, subject, requestID string, data []byte, reqHdr nats.Header) (uint64, []byte, error) {
-	seq, dup, err := c.publish(ctx, subject, requestID, data, reqHdr)
+	seq, dup, err := c.publish(ctx, subject, "result-"+requestID, data, reqHdr)
 	if err != nil || !dup {
 		return seq, data, err
 	}
@@ -298,7 +304,7 @@ func (c *Consumer) storeResult(ctx context.Context, rec *ledger.Recorded, reqHdr
 			return rec.Stored(ctx, seq)
 		}
 	}
-	seq, _, err := c.publish(ctx, rec.Subject, rec.RequestID, rec.Result, reqHdr)
+	seq, _, err := c.publish(ctx, rec.Subject, "result-"+rec.RequestID, rec.Result, reqHdr)
 	if err != nil {
 		return err
 	}

@@ -48,6 +48,7 @@ type job struct {
 	calls        int                         // DELETE calls made by this delivery
 	counted      int                         // of those, the ones that use up KOMBO_MAX_ATTEMPTS
 	bo           *backoff.ExponentialBackOff // made at the first retry
+	expectMet    bool                        // the GET showed what the request expects
 	wanting      bool                        // counted in Consumer.wanting
 }
 
@@ -122,11 +123,13 @@ func (c *Consumer) serve(j *job) {
 	}
 	req, decodeErr := decodeRequest(msg.Data(), msg.Headers(), meta.Stream, meta.Sequence.Stream)
 	j.req = req
-	if j.claim = c.claim(j, decodeErr == nil); j.claim == nil {
-		return
+	if !c.o.DryRun { // a dry run calls nothing that matters twice: no claim
+		if j.claim = c.claim(j, decodeErr == nil); j.claim == nil {
+			return
+		}
+		j.prev, j.prevCounted = j.claim.Prior()
+		c.alive.setClaim(j.aliveMsg, j.claim)
 	}
-	j.prev, j.prevCounted = j.claim.Prior()
-	c.alive.setClaim(j.aliveMsg, j.claim)
 	if decodeErr != nil {
 		var inv *invalidEventError
 		errors.As(decodeErr, &inv)
@@ -152,7 +155,11 @@ func (c *Consumer) process(j *job) {
 			c.noTurn(j, err)
 			return
 		}
-		a := c.call(j, ticket)
+		get := c.o.DryRun || (j.req.Expect != nil && !j.expectMet)
+		if !c.guard(j, ticket, get) {
+			return
+		}
+		a := c.call(j, ticket, get)
 		injectCrash("called", j.req.IntegrationID)
 		if a.err != nil && j.cutoff.Err() != nil {
 			// The shutdown deadline cut the call: its outcome is unknown, redeliver.
@@ -168,6 +175,12 @@ func (c *Consumer) process(j *job) {
 		}
 		c.adm.Done(ticket, admissionAnswer(d, a.took, delay))
 		c.observe(d, a)
+		if get && d.Action == actionDeleted { // 200 to the GET
+			if !c.settleShown(j, a.shown) {
+				return
+			}
+			continue
+		}
 		if !c.settleAnswer(j, d, a, delay) {
 			return
 		}
@@ -210,8 +223,8 @@ func (c *Consumer) settleAnswer(j *job, d decision, a callAnswer, delay time.Dur
 			j.log(c.log).Warn("Kombo does not know the integration; counting it as deleted (a wrong region or environment looks the same)",
 				"kombo_code", d.Code)
 		}
-		res := Result{RequestID: j.req.RequestID, IntegrationID: j.req.IntegrationID, Status: StatusDeleted,
-			NotFound: &notFound, Attempts: j.prev + j.calls, RequestedBy: j.req.RequestedBy, Reason: j.req.Reason}
+		res := resultOf(j.req, StatusDeleted, j.prev+j.calls)
+		res.NotFound = &notFound
 		c.finish(j, res, j.prevCounted+j.counted, false, outcome)
 		return false
 	case actionFail:
@@ -229,7 +242,7 @@ func (c *Consumer) settleAnswer(j *job, d decision, a callAnswer, delay time.Dur
 // mayCall says whether j's call may start now: its claim, as last written, holds for a
 // while yet, or it is renewed now (ErrLost: another handler took it over after it expired).
 func (c *Consumer) mayCall(j *job) error {
-	if j.claim.Holds(c.now(), c.holdMargin()) {
+	if j.claim == nil || j.claim.Holds(c.now(), c.holdMargin()) { // nil: a dry run
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -254,16 +267,18 @@ func (c *Consumer) noTurn(j *job, err error) {
 	}
 }
 
-// callAnswer is what one DELETE call came back with.
+// callAnswer is what one call came back with: a DELETE, or a GET (shown).
 type callAnswer struct {
-	res  kombo.DeleteResult
-	err  error
-	took time.Duration
+	res   kombo.DeleteResult // the limits the answer stated
+	shown kombo.Integration  // a GET's answer
+	err   error
+	took  time.Duration
 }
 
-// call makes one DELETE call in the turn of ticket. The caller reports the answer to
-// admission, except when the call panics: the turn is handed back here then.
-func (c *Consumer) call(j *job, ticket admission.Ticket) callAnswer {
+// call makes one DELETE call, or GET call when get, in the turn of ticket. The caller
+// reports the answer to admission, except when the call panics: the turn is handed back
+// here then.
+func (c *Consumer) call(j *job, ticket admission.Ticket, get bool) callAnswer {
 	defer func() {
 		if r := recover(); r != nil {
 			c.adm.Done(ticket, admission.Answer{Class: admission.Other})
@@ -276,9 +291,35 @@ func (c *Consumer) call(j *job, ticket admission.Ticket) callAnswer {
 		callCtx = kombo.WithTrace(j.cutoff, j.req.Traceparent, j.req.Tracestate)
 	}
 	t0 := c.now()
+	if get {
+		in, err := c.kombo.GetIntegration(callCtx, j.req.IntegrationID)
+		return callAnswer{res: kombo.DeleteResult{Limits: in.Limits}, shown: in, err: err, took: c.now().Sub(t0)}
+	}
 	j.calls++ // started: counted even if it never returns
 	res, err := c.kombo.DeleteIntegration(callCtx, j.req.IntegrationID)
 	return callAnswer{res: res, err: err, took: c.now().Sub(t0)}
+}
+
+// settleShown acts on Kombo's 200 to a GET: in a dry run, the would-be result; otherwise a
+// mismatch with what the request expects fails it, and a match lets the DELETE follow. It
+// reports whether to call again (the DELETE).
+func (c *Consumer) settleShown(j *job, in kombo.Integration) bool {
+	if j.req.Expect != nil {
+		if diff := j.req.Expect.mismatch(in); diff != "" {
+			res := c.failed(j.req, j.prev+j.calls, &ResultError{Code: codeMismatch, Title: "Not the expected integration",
+				Message: diff + ": no DELETE made"})
+			c.finish(j, res, j.prevCounted+j.counted, false, "mismatch")
+			return false
+		}
+		j.expectMet = true
+	}
+	if c.o.DryRun {
+		res := resultOf(j.req, statusWouldDelete, 0)
+		res.Integration = integrationOf(in)
+		c.finish(j, res, 0, false, "would_delete")
+		return false
+	}
+	return true
 }
 
 // admissionAnswer is what admission learns from one answer: what it came to, how long it
@@ -439,6 +480,13 @@ func resultError(err error) *ResultError {
 }
 
 func (c *Consumer) failed(req request, attempts int, re *ResultError) Result {
-	return Result{RequestID: req.RequestID, IntegrationID: req.IntegrationID, Status: StatusFailed,
-		Attempts: attempts, Error: re, RequestedBy: req.RequestedBy, Reason: req.Reason}
+	res := resultOf(req, StatusFailed, attempts)
+	res.Error = re
+	return res
+}
+
+// resultOf is the result of req with status, echoing what the request asks to echo.
+func resultOf(req request, status string, attempts int) Result {
+	return Result{RequestID: req.RequestID, IntegrationID: req.IntegrationID, Status: status,
+		Attempts: attempts, RequestedBy: req.RequestedBy, Reason: req.Reason, RetryOf: req.RetryOf}
 }

@@ -9,13 +9,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// publish stores a result in JetStream with Nats-Msg-Id result-<request id>, retrying
-// until it is stored or ctx ends, and returns the stream sequence it is stored at (dup:
-// the stream had it already, at that sequence).
-func (c *Consumer) publish(ctx context.Context, subject, requestID string, data []byte, reqHdr nats.Header) (seq uint64, dup bool, _ error) {
+// publish stores a result in JetStream with Nats-Msg-Id msgID (result-<request id>, or
+// dryrun-<request id>), retrying until it is stored or ctx ends, and returns the stream
+// sequence it is stored at (dup: the stream had it already, at that sequence).
+func (c *Consumer) publish(ctx context.Context, subject, msgID string, data []byte, reqHdr nats.Header) (seq uint64, dup bool, _ error) {
 	m := nats.NewMsg(subject)
 	m.Data = data
-	m.Header.Set(jetstream.MsgIDHeader, "result-"+requestID)
+	m.Header.Set(jetstream.MsgIDHeader, msgID)
 	if parent, state := traceHeaders(reqHdr); parent != "" {
 		m.Header.Set("traceparent", parent)
 		if state != "" {
@@ -29,16 +29,16 @@ func (c *Consumer) publish(ctx context.Context, subject, requestID string, data 
 		cancel()
 		if err == nil {
 			if ack.Duplicate {
-				c.log.Debug("result was already stored (duplicate)", "request_id", requestID)
+				c.log.Debug("result was already stored (duplicate)", "msg_id", msgID)
 			}
 			c.publishFailed(nil)
 			return ack.Sequence, ack.Duplicate, nil
 		}
 		c.m.publishFailures.Inc()
 		c.publishFailed(fmt.Errorf("cannot store results on %s: %w", subject, err))
-		c.log.Warn("publish result failed; retrying", "request_id", requestID, "err", err, "retry_in", wait)
+		c.log.Warn("publish result failed; retrying", "msg_id", msgID, "err", err, "retry_in", wait)
 		if sleep(ctx, wait) != nil {
-			return 0, false, fmt.Errorf("consumer: request %s: publish result: %w", requestID, err)
+			return 0, false, fmt.Errorf("consumer: publish result %s: %w", msgID, err)
 		}
 		wait = min(2*wait, 2*time.Second)
 	}

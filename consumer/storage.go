@@ -20,7 +20,12 @@ const watchInterval = 2 * time.Second
 // stream: the one this daemon provisions or another).
 func (c *Consumer) checkResultsStored(ctx context.Context) error {
 	window := time.Duration(0)
-	for _, s := range []struct{ env, subject string }{{"DELETED_SUBJECT", c.o.DeletedSubject}, {"FAILED_SUBJECT", c.o.FailedSubject}} {
+	type result struct{ env, subject string }
+	subjects := []result{{"DELETED_SUBJECT", c.o.DeletedSubject}, {"FAILED_SUBJECT", c.o.FailedSubject}}
+	if c.o.DryRun {
+		subjects = []result{{"DRY_RUN_SUBJECT", c.o.DryRunSubject}}
+	}
+	for _, s := range subjects {
 		name, err := c.js.StreamNameBySubject(ctx, s.subject)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			return fmt.Errorf("%w: no stream stores %s %q: results could not be stored, so no request would ever finish",
@@ -118,7 +123,15 @@ func (c *Consumer) blocked() error {
 	if c.bindErr != nil {
 		return c.bindErr
 	}
-	return c.storage.err()
+	if err := c.storage.err(); err != nil {
+		return err
+	}
+	if c.o.Protect != nil {
+		if err := c.o.Protect.Ready(); err != nil {
+			return fmt.Errorf("the protect list cannot be read, so no call starts: %w", err)
+		}
+	}
+	return nil
 }
 
 // resultWindow is the duplicate window of the stream that stores the results.

@@ -12,13 +12,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// untilResume is how long a pause without an end lasts on the server: JetStream pauses need
-// a deadline, and a hundred years is as good as none. Reads turn any deadline beyond
-// foreverAfter back into "until resume".
-const (
-	untilResume  = 100 * 365 * 24 * time.Hour
-	foreverAfter = 50 * 365 * 24 * time.Hour
-)
+// untilResume is the deadline of a pause without an end: JetStream pauses need one, and
+// 2200 is as good as none. It is one fixed instant, so that two pauses made at once (the
+// fuse tripping on several replicas) agree on the deadline their notes record. Reads turn
+// any deadline beyond foreverAfter from now back into "until resume".
+var untilResume = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+
+const foreverAfter = 50 * 365 * 24 * time.Hour
 
 // NoReason is the reason of a consumer paused on the server without a note (by the raw API
 // or the nats CLI), or whose note belongs to an earlier pause.
@@ -72,7 +72,7 @@ func Pause(ctx context.Context, js jetstream.JetStream, bucket, stream, consumer
 	}
 	deadline := until.UTC()
 	if until.IsZero() {
-		deadline = now.Add(untilResume)
+		deadline = untilResume
 	}
 	kv, err := js.KeyValue(ctx, bucket)
 	if err != nil {
