@@ -76,7 +76,9 @@ func TestExpectChecksBeforeTheDelete(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, kombotest.Options{})
 	for _, id := range []string{"personio:a", "personio:b", "personio:c"} {
-		e.fake.SetIntegration(id, kombotest.Integration{Tool: "personio", OriginID: "acme-1"})
+		in := kombotest.DefaultIntegration(id)
+		in.EndUser.OriginID = "acme-1"
+		e.fake.SetIntegration(id, in)
 	}
 	e.fake.MarkMissing("personio:gone")
 	e.start(nil)
@@ -208,15 +210,7 @@ func TestFuseStopsTheCallThatWouldExceedIt(t *testing.T) {
 	if err := fuse.Reset(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := control.Resume(ctx, e.js, "LEDGER", streamName, "integration-deleter"); err != nil {
-		t.Fatal(err)
-	}
-	got := e.waitResults(8)
-	for id, res := range got {
-		if res.Status != StatusDeleted {
-			t.Errorf("%s after resume: %+v, want deleted", id, res)
-		}
-	}
+	e.resumeAndFinish(8)
 	if v := gaugeValue(t, r.c.m.fuseTripped); v != 0 {
 		t.Errorf("fuse_tripped after resume = %v, want 0", v)
 	}
@@ -248,17 +242,22 @@ func TestPauseStopsCallsOfHeldMessages(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if _, err := control.Resume(ctx, e.js, "LEDGER", streamName, "integration-deleter"); err != nil {
-		t.Fatal(err)
-	}
-	got := e.waitResults(6)
-	for id, res := range got {
-		if res.Status != StatusDeleted {
-			t.Errorf("%s after resume: %+v, want deleted", id, res)
-		}
-	}
+	e.resumeAndFinish(6)
 	if v := gaugeValue(t, r.c.m.consumerPaused); v != 0 {
 		t.Errorf("consumer_paused after resume = %v, want 0", v)
+	}
+}
+
+// resumeAndFinish resumes the consumer and waits for n results, all deleted.
+func (e *env) resumeAndFinish(n int) {
+	e.t.Helper()
+	if _, err := control.Resume(context.Background(), e.js, "LEDGER", streamName, "integration-deleter"); err != nil {
+		e.t.Fatal(err)
+	}
+	for id, res := range e.waitResults(n) {
+		if res.Status != StatusDeleted {
+			e.t.Errorf("%s after resume: %+v, want deleted", id, res)
+		}
 	}
 }
 

@@ -51,7 +51,36 @@ func (c *Consumer) checkKeyAtStart(ctx context.Context) {
 // probeLoop checks the key every AuthProbeInterval while paused and resumes when Kombo
 // accepts it again.
 func (c *Consumer) probeLoop(ctx context.Context) {
-	t := time.NewTicker(c.o.AuthProbeInterval)
+	every(ctx, c.o.AuthProbeInterval, func(ctx context.Context) {
+		if paused, _ := c.adm.PausedFor(admission.KeyRejected); paused {
+			c.probeKey(ctx)
+		}
+	})
+}
+
+// probeKey checks the key once and resumes when Kombo accepts it.
+func (c *Consumer) probeKey(ctx context.Context) {
+	info, err := c.kombo.CheckAPIKey(ctx)
+	switch {
+	case err == nil:
+		c.m.authProbes.WithLabelValues("accepted").Inc()
+		if c.adm.Resume(admission.KeyRejected) {
+			c.m.paused.Set(0)
+			c.log.Info("Kombo accepts the API key again: resuming", "environment_id", info.EnvironmentID)
+			c.wakePull()
+		}
+	case keyRejected(err):
+		c.m.authProbes.WithLabelValues("rejected").Inc()
+		c.log.Warn("Kombo still rejects the API key", "err", err)
+	default:
+		c.m.authProbes.WithLabelValues("error").Inc()
+		c.log.Warn("API key probe failed; still paused", "err", err)
+	}
+}
+
+// every calls fn every interval, with a context that ends after interval, until ctx ends.
+func every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -59,26 +88,8 @@ func (c *Consumer) probeLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if paused, _ := c.adm.PausedFor(admission.KeyRejected); !paused {
-			continue
-		}
-		pctx, cancel := context.WithTimeout(ctx, c.o.AuthProbeInterval)
-		info, err := c.kombo.CheckAPIKey(pctx)
+		fctx, cancel := context.WithTimeout(ctx, interval)
+		fn(fctx)
 		cancel()
-		switch {
-		case err == nil:
-			c.m.authProbes.WithLabelValues("accepted").Inc()
-			if c.adm.Resume(admission.KeyRejected) {
-				c.m.paused.Set(0)
-				c.log.Info("Kombo accepts the API key again: resuming", "environment_id", info.EnvironmentID)
-				c.wakePull()
-			}
-		case keyRejected(err):
-			c.m.authProbes.WithLabelValues("rejected").Inc()
-			c.log.Warn("Kombo still rejects the API key", "err", err)
-		default:
-			c.m.authProbes.WithLabelValues("error").Inc()
-			c.log.Warn("API key probe failed; still paused", "err", err)
-		}
 	}
 }

@@ -144,23 +144,14 @@ func (c *Consumer) resultWindow() time.Duration {
 // watchLoop checks every watchInterval that outcomes can be stored and the consumer is
 // still usable, and saves the consumer's ack floor, until ctx ends.
 func (c *Consumer) watchLoop(ctx context.Context) {
-	t := time.NewTicker(watchInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		cctx, cancel := context.WithTimeout(ctx, watchInterval)
-		err := c.checkStorage(cctx)
+	every(ctx, watchInterval, func(ctx context.Context) {
+		err := c.checkStorage(ctx)
 		c.setStorage(func(s *storageState) { s.check = err })
 		if c.storageLedgerErr() != nil {
-			c.ledgerFailed(c.ledger.Probe(cctx)) // a write that succeeds clears it
+			c.ledgerFailed(c.ledger.Probe(ctx)) // a write that succeeds clears it
 		}
-		c.checkConsumer(cctx)
-		cancel()
-	}
+		c.checkConsumer(ctx)
+	})
 }
 
 func (c *Consumer) storageLedgerErr() error {

@@ -200,8 +200,8 @@ func (f *Fake) MarkMissing(ids ...string) {
 //	                     Answer keys are Answer's field names, read like config keys; Header
 //	                     values are a string or an array; Delay a duration. 204.
 //	POST /_fake/missing  {"ids":["…"]}; MarkMissing; 204
-//	POST /_fake/integration {"id":"…","tool":"…","origin_id":"…",…}: what GET
-//	                     /integrations/{id} shows (Integration's fields); SetIntegration; 204
+//	POST /_fake/integration {"id":"…","tool":"…","end_user":{"origin_id":"…"},…}: what
+//	                     GET /integrations/{id} shows, in Kombo's shape; SetIntegration; 204
 //
 // Control errors answer {"error":"…"}.
 func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -364,15 +364,12 @@ func allowed(r *http.Request) string {
 // planDeleteLocked runs steps 1 to 7 (see the package documentation) for a DELETE.
 func (f *Fake) planDeleteLocked(r *http.Request, c *Call, arrival time.Time) plan {
 	f.stats.Deletes++
-	p, admitted := f.admitLocked(r, c, arrival)
+	p, conv, admitted := f.planCallLocked(r, c, arrival)
 	if !admitted {
 		return p
 	}
-
 	// 4.-7.
 	id := c.ID
-	conv := conventions(id)
-	p.wait = f.latencyLocked(conv)
 	p.answer = f.answerLocked(id, conv, f.opts)
 	p.wait += p.answer.Delay
 	if p.answer.success() && !p.answer.Hang {
@@ -382,17 +379,23 @@ func (f *Fake) planDeleteLocked(r *http.Request, c *Call, arrival time.Time) pla
 	return p
 }
 
-// latencyLocked is how long a call of an id of conventions conv takes.
-func (f *Fake) latencyLocked(conv convention) time.Duration {
+// planCallLocked runs what a DELETE and a GET of an integration share: steps 1 to 3 (see
+// admitLocked), then the latency of the id's conventions. It reports whether the call was
+// admitted; when not, p holds the refusal.
+func (f *Fake) planCallLocked(r *http.Request, c *Call, arrival time.Time) (p plan, conv convention, admitted bool) {
+	if p, admitted = f.admitLocked(r, c, arrival); !admitted {
+		return p, conv, false
+	}
 	o := f.opts
-	wait := o.Latency
+	conv = conventions(c.ID)
+	p.wait = o.Latency
 	if o.LatencyJitter > 0 {
-		wait += time.Duration(f.rng.Int64N(int64(o.LatencyJitter) + 1))
+		p.wait += time.Duration(f.rng.Int64N(int64(o.LatencyJitter) + 1))
 	}
 	if conv.slow {
-		wait += slowExtra
+		p.wait += slowExtra
 	}
-	return wait
+	return p, conv, true
 }
 
 // admitLocked runs steps 1 to 3 (key, concurrency, rate), which a GET of an integration

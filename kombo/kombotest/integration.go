@@ -1,26 +1,31 @@
 package kombotest
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"time"
 )
 
-// Integration is what GET /integrations/{id} shows of an integration (Kombo's shape:
-// id, tool, category, status, setup_status, end_user{organization_name, creator_email,
-// origin_id}, created_at, data_expired_at). The JSON tags are the control endpoint's
-// keys (read without regard to case, "_" or "-").
+// Integration is what GET /integrations/{id} shows of an integration, in Kombo's shape
+// (the id aside).
 type Integration struct {
-	Tool             string     `json:"tool"`
-	Category         string     `json:"category"`
-	Status           string     `json:"status"`
-	SetupStatus      string     `json:"setupstatus"`
-	OrganizationName string     `json:"organizationname"`
-	CreatorEmail     string     `json:"creatoremail"`
-	OriginID         string     `json:"originid"`
-	CreatedAt        time.Time  `json:"createdat"`
-	DataExpiredAt    *time.Time `json:"dataexpiredat"`
+	Tool          string     `json:"tool"`
+	Category      string     `json:"category"`
+	Status        string     `json:"status"`
+	SetupStatus   string     `json:"setup_status"`
+	EndUser       EndUser    `json:"end_user"`
+	CreatedAt     time.Time  `json:"created_at"`
+	DataExpiredAt *time.Time `json:"data_expired_at"`
+}
+
+// EndUser is the customer an integration belongs to.
+type EndUser struct {
+	OrganizationName string `json:"organization_name"`
+	CreatorEmail     string `json:"creator_email"`
+	OriginID         string `json:"origin_id"`
 }
 
 // integrationCreated is the created_at of an integration not set with SetIntegration.
@@ -35,7 +40,7 @@ func DefaultIntegration(id string) Integration {
 		tool = "personio"
 	}
 	return Integration{Tool: tool, Category: "HRIS", Status: "ACTIVE", SetupStatus: "COMPLETED",
-		OrganizationName: "Org " + id, CreatorEmail: "admin@example.com", OriginID: "origin-" + id,
+		EndUser:   EndUser{OrganizationName: "Org " + id, CreatorEmail: "admin@example.com", OriginID: "origin-" + id},
 		CreatedAt: integrationCreated}
 }
 
@@ -48,17 +53,15 @@ func (f *Fake) SetIntegration(id string, in Integration) {
 }
 
 // planGetLocked runs the steps of a GET /integrations/{id}: the key, the concurrency and
-// rate limits as for a DELETE, then the latency, and the integration as it stands: 404
+// rate limits and the latency as for a DELETE, then the integration as it stands: 404
 // PLATFORM.INTEGRATION_NOT_FOUND once deleted, marked missing or of a missing: id.
 func (f *Fake) planGetLocked(r *http.Request, c *Call, arrival time.Time) plan {
 	f.stats.Gets++
-	p, admitted := f.admitLocked(r, c, arrival)
+	p, conv, admitted := f.planCallLocked(r, c, arrival)
 	if !admitted {
 		return p
 	}
 	id := c.ID
-	conv := conventions(id)
-	p.wait = f.latencyLocked(conv)
 	switch {
 	case conv.missing || f.missing[id] || f.deleted[id]:
 		p.answer = NotFound()
@@ -69,73 +72,43 @@ func (f *Fake) planGetLocked(r *http.Request, c *Call, arrival time.Time) plan {
 		if !ok {
 			in = DefaultIntegration(id)
 		}
-		p.answer, p.data = OK(), integrationJSON(id, in)
+		b, _ := json.Marshal(struct {
+			ID string `json:"id"`
+			Integration
+		}{id, in})
+		p.answer, p.data = OK(), string(b)
 	}
 	return p
 }
 
-// integrationJSON is the "data" of Kombo's answer to GET /integrations/{id}.
-func integrationJSON(id string, in Integration) string {
-	type endUser struct {
-		OrganizationName string `json:"organization_name"`
-		CreatorEmail     string `json:"creator_email"`
-		OriginID         string `json:"origin_id"`
-	}
-	b, _ := json.Marshal(struct {
-		ID            string     `json:"id"`
-		Tool          string     `json:"tool"`
-		Category      string     `json:"category"`
-		Status        string     `json:"status"`
-		SetupStatus   string     `json:"setup_status"`
-		EndUser       endUser    `json:"end_user"`
-		CreatedAt     time.Time  `json:"created_at"`
-		DataExpiredAt *time.Time `json:"data_expired_at"`
-	}{id, in.Tool, in.Category, in.Status, in.SetupStatus,
-		endUser{in.OrganizationName, in.CreatorEmail, in.OriginID}, in.CreatedAt, in.DataExpiredAt})
-	return string(b)
-}
-
-// integrationRequest is the body of POST /_fake/integration: an id and the fields of
-// Integration to show for it; the fields not given keep DefaultIntegration's values.
-type integrationRequest struct {
-	ID string `json:"id"`
-	Integration
-}
-
+// serveIntegrationControl serves POST /_fake/integration: {"id":"…"} and the fields of
+// Integration to show for it, in Kombo's shape ({"tool":"…","end_user":{"origin_id":"…"}});
+// the fields not given keep DefaultIntegration's values.
 func (f *Fake) serveIntegrationControl(w http.ResponseWriter, r *http.Request) {
-	var req integrationRequest
-	if err := decodeControl(r.Body, &req); err != nil {
-		controlError(w, http.StatusBadRequest, err.Error())
-		return
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	var head struct {
+		ID string `json:"id"`
 	}
-	if req.ID == "" {
+	if err == nil {
+		err = json.Unmarshal(body, &head)
+	}
+	if err == nil && head.ID == "" {
 		controlError(w, http.StatusBadRequest, `"id" is required`)
 		return
 	}
-	in := DefaultIntegration(req.ID)
-	merge(&in, req.Integration)
-	f.SetIntegration(req.ID, in)
+	in := DefaultIntegration(head.ID)
+	if err == nil {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(&struct {
+			ID string `json:"id"`
+			*Integration
+		}{Integration: &in})
+	}
+	if err != nil {
+		controlError(w, http.StatusBadRequest, "body: "+err.Error())
+		return
+	}
+	f.SetIntegration(head.ID, in)
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// merge sets the fields of dst that src gives (non-zero).
-func merge(dst *Integration, src Integration) {
-	for _, f := range []struct {
-		dst *string
-		src string
-	}{
-		{&dst.Tool, src.Tool}, {&dst.Category, src.Category}, {&dst.Status, src.Status},
-		{&dst.SetupStatus, src.SetupStatus}, {&dst.OrganizationName, src.OrganizationName},
-		{&dst.CreatorEmail, src.CreatorEmail}, {&dst.OriginID, src.OriginID},
-	} {
-		if f.src != "" {
-			*f.dst = f.src
-		}
-	}
-	if !src.CreatedAt.IsZero() {
-		dst.CreatedAt = src.CreatedAt
-	}
-	if src.DataExpiredAt != nil {
-		dst.DataExpiredAt = src.DataExpiredAt
-	}
 }

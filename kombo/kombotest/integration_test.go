@@ -36,7 +36,7 @@ func TestGetIntegration(t *testing.T) {
 	}
 
 	// Set over the control endpoint: the fields given replace the defaults.
-	body := `{"id":"personio:x","tool":"bamboohr","origin_id":"acme-7","organization_name":"Acme","data_expired_at":"2026-01-02T03:04:05Z"}`
+	body := `{"id":"personio:x","tool":"bamboohr","end_user":{"origin_id":"acme-7","organization_name":"Acme"},"data_expired_at":"2026-01-02T03:04:05Z"}`
 	resp, err := http.Post(base[:len(base)-len("/v1")]+"/_fake/integration", "application/json", bytes.NewBufferString(body))
 	if err != nil {
 		t.Fatal(err)
@@ -50,8 +50,8 @@ func TestGetIntegration(t *testing.T) {
 		t.Fatalf("GetIntegration: %v", err)
 	}
 	if got.Tool != "bamboohr" || got.EndUser.OriginID != "acme-7" || got.EndUser.OrganizationName != "Acme" ||
-		got.Category != "HRIS" || got.DataExpiredAt == nil || !got.DataExpiredAt.Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) {
-		t.Errorf("set integration = %+v, want tool bamboohr, origin acme-7, org Acme, category kept, data expired", got)
+		got.Category != "HRIS" || got.EndUser.CreatorEmail != "admin@example.com" || got.DataExpiredAt == nil || !got.DataExpiredAt.Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) {
+		t.Errorf("set integration = %+v, want tool bamboohr, origin acme-7, org Acme, category and email kept, data expired", got)
 	}
 
 	// Deleted, marked missing, or a missing: id: not found.
@@ -87,7 +87,7 @@ func TestGetIntegrationNeedsTheKey(t *testing.T) {
 
 func TestIntegrationControlRefusesBadBodies(t *testing.T) {
 	_, base := kombotest.NewServer(t, kombotest.Options{})
-	for _, body := range []string{`{}`, `{"id":"x","colour":"red"}`, `[1]`} {
+	for _, body := range []string{`{}`, `{"id":"x","colour":"red"}`, `{"id":"x","end_user":{"origin":"y"}}`, `[1]`} {
 		resp, err := http.Post(base[:len(base)-len("/v1")]+"/_fake/integration", "application/json", bytes.NewBufferString(body))
 		if err != nil {
 			t.Fatal(err)
