@@ -31,17 +31,25 @@ func (e *env) calls(method, id string) int {
 // requestJSON publishes a request event given as JSON.
 func (e *env) requestJSON(body string) { e.t.Helper(); e.publish([]byte(body), nil) }
 
+// protect opens the protect list (bucket PROTECTED) with pattern in it.
+func (e *env) protect(pattern, reason string) *control.Protect {
+	e.t.Helper()
+	ctx := context.Background()
+	p, err := control.OpenProtect(ctx, e.js, "PROTECTED", 1, true)
+	if err == nil {
+		err = p.Add(ctx, control.Protection{Pattern: pattern, Reason: reason, By: "ops", AddedAt: time.Now()})
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return p
+}
+
 func TestProtectedIDsFailWithoutACall(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, kombotest.Options{})
 	ctx := context.Background()
-	p, err := control.OpenProtect(ctx, e.js, "PROTECTED", 1, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Add(ctx, control.Protection{Pattern: "acme:*", Reason: "customer stays", By: "ops", AddedAt: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
+	p := e.protect("acme:*", "customer stays")
 	e.start(nil, func(o *Options) { o.Protect = p })
 	e.request("acme:1")
 	e.request("other:1")
@@ -112,14 +120,7 @@ func TestExpectChecksBeforeTheDelete(t *testing.T) {
 func TestDryRunNeverDeletes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, kombotest.Options{})
-	ctx := context.Background()
-	p, err := control.OpenProtect(ctx, e.js, "PROTECTED", 1, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Add(ctx, control.Protection{Pattern: "kept:1", Reason: "r", By: "ops", AddedAt: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
+	p := e.protect("kept:1", "r")
 	e.fake.MarkMissing("gone:1")
 	e.start(nil, func(o *Options) {
 		o.DryRun, o.DryRunSubject, o.Protect = true, dryRunSubject, p

@@ -363,8 +363,7 @@ func allowed(r *http.Request) string {
 
 // planDeleteLocked runs steps 1 to 7 (see the package documentation) for a DELETE.
 func (f *Fake) planDeleteLocked(r *http.Request, c *Call, arrival time.Time) plan {
-	f.stats.Deletes++
-	p, conv, admitted := f.planCallLocked(r, c, arrival)
+	p, conv, admitted := f.planCallLocked(r, c, arrival, &f.stats.Deletes)
 	if !admitted {
 		return p
 	}
@@ -379,10 +378,11 @@ func (f *Fake) planDeleteLocked(r *http.Request, c *Call, arrival time.Time) pla
 	return p
 }
 
-// planCallLocked runs what a DELETE and a GET of an integration share: steps 1 to 3 (see
-// admitLocked), then the latency of the id's conventions. It reports whether the call was
-// admitted; when not, p holds the refusal.
-func (f *Fake) planCallLocked(r *http.Request, c *Call, arrival time.Time) (p plan, conv convention, admitted bool) {
+// planCallLocked runs what a DELETE and a GET of an integration share: it counts the call
+// in count, runs steps 1 to 3 (see admitLocked), then takes the latency of the id's
+// conventions. It reports whether the call was admitted; when not, p holds the refusal.
+func (f *Fake) planCallLocked(r *http.Request, c *Call, arrival time.Time, count *int) (p plan, conv convention, admitted bool) {
+	*count++
 	if p, admitted = f.admitLocked(r, c, arrival); !admitted {
 		return p, conv, false
 	}

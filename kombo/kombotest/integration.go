@@ -56,13 +56,9 @@ func (f *Fake) SetIntegration(id string, in Integration) {
 // rate limits and the latency as for a DELETE, then the integration as it stands: 404
 // PLATFORM.INTEGRATION_NOT_FOUND once deleted, marked missing or of a missing: id.
 func (f *Fake) planGetLocked(r *http.Request, c *Call, arrival time.Time) plan {
-	f.stats.Gets++
-	p, conv, admitted := f.planCallLocked(r, c, arrival)
-	if !admitted {
-		return p
-	}
-	id := c.ID
-	switch {
+	p, conv, admitted := f.planCallLocked(r, c, arrival, &f.stats.Gets)
+	switch id := c.ID; {
+	case !admitted:
 	case conv.missing || f.missing[id] || f.deleted[id]:
 		p.answer = NotFound()
 	case conv.invalid:
