@@ -119,6 +119,22 @@ func TestDecodeRequest(t *testing.T) {
 		{name: "integration_id with spaces", data: `{"integration_id":" personio:1 ","request_id":"r"}`,
 			want: request{IntegrationID: " personio:1 ", RequestID: "r"}},
 
+		// retry_of and expect.
+		{name: "retry_of echoed", data: `{"integration_id":"a","request_id":"o.retry1","retry_of":"o"}`,
+			want: request{IntegrationID: "a", RequestID: "o.retry1", RetryOf: "o"}},
+		{name: "expect both", data: `{"integration_id":"a","request_id":"r","expect":{"origin_id":"x","tool":"personio"}}`,
+			want: request{IntegrationID: "a", RequestID: "r", Expect: &expectation{OriginID: ptr("x"), Tool: ptr("personio")}}},
+		{name: "expect null is none", data: `{"integration_id":"a","request_id":"r","expect":null}`,
+			want: request{IntegrationID: "a", RequestID: "r"}},
+		{name: "expect not an object", data: `{"integration_id":"a","request_id":"r","expect":"personio"}`,
+			want: request{IntegrationID: "a", RequestID: "r"}, wantIn: "expect is not an object"},
+		{name: "expect empty", data: `{"integration_id":"a","request_id":"r","expect":{}}`,
+			want: request{IntegrationID: "a", RequestID: "r"}, wantIn: "expect names neither origin_id nor tool"},
+		{name: "expect with a typo", data: `{"integration_id":"a","request_id":"r","expect":{"toll":"x"}}`,
+			want: request{IntegrationID: "a", RequestID: "r"}, wantIn: `unknown field "toll"`},
+		{name: "expect with a number", data: `{"integration_id":"a","request_id":"r","expect":{"origin_id":7}}`,
+			want: request{IntegrationID: "a", RequestID: "r"}, wantIn: "expect is not an object"},
+
 		// The payload.
 		{name: "payload of exactly 64 KiB", data: pad(maxPayload),
 			want: request{IntegrationID: "personio:pad", RequestID: "pad"}},
@@ -208,3 +224,5 @@ func TestDecodeRequestNilHeader(t *testing.T) {
 		t.Errorf("decodeRequest() mismatch (-got +want):\n%s", diff)
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
