@@ -56,12 +56,8 @@ type Options struct {
 	BackoffInitial, BackoffMax time.Duration
 	// AuthProbeInterval is how often a paused consumer checks the API key.
 	AuthProbeInterval time.Duration
-	// Protect, when set, is the protect list: a protected id fails DELETER.PROTECTED
-	// with no call, and no call starts while the list cannot be read. The consumer runs
-	// its Watch.
-	Protect *control.Protect
-	// Fuse, when set, gives a token before each DELETE (DELETE_FUSE).
-	Fuse *control.Fuse
+	// Controls says where the operator's levers live.
+	Controls Controls
 	// DryRun calls GET /integrations/{id} instead of DELETE and publishes would-be
 	// results to DryRunSubject; it keeps no ledger.
 	DryRun        bool
@@ -75,6 +71,20 @@ type Options struct {
 	Logger *slog.Logger
 	// Metrics receive the consumer's metrics; nil means unregistered ones.
 	Metrics *Metrics
+}
+
+// Controls says where the operator's levers live (internal/control); Run opens them once
+// bound, created when missing while provisioning (Stream.Provision, Stream.Replicas).
+type Controls struct {
+	// ProtectBucket is the KV bucket of protected integration ids: a protected id fails
+	// DELETER.PROTECTED with no call, and no call starts while the list cannot be read.
+	// "" means no protect list.
+	ProtectBucket string
+	// FuseStream counts DELETE calls: at most FuseCalls within any FuseWindow, across
+	// replicas (DELETE_FUSE). FuseCalls 0 means no fuse.
+	FuseStream string
+	FuseCalls  int
+	FuseWindow time.Duration
 }
 
 // handBackDelay is the redelivery delay of a message handed back at shutdown. It is short,
@@ -92,7 +102,11 @@ type Consumer struct {
 	m     *Metrics
 	now   func() time.Time
 	adm   *admission.Controller // when a Kombo call may start
-	alive aliveSet
+	// protect and fuse are the operator's levers, opened by Run before the intake starts
+	// (nil: none), read-only after (written under mu: Ready may read them before).
+	protect *control.Protect
+	fuse    *control.Fuse
+	alive   aliveSet
 	// holdLogged is the end of the latest rate-limit hold logged, in Unix ns.
 	holdLogged atomic.Int64
 
@@ -189,6 +203,9 @@ func (c *Consumer) Ready() error {
 func (c *Consumer) Run(ctx context.Context) error {
 	if err := c.bindAtStart(ctx); err != nil || ctx.Err() != nil {
 		return err // (nil when shutdown came before the consumer was bound)
+	}
+	if err := c.openControls(ctx); err != nil || ctx.Err() != nil {
+		return err
 	}
 	c.startPaused(ctx)
 	c.checkKeyAtStart(ctx)

@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -23,6 +24,41 @@ import (
 //	         not made, and the consumer is paused with a "fuse: " reason
 //	expect   a request with "expect" calls GET /integrations/{id} first and fails
 //	         DELETER.MISMATCH, with no DELETE, when a field differs
+
+// openControls opens the protect list and the fuse, retrying what may get better; a
+// missing bucket or stream with provisioning off fails at once (control.ErrMissing).
+func (c *Consumer) openControls(ctx context.Context) error {
+	o, s := c.o.Controls, c.o.Stream
+	wait := 200 * time.Millisecond
+	for {
+		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		var protect *control.Protect
+		var fuse *control.Fuse
+		var err error
+		if o.ProtectBucket != "" {
+			protect, err = control.OpenProtect(octx, c.js, o.ProtectBucket, s.Replicas, s.Provision)
+		}
+		if err == nil && o.FuseCalls > 0 {
+			fuse, err = control.OpenFuse(octx, c.js, o.FuseStream, o.FuseCalls, o.FuseWindow, s.Replicas, s.Provision)
+		}
+		cancel()
+		c.mu.Lock() // Ready reads protect meanwhile; the request path only once the intake runs
+		c.protect, c.fuse = protect, fuse
+		c.mu.Unlock()
+		if err == nil {
+			c.setBindErr(nil)
+		}
+		if err == nil || errors.Is(err, control.ErrMissing) {
+			return err
+		}
+		c.setBindErr(err)
+		c.log.Warn("cannot open the protect list or the fuse yet; retrying", "err", err, "retry_in", wait)
+		if sleep(ctx, wait) != nil {
+			return nil
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
 
 // startPaused reads the consumer's pause at start, so that a daemon restarted while
 // paused starts no call before its watcher has run.
@@ -88,11 +124,11 @@ func (c *Consumer) guard(j *job, t admission.Ticket, get bool) bool {
 			j.prevCounted+j.counted, false, "protected")
 		return false
 	}
-	if get || c.o.Fuse == nil {
+	if get || c.fuse == nil {
 		return true
 	}
 	ctx, cancel := context.WithTimeout(j.cutoff, 5*time.Second)
-	ok, err := c.o.Fuse.Take(ctx)
+	ok, err := c.fuse.Take(ctx)
 	cancel()
 	if ok && err == nil {
 		return true
@@ -110,15 +146,15 @@ func (c *Consumer) guard(j *job, t admission.Ticket, get bool) bool {
 
 // protected returns the protection of id, if any.
 func (c *Consumer) protected(id string) (control.Protection, bool) {
-	if c.o.Protect == nil {
+	if c.protect == nil {
 		return control.Protection{}, false
 	}
-	return c.o.Protect.Match(id)
+	return c.protect.Match(id)
 }
 
 // tripFuse pauses the consumer for every replica: the fuse refused a token.
 func (c *Consumer) tripFuse() {
-	n, window := c.o.Fuse.Limit()
+	n, window := c.fuse.Limit()
 	reason := fmt.Sprintf("%s%d DELETE calls within %s (DELETE_FUSE); `integration-deleter resume` re-arms it",
 		control.FusePrefix, n, window)
 	if !c.adm.Pause(admission.Operator, reason) { // this replica at once; the others through the server

@@ -49,8 +49,8 @@ func TestProtectedIDsFailWithoutACall(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, kombotest.Options{})
 	ctx := context.Background()
-	p := e.protect("acme:*", "customer stays")
-	e.start(nil, func(o *Options) { o.Protect = p })
+	e.protect("acme:*", "customer stays")
+	r := e.start(nil, func(o *Options) { o.Controls.ProtectBucket = "PROTECTED" })
 	e.request("acme:1")
 	e.request("other:1")
 	got := e.waitResults(2)
@@ -70,7 +70,7 @@ func TestProtectedIDsFailWithoutACall(t *testing.T) {
 	if err := other.Add(ctx, control.Protection{Pattern: "late:7", Reason: "legal hold", By: "ops", AddedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	testwait.For(t, time.Second, "the protection applied", func() bool { _, ok := p.Match("late:7"); return ok })
+	testwait.For(t, time.Second, "the protection applied", func() bool { _, ok := r.c.protect.Match("late:7"); return ok })
 	e.request("late:7")
 	if r := e.waitResults(3)["r-late:7"]; r.Status != StatusFailed || r.Error.Code != codeProtected {
 		t.Errorf("request protected while running: %+v, want failed DELETER.PROTECTED", r)
@@ -120,10 +120,10 @@ func TestExpectChecksBeforeTheDelete(t *testing.T) {
 func TestDryRunNeverDeletes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, kombotest.Options{})
-	p := e.protect("kept:1", "r")
+	e.protect("kept:1", "r")
 	e.fake.MarkMissing("gone:1")
 	e.start(nil, func(o *Options) {
-		o.DryRun, o.DryRunSubject, o.Protect = true, dryRunSubject, p
+		o.DryRun, o.DryRunSubject, o.Controls.ProtectBucket = true, dryRunSubject, "PROTECTED"
 		o.Stream.Consumer = "integration-deleter-dry-run"
 	})
 	for _, id := range []string{"personio:1", "gone:1", "kept:1", kombotest.PrefixInvalid + "1"} {
@@ -187,11 +187,9 @@ func TestFuseStopsTheCallThatWouldExceedIt(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, kombotest.Options{Latency: 5 * time.Millisecond})
 	ctx := context.Background()
-	fuse, err := control.OpenFuse(ctx, e.js, streamName+"_FUSE", 5, time.Hour, 1, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := e.start(nil, func(o *Options) { o.Fuse = fuse })
+	r := e.start(nil, func(o *Options) {
+		o.Controls = Controls{FuseStream: streamName + "_FUSE", FuseCalls: 5, FuseWindow: time.Hour}
+	})
 	for i := range 8 {
 		e.request("fused:" + string(rune('a'+i)))
 	}
@@ -208,7 +206,7 @@ func TestFuseStopsTheCallThatWouldExceedIt(t *testing.T) {
 	}
 
 	// resume re-arms the fuse with a fresh window: the rest finish.
-	if err := fuse.Reset(ctx); err != nil {
+	if err := control.ResetFuse(ctx, e.js, streamName+"_FUSE"); err != nil {
 		t.Fatal(err)
 	}
 	e.resumeAndFinish(8)

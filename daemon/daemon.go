@@ -22,6 +22,7 @@ import (
 
 	"github.com/kombo-ops/integration-deleter/config"
 	"github.com/kombo-ops/integration-deleter/consumer"
+	"github.com/kombo-ops/integration-deleter/internal/control"
 	"github.com/kombo-ops/integration-deleter/internal/ledger"
 	"github.com/kombo-ops/integration-deleter/kombo"
 )
@@ -177,6 +178,9 @@ func newConsumer(nc *nats.Conn, cfg *config.Config, version string, callsBudget 
 		BackoffInitial:    cfg.KomboBackoffInitial,
 		BackoffMax:        cfg.KomboBackoffMax,
 		AuthProbeInterval: cfg.AuthProbeInterval,
+		Controls:          controls(cfg),
+		DryRun:            cfg.DryRun,
+		DryRunSubject:     cfg.DryRunSubject,
 		ShutdownTimeout:   callsBudget,
 		Logger:            log,
 		Metrics:           consumer.NewMetrics(reg),
@@ -187,6 +191,20 @@ func newConsumer(nc *nats.Conn, cfg *config.Config, version string, callsBudget 
 	return cons, nil
 }
 
+// controls says where the operator's levers live: the protect list in PROTECT_BUCKET, and
+// DELETE_FUSE's count in a stream named after STREAM_NAME (no fuse when off, or in a dry
+// run, which deletes nothing).
+func controls(cfg *config.Config) consumer.Controls {
+	c := consumer.Controls{ProtectBucket: cfg.ProtectBucket}
+	if !cfg.DeleteFuse.Off() && !cfg.DryRun {
+		c.FuseStream, c.FuseCalls, c.FuseWindow = FuseStream(cfg.StreamName), cfg.DeleteFuse.Calls, cfg.DeleteFuse.Window
+	}
+	return c
+}
+
+// FuseStream is the name of the stream that counts DELETE calls for DELETE_FUSE.
+func FuseStream(streamName string) string { return streamName + "_FUSE" }
+
 // serve runs the consumer, the NATS connection and the HTTP server as one group until
 // ctx is done or one of them returns, then stops them in that order, each within its
 // budget: the consumer stops pulling, lets calls in flight finish and naks what waits;
@@ -196,14 +214,17 @@ func serve(ctx context.Context, b budgets, log *slog.Logger, cons *consumer.Cons
 	closed <-chan struct{}, ln net.Listener, reg *prometheus.Registry,
 ) error {
 	var stopping atomic.Bool
-	ready := func() error {
+	ready := func() (string, error) {
 		switch {
 		case stopping.Load():
-			return errors.New("shutting down")
+			return "", errors.New("shutting down")
 		case !nc.IsConnected():
-			return fmt.Errorf("not connected to NATS (%s)", nc.Status())
+			return "", fmt.Errorf("not connected to NATS (%s)", nc.Status())
 		}
-		return cons.Ready()
+		if err := cons.Ready(); err != nil {
+			return "", err
+		}
+		return pausedNote(cons.PauseState()), nil
 	}
 	srv := &http.Server{Handler: handler(ready, reg), ReadHeaderTimeout: 5 * time.Second}
 
@@ -241,19 +262,33 @@ func serve(ctx context.Context, b budgets, log *slog.Logger, cons *consumer.Cons
 	return g.run(ctx)
 }
 
+// pausedNote is what /readyz adds for a consumer paused by an operator or the fuse: the
+// daemon is healthy and ready, and says why no DELETE starts.
+func pausedNote(st control.PauseState) string {
+	if !st.Paused {
+		return ""
+	}
+	until := "resume"
+	if !st.Until.IsZero() {
+		until = st.Until.UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("; paused until %s: %s (by %s)", until, st.Reason, cmp.Or(st.By, "unknown"))
+}
+
 // handler serves /healthz (200 while the process works), /readyz (200 only while ready
-// returns nil, else 503 with the reason) and /metrics.
-func handler(ready func() error, reg *prometheus.Registry) http.Handler {
+// returns no error, else 503 with the reason; a note of a pause after "ready") and /metrics.
+func handler(ready func() (string, error), reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := ready(); err != nil {
+		note, err := ready()
+		if err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		fmt.Fprintln(w, "ready")
+		fmt.Fprintln(w, "ready"+note)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return mux

@@ -1,7 +1,8 @@
 // Command demo runs integration-deleter end to end on one machine with nothing but Go:
 // the fake Kombo and the daemon with its embedded NATS server, all in this process. It
 // publishes a mixed batch of requests, shows the concurrency cap adapting while they are
-// processed, and prints a table of the outcomes. It is what `make demo` runs.
+// processed, an operator's pause, a protected customer and an expectation that fails, and
+// prints a table of the outcomes. It is what `make demo` runs.
 package main
 
 import (
@@ -23,6 +24,7 @@ import (
 
 	"github.com/kombo-ops/integration-deleter/config"
 	"github.com/kombo-ops/integration-deleter/daemon"
+	"github.com/kombo-ops/integration-deleter/internal/control"
 	"github.com/kombo-ops/integration-deleter/internal/testkit"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
@@ -56,6 +58,10 @@ func batch() []request {
 		add("not found", fmt.Sprintf("missing:gone%02d", i))
 	}
 	add("invalid input", "invalid:bad-id")
+	add("protected", protectedID)
+	body, _ := json.Marshal(map[string]any{"integration_id": "personio:demo-expect", "request_id": "demo-expect",
+		"requested_by": "make demo", "expect": map[string]string{"tool": "workday"}})
+	rs = append(rs, request{kind: "expect tool=workday", payload: string(body), reqID: "demo-expect"})
 	for i := range 2 {
 		add("flaky (2×500)", fmt.Sprintf("flaky:hris%02d", i))
 	}
@@ -75,9 +81,14 @@ const (
 	fakeLimit  = 4 // Kombo's concurrency limit at first
 	fakeLower  = 2 // … after it lowers it mid-run
 	daemonMax  = 8
-	lowerAfter = 10 // results
-	raiseAfter = 35 // results: Kombo's limit is back to fakeLimit
+	lowerAfter = 10              // results
+	raiseAfter = 35              // results: Kombo's limit is back to fakeLimit
+	pauseAfter = 45              // results: an operator pauses the consumer …
+	pauseFor   = 2 * time.Second // … and resumes it after this
 )
+
+// protectedID is the integration an operator protected before the batch.
+const protectedID = "acme:renewed-customer"
 
 // run runs the demo until its batch is processed and the daemon has shut down, or ctx
 // ends (SIGINT, SIGTERM).
@@ -213,6 +224,10 @@ func process(ctx context.Context, out io.Writer, cfg *config.Config, fake *kombo
 	}
 	defer stopResults()
 
+	if err := protect(ctx, js, cfg); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "protected %s (integration-deleter protect add): a request for it fails DELETER.PROTECTED, no call\n", protectedID)
 	fmt.Fprintf(out, "  t= 0.0s  cap=%s (before the batch)\n", gauge(ctx, metricsURL, "integration_deleter_concurrency_cap"))
 	reqs := batch()
 	kinds, err := publish(ctx, js, cfg, reqs)
@@ -221,12 +236,14 @@ func process(ctx context.Context, out io.Writer, cfg *config.Config, fake *kombo
 	}
 	fmt.Fprintf(out, "published %d requests; the cap follows the Concurrency-Limit and Concurrency-Remaining Kombo states:\n", len(reqs))
 	start := time.Now()
-	got, err := follow(ctx, out, results, len(reqs), fake, metricsURL)
+	op := &operator{js: js, cfg: cfg, fake: fake, out: out}
+	got, err := follow(ctx, out, results, len(reqs), fake, metricsURL, op)
 	if err != nil {
 		return err
 	}
 	elapsed := time.Since(start)
 	printTable(out, got, kinds)
+	op.report()
 	st := fake.Stats()
 	fmt.Fprintf(out, "\n%d requests → %d results in %.1fs. Kombo saw %d DELETE calls (%d rejected for concurrency, at most %d in flight at once).\n",
 		len(reqs), len(got), elapsed.Seconds(), st.Deletes, st.RejectedConcurrency, st.MaxInFlight)
@@ -272,7 +289,7 @@ func publish(ctx context.Context, js jetstream.JetStream, cfg *config.Config, re
 // follow collects n results, printing the cap and the calls in flight as they change, and
 // lowers then raises Kombo's concurrency limit after lowerAfter and raiseAfter results.
 func follow(ctx context.Context, out io.Writer, results <-chan testkit.Result, n int, fake *kombotest.Fake,
-	metricsURL string,
+	metricsURL string, op *operator,
 ) (map[string]testkit.Result, error) {
 	got := map[string]testkit.Result{}
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -293,6 +310,14 @@ func follow(ctx context.Context, out io.Writer, results <-chan testkit.Result, n
 			case raiseAfter:
 				fake.SetConcurrencyLimit(fakeLimit)
 				fmt.Fprintf(out, "  Kombo raises its concurrency limit back to %d: the cap follows it up\n", fakeLimit)
+			case pauseAfter:
+				if err := op.pause(ctx); err != nil {
+					return nil, err
+				}
+			}
+		case <-op.resumeDue():
+			if err := op.resume(ctx); err != nil {
+				return nil, err
 			}
 		case <-tick.C:
 			state := fmt.Sprintf("cap=%s  in flight=%s  results=%d/%d  rejected by Kombo=%d",
@@ -367,4 +392,67 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n-1] + "…"
+}
+
+// protect protects protectedID, as `integration-deleter protect add` does.
+func protect(ctx context.Context, js jetstream.JetStream, cfg *config.Config) error {
+	p, err := control.OpenProtect(ctx, js, cfg.ProtectBucket, cfg.StreamReplicas, true)
+	if err != nil {
+		return err
+	}
+	return p.Add(ctx, control.Protection{Pattern: protectedID, Reason: "customer renewed", By: "make demo", AddedAt: time.Now()})
+}
+
+// operator pauses the consumer mid-run and resumes it pauseFor later, as `integration-deleter
+// pause` and `resume` do, and says what Kombo saw meanwhile.
+type operator struct {
+	js                jetstream.JetStream
+	cfg               *config.Config
+	fake              *kombotest.Fake
+	out               io.Writer
+	pausedAt, resumed time.Time
+	due               <-chan time.Time
+}
+
+func (o *operator) pause(ctx context.Context) error {
+	if _, err := control.Pause(ctx, o.js, o.cfg.LedgerBucket, o.cfg.StreamName, o.cfg.ConsumerName,
+		"demo: an operator looks at something", "make demo", time.Time{}); err != nil {
+		return err
+	}
+	o.pausedAt, o.due = time.Now(), time.After(pauseFor)
+	fmt.Fprintf(o.out, "  an operator pauses the consumer (integration-deleter pause): no DELETE starts on any replica; calls in flight finish\n")
+	return nil
+}
+
+// resumeDue is ready when the pause has lasted pauseFor (never before the pause).
+func (o *operator) resumeDue() <-chan time.Time { return o.due }
+
+func (o *operator) resume(ctx context.Context) error {
+	o.due = nil
+	if _, err := control.Resume(ctx, o.js, o.cfg.LedgerBucket, o.cfg.StreamName, o.cfg.ConsumerName); err != nil {
+		return err
+	}
+	o.resumed = time.Now()
+	fmt.Fprintf(o.out, "  … and resumes it after %s (integration-deleter resume)\n", pauseFor)
+	return nil
+}
+
+// report says how many DELETEs Kombo saw start during the pause: in its first second
+// (calls already granted a slot when it began), and after it.
+func (o *operator) report() {
+	if o.pausedAt.IsZero() || o.resumed.IsZero() {
+		return
+	}
+	var first, later int
+	for _, c := range o.fake.Calls() {
+		switch {
+		case c.Method != "DELETE" || c.Start.Before(o.pausedAt) || !c.Start.Before(o.resumed):
+		case c.Start.Before(o.pausedAt.Add(time.Second)):
+			first++
+		default:
+			later++
+		}
+	}
+	fmt.Fprintf(o.out, "  paused %.1fs by an operator: %d DELETE calls started in its first second, %d after it\n",
+		o.resumed.Sub(o.pausedAt).Seconds(), first, later)
 }
