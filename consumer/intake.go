@@ -60,7 +60,7 @@ func (c *Consumer) startIntake(ctx context.Context) *intake {
 		quit: make(chan struct{}), pulled: make(chan struct{}), aliveDone: make(chan struct{})}
 	in.spawn(stopLast, func() { c.aliveLoop(in.aliveDone) })
 	in.spawn(stopLast, func() { c.watchPause(ctx) })
-	if p := c.o.Protect; p != nil {
+	if p := c.protect; p != nil {
 		in.spawn(stopLast, func() { _ = p.Watch(ctx) })
 	}
 	if !c.o.DryRun { // a dry run records nothing: the real daemon answers the advisory

@@ -126,8 +126,8 @@ func (c *Consumer) blocked() error {
 	if err := c.storage.err(); err != nil {
 		return err
 	}
-	if c.o.Protect != nil {
-		if err := c.o.Protect.Ready(); err != nil {
+	if c.protect != nil {
+		if err := c.protect.Ready(); err != nil {
 			return fmt.Errorf("the protect list cannot be read, so no call starts: %w", err)
 		}
 	}
