@@ -343,6 +343,9 @@ func (e *env) run(ctx context.Context, s runSpec) (res *runResult) {
 				"STREAM_NAME=" + stream, "STREAM_SUBJECTS=" + prefix + ".>", "CONSUMER_NAME=" + durable,
 				"REQUEST_SUBJECT=" + reqSubj, "DELETED_SUBJECT=" + delSubj, "FAILED_SUBJECT=" + failSubj,
 				"LEDGER_BUCKET=" + ledgerBucket,
+				// The bench measures admission; DELETE_FUSE's default (1000/1h) would pause
+				// the daemon within the first scenario.
+				"DELETE_FUSE=off",
 				"HTTP_ADDR=" + addr, "LOG_LEVEL=info", "LOG_FORMAT=json", "SHUTDOWN_TIMEOUT=10s",
 			}
 			if e.profile != "" {
