@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,11 +21,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kombo-ops/integration-deleter/config"
 	"github.com/kombo-ops/integration-deleter/consumer"
+	"github.com/kombo-ops/integration-deleter/internal/control"
+	"github.com/kombo-ops/integration-deleter/internal/ledger"
+	"github.com/kombo-ops/integration-deleter/internal/natstest"
+	"github.com/kombo-ops/integration-deleter/internal/testkit"
 )
 
 // runtimeVars are environment variables that the manifests may set for the Go runtime rather
@@ -256,18 +262,53 @@ func kube(t *testing.T) []manifest {
 	return out
 }
 
+// find returns the one manifest of kind.
 func find(t *testing.T, ms []manifest, kind string) manifest {
 	t.Helper()
+	found := findAll(ms, kind)
+	if len(found) != 1 {
+		t.Fatalf("want exactly one %s in deploy/kubernetes, found %d", kind, len(found))
+	}
+	return found[0]
+}
+
+// findAll returns every manifest of kind (the NACK kinds come more than once).
+func findAll(ms []manifest, kind string) []manifest {
 	var found []manifest
 	for _, m := range ms {
 		if m.Kind == kind {
 			found = append(found, m)
 		}
 	}
-	if len(found) != 1 {
-		t.Fatalf("want exactly one %s in deploy/kubernetes, found %d", kind, len(found))
+	return found
+}
+
+// strictSpec decodes the manifest's spec into v, refusing a field v does not name: a setting
+// the test does not know would go unchecked.
+func (m manifest) strictSpec(t *testing.T, v any) {
+	t.Helper()
+	doc := m.node
+	if doc.Kind == yaml.DocumentNode {
+		doc = doc.Content[0]
 	}
-	return found[0]
+	var spec *yaml.Node
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		if doc.Content[i].Value == "spec" {
+			spec = doc.Content[i+1]
+		}
+	}
+	if spec == nil {
+		t.Fatalf("%s: no spec", m)
+	}
+	b, err := yaml.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("%s: spec: %v (a field this test does not check: teach it the field)", m, err)
+	}
 }
 
 type deployment struct {
@@ -541,10 +582,19 @@ func TestManifestsParse(t *testing.T) {
 	}
 	// Applied on their own (see kustomization.yaml): the Secret comes from a secret store, the
 	// others need CRDs that `kubectl apply -k` must not depend on.
+	kz := readFile(t, "kubernetes/kustomization.yaml")
 	for _, want := range []string{"Secret", "ServiceMonitor", "PrometheusRule", "Stream", "Consumer", "KeyValue"} {
-		m := find(t, ms, want)
-		if slices.Contains(k.Resources, filepath.Base(m.file)) {
-			t.Errorf("kustomization.yaml lists %s (the %s), which is applied on its own", filepath.Base(m.file), want)
+		found := findAll(ms, want)
+		if len(found) == 0 {
+			t.Errorf("no %s in deploy/kubernetes", want)
+		}
+		for _, m := range found {
+			if slices.Contains(k.Resources, filepath.Base(m.file)) {
+				t.Errorf("kustomization.yaml lists %s (the %s), which is applied on its own", filepath.Base(m.file), want)
+			}
+			if base := filepath.Base(m.file); strings.HasPrefix(base, "nack-") && !strings.Contains(kz, base) {
+				t.Errorf("kustomization.yaml's comment does not name %s among the optional manifests", base)
+			}
 		}
 	}
 	compose(t)
@@ -811,6 +861,168 @@ func TestKubernetesSecretMount(t *testing.T) {
 	}
 }
 
+// nackStream is the spec of a NACK Stream, as far as the manifests use it (strictSpec refuses
+// any other field).
+type nackStream struct {
+	Name              string   `yaml:"name"`
+	Description       string   `yaml:"description"`
+	Subjects          []string `yaml:"subjects"`
+	Storage           string   `yaml:"storage"`
+	Retention         string   `yaml:"retention"`
+	Discard           string   `yaml:"discard"`
+	Replicas          int      `yaml:"replicas"`
+	MaxAge            string   `yaml:"maxAge"`
+	MaxMsgs           *int64   `yaml:"maxMsgs"`
+	MaxBytes          *int64   `yaml:"maxBytes"`
+	MaxMsgsPerSubject *int64   `yaml:"maxMsgsPerSubject"`
+	DuplicateWindow   string   `yaml:"duplicateWindow"`
+}
+
+// nackKeyValue is the spec of a NACK KeyValue, as far as the manifests use it.
+type nackKeyValue struct {
+	Bucket      string `yaml:"bucket"`
+	Description string `yaml:"description"`
+	History     int    `yaml:"history"`
+	Storage     string `yaml:"storage"`
+	Replicas    int    `yaml:"replicas"`
+	TTL         string `yaml:"ttl"`
+}
+
+// nackConsumer is the spec of a NACK Consumer, as far as the manifests use it.
+type nackConsumer struct {
+	StreamName    string `yaml:"streamName"`
+	DurableName   string `yaml:"durableName"`
+	FilterSubject string `yaml:"filterSubject"`
+	DeliverPolicy string `yaml:"deliverPolicy"`
+	AckPolicy     string `yaml:"ackPolicy"`
+	AckWait       string `yaml:"ackWait"`
+	MaxDeliver    int    `yaml:"maxDeliver"`
+	MaxAckPending int    `yaml:"maxAckPending"`
+	Replicas      int    `yaml:"replicas"`
+}
+
+// nackDuration parses a NACK duration field ("" is 0, as NACK reads it).
+func nackDuration(t *testing.T, field, s string) time.Duration {
+	t.Helper()
+	if s == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		t.Errorf("%s %q: %v", field, s, err)
+	}
+	return d
+}
+
+// nackStorage reads storage, which must be set: NACK's default is memory, the daemon's file.
+func nackStorage(t *testing.T, what, s string) jetstream.StorageType {
+	t.Helper()
+	switch s {
+	case "file":
+		return jetstream.FileStorage
+	case "memory":
+		return jetstream.MemoryStorage
+	}
+	t.Errorf("%s: storage %q; set file or memory (NACK's default is memory)", what, s)
+	return jetstream.FileStorage
+}
+
+// config is the stream NACK would create for s (with one replica, for a single test server),
+// with NACK's defaults where s sets nothing; storage, retention and discard must be set.
+func (s nackStream) config(t *testing.T) jetstream.StreamConfig {
+	t.Helper()
+	what := "Stream " + s.Name
+	c := jetstream.StreamConfig{
+		Name: s.Name, Description: s.Description, Subjects: s.Subjects, Replicas: 1,
+		Storage:    nackStorage(t, what, s.Storage),
+		MaxAge:     nackDuration(t, what+" maxAge", s.MaxAge),
+		Duplicates: nackDuration(t, what+" duplicateWindow", s.DuplicateWindow),
+		MaxMsgs:    -1, MaxBytes: -1, MaxConsumers: -1, MaxMsgSize: -1,
+	}
+	switch s.Retention {
+	case "limits":
+		c.Retention = jetstream.LimitsPolicy
+	case "interest":
+		c.Retention = jetstream.InterestPolicy
+	case "workqueue":
+		c.Retention = jetstream.WorkQueuePolicy
+	default:
+		t.Errorf("%s: retention %q; set limits, interest or workqueue", what, s.Retention)
+	}
+	switch s.Discard {
+	case "old":
+		c.Discard = jetstream.DiscardOld
+	case "new":
+		c.Discard = jetstream.DiscardNew
+	default:
+		t.Errorf("%s: discard %q; set old or new", what, s.Discard)
+	}
+	for _, f := range []struct {
+		v   *int64
+		dst *int64
+	}{{s.MaxMsgs, &c.MaxMsgs}, {s.MaxBytes, &c.MaxBytes}, {s.MaxMsgsPerSubject, &c.MaxMsgsPerSubject}} {
+		if f.v != nil {
+			*f.dst = *f.v
+		}
+	}
+	return c
+}
+
+// config is the bucket NACK would create for kv (with one replica).
+func (kv nackKeyValue) config(t *testing.T) jetstream.KeyValueConfig {
+	t.Helper()
+	what := "KeyValue " + kv.Bucket
+	if kv.History < 1 || kv.History > 64 {
+		t.Errorf("%s: history %d; set 1 to 64", what, kv.History)
+	}
+	return jetstream.KeyValueConfig{
+		Bucket: kv.Bucket, Description: kv.Description, History: uint8(min(max(kv.History, 1), 64)),
+		TTL: nackDuration(t, what+" ttl", kv.TTL), Storage: nackStorage(t, what, kv.Storage), Replicas: 1,
+	}
+}
+
+// onServer runs create, which must make the stream name, and returns the configuration the
+// server holds for it, then deletes it so that the next create starts afresh. Comparing what
+// the server holds compares the settings after the server's own defaults.
+func onServer(t *testing.T, js jetstream.JetStream, name string, create func(context.Context) error) jetstream.StreamConfig {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := create(ctx); err != nil {
+		t.Fatalf("create %s: %v", name, err)
+	}
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		t.Fatalf("stream %s: %v", name, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	return info.Config
+}
+
+// configDiff lists the fields in which got differs from want.
+func configDiff(got, want jetstream.StreamConfig) []string {
+	var diff []string
+	g, w := reflect.ValueOf(got), reflect.ValueOf(want)
+	for i := range g.NumField() {
+		if !reflect.DeepEqual(g.Field(i).Interface(), w.Field(i).Interface()) {
+			diff = append(diff, fmt.Sprintf("%s = %v, want %v", g.Type().Field(i).Name, g.Field(i).Interface(), w.Field(i).Interface()))
+		}
+	}
+	return diff
+}
+
+// TestNACKMatchesProvisioning checks every NACK resource against what the daemon would create
+// with the ConfigMap's settings, so that a team with JETSTREAM_PROVISION: "false" gets exactly
+// the daemon's streams, consumer and buckets. The fuse stream and the two buckets are created
+// on a real server, once by the daemon's own code and once as NACK would from the manifest,
+// and the server's configurations compared; the requests stream and the consumer, which the
+// daemon creates inside the consumer package, are compared with config.Config.
 func TestNACKMatchesProvisioning(t *testing.T) {
 	ms := kube(t)
 	env := kubeEnv(t, ms)
@@ -820,90 +1032,135 @@ func TestNACKMatchesProvisioning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stream struct {
-		Spec struct {
-			Name            string   `yaml:"name"`
-			Subjects        []string `yaml:"subjects"`
-			Storage         string   `yaml:"storage"`
-			Retention       string   `yaml:"retention"`
-			Discard         string   `yaml:"discard"`
-			Replicas        int      `yaml:"replicas"`
-			MaxAge          string   `yaml:"maxAge"`
-			DuplicateWindow string   `yaml:"duplicateWindow"`
-		} `yaml:"spec"`
-	}
-	find(t, ms, "Stream").decode(t, &stream)
-	var cons struct {
-		Spec struct {
-			StreamName    string `yaml:"streamName"`
-			DurableName   string `yaml:"durableName"`
-			FilterSubject string `yaml:"filterSubject"`
-			DeliverPolicy string `yaml:"deliverPolicy"`
-			AckPolicy     string `yaml:"ackPolicy"`
-			AckWait       string `yaml:"ackWait"`
-			MaxDeliver    int    `yaml:"maxDeliver"`
-			MaxAckPending int    `yaml:"maxAckPending"`
-			Replicas      int    `yaml:"replicas"`
-		} `yaml:"spec"`
-	}
-	find(t, ms, "Consumer").decode(t, &cons)
-	var kv struct {
-		Spec struct {
-			Bucket   string `yaml:"bucket"`
-			History  int    `yaml:"history"`
-			Storage  string `yaml:"storage"`
-			Replicas int    `yaml:"replicas"`
-			TTL      string `yaml:"ttl"`
-		} `yaml:"spec"`
-	}
-	find(t, ms, "KeyValue").decode(t, &kv)
-
-	dur := func(field, s string) time.Duration {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			t.Errorf("%s %q: %v", field, s, err)
+	for _, m := range ms {
+		if strings.HasPrefix(m.APIVersion, "jetstream.nats.io/") && !slices.Contains([]string{"Stream", "Consumer", "KeyValue"}, m.Kind) {
+			t.Errorf("%s: the daemon creates no %s", m, m.Kind)
 		}
-		return d
 	}
-	s, c, l := stream.Spec, cons.Spec, kv.Spec
-	ttl := dur("ttl", l.TTL)
+	_, js := testkit.JetStream(t, natstest.Start(t).ClientURL())
+	fuseName := cfg.StreamName + "_FUSE" // daemon.FuseStream
+
+	// Which resource is which, and none missing or extra.
+	streams := map[string]nackStream{}
+	for _, m := range findAll(ms, "Stream") {
+		var s nackStream
+		m.strictSpec(t, &s)
+		if _, dup := streams[s.Name]; dup {
+			t.Errorf("%s: a second Stream %s", m, s.Name)
+		}
+		streams[s.Name] = s
+		if s.Name != cfg.StreamName && s.Name != fuseName {
+			t.Errorf("%s: the daemon creates no stream %q (only %s and %s)", m, s.Name, cfg.StreamName, fuseName)
+		}
+		if s.Replicas != cfg.StreamReplicas {
+			t.Errorf("Stream %s replicas = %d, want STREAM_REPLICAS = %d", s.Name, s.Replicas, cfg.StreamReplicas)
+		}
+	}
+	buckets := map[string]nackKeyValue{}
+	for _, m := range findAll(ms, "KeyValue") {
+		var kv nackKeyValue
+		m.strictSpec(t, &kv)
+		if _, dup := buckets[kv.Bucket]; dup {
+			t.Errorf("%s: a second KeyValue %s", m, kv.Bucket)
+		}
+		buckets[kv.Bucket] = kv
+		if kv.Bucket != cfg.LedgerBucket && kv.Bucket != cfg.ProtectBucket {
+			t.Errorf("%s: the daemon creates no bucket %q (only %s and %s)", m, kv.Bucket, cfg.LedgerBucket, cfg.ProtectBucket)
+		}
+		if kv.Replicas != cfg.StreamReplicas {
+			t.Errorf("KeyValue %s replicas = %d, want STREAM_REPLICAS = %d", kv.Bucket, kv.Replicas, cfg.StreamReplicas)
+		}
+	}
+	want := []string{"Stream " + cfg.StreamName, "KeyValue " + cfg.LedgerBucket, "KeyValue " + cfg.ProtectBucket}
+	if !cfg.DeleteFuse.Off() {
+		want = append(want, "Stream "+fuseName)
+	}
+	for _, w := range want {
+		kind, name, _ := strings.Cut(w, " ")
+		_, okS := streams[name]
+		_, okKV := buckets[name]
+		if (kind == "Stream" && !okS) || (kind == "KeyValue" && !okKV) {
+			t.Errorf("no NACK %s: the daemon refuses to start without it when JETSTREAM_PROVISION is false", w)
+		}
+	}
+
+	// The fuse stream and the buckets: the daemon's code against NACK's reading, on a server.
+	compare := func(what, name string, daemon, nack func(context.Context) error) {
+		t.Helper()
+		d := onServer(t, js, name, daemon)
+		n := onServer(t, js, name, nack)
+		for _, diff := range configDiff(n, d) {
+			t.Errorf("%s: %s (what the daemon provisions)", what, diff)
+		}
+	}
+	if s, ok := streams[fuseName]; ok && !cfg.DeleteFuse.Off() {
+		compare("Stream "+fuseName, fuseName, func(ctx context.Context) error {
+			_, err := control.OpenFuse(ctx, js, fuseName, cfg.DeleteFuse.Calls, cfg.DeleteFuse.Window, 1, true)
+			return err
+		}, func(ctx context.Context) error {
+			_, err := js.CreateStream(ctx, s.config(t))
+			return err
+		})
+		if want := []string{control.FuseSubject(fuseName)}; !slices.Equal(s.Subjects, want) {
+			t.Errorf("Stream %s subjects = %v, want %v", fuseName, s.Subjects, want)
+		}
+	}
+	if kv, ok := buckets[cfg.LedgerBucket]; ok {
+		compare("KeyValue "+cfg.LedgerBucket, "KV_"+cfg.LedgerBucket, func(ctx context.Context) error {
+			_, _, err := ledger.Open(ctx, js, ledger.Options{Bucket: cfg.LedgerBucket, Provision: true, Replicas: 1,
+				MaxAge: cfg.LedgerMaxAge, MinMaxAge: cfg.StreamMaxAge})
+			return err
+		}, func(ctx context.Context) error {
+			_, err := js.CreateKeyValue(ctx, kv.config(t))
+			return err
+		})
+		// An outcome must outlive the request it answers: the daemon refuses a bucket that
+		// forgets sooner than the stream (a ttl of 0 keeps outcomes forever).
+		if ttl := nackDuration(t, "ttl", kv.TTL); ttl != 0 && ttl < cfg.StreamMaxAge {
+			t.Errorf("KeyValue %s ttl %s is shorter than the stream's maxAge %s", kv.Bucket, kv.TTL, cfg.StreamMaxAge)
+		}
+	}
+	if kv, ok := buckets[cfg.ProtectBucket]; ok {
+		compare("KeyValue "+cfg.ProtectBucket, "KV_"+cfg.ProtectBucket, func(ctx context.Context) error {
+			_, err := control.OpenProtect(ctx, js, cfg.ProtectBucket, 1, true)
+			return err
+		}, func(ctx context.Context) error {
+			_, err := js.CreateKeyValue(ctx, kv.config(t))
+			return err
+		})
+	}
+
+	// The requests stream and the consumer.
+	s := streams[cfg.StreamName]
+	var c nackConsumer
+	find(t, ms, "Consumer").strictSpec(t, &c)
 	for _, check := range []struct {
 		field     string
 		got, want any
 	}{
-		{"Stream name", s.Name, cfg.StreamName},
 		{"Stream subjects", s.Subjects, cfg.StreamSubjects},
 		{"Stream storage", s.Storage, "file"},
 		{"Stream retention", s.Retention, "limits"},
-		{"Stream replicas", s.Replicas, cfg.StreamReplicas},
-		{"Stream maxAge", dur("maxAge", s.MaxAge), cfg.StreamMaxAge},
-		{"Stream duplicateWindow", dur("duplicateWindow", s.DuplicateWindow), cfg.DuplicateWindow},
+		{"Stream discard", s.Discard, "old"},
+		{"Stream maxAge", nackDuration(t, "maxAge", s.MaxAge), cfg.StreamMaxAge},
+		{"Stream duplicateWindow", nackDuration(t, "duplicateWindow", s.DuplicateWindow), cfg.DuplicateWindow},
+		{"Stream limits (maxMsgs, maxBytes, maxMsgsPerSubject)", s.MaxMsgs == nil && s.MaxBytes == nil && s.MaxMsgsPerSubject == nil, true},
 		{"Consumer streamName", c.StreamName, cfg.StreamName},
 		{"Consumer durableName", c.DurableName, cfg.ConsumerName},
 		{"Consumer filterSubject", c.FilterSubject, cfg.RequestSubject},
 		{"Consumer deliverPolicy", c.DeliverPolicy, "all"},
 		{"Consumer ackPolicy", c.AckPolicy, "explicit"},
-		{"Consumer ackWait", dur("ackWait", c.AckWait), cfg.AckWait},
+		{"Consumer ackWait", nackDuration(t, "ackWait", c.AckWait), cfg.AckWait},
 		{"Consumer maxDeliver", c.MaxDeliver, cfg.MaxDeliver},
 		{"Consumer maxAckPending", c.MaxAckPending, cfg.MaxAckPending},
 		{"Consumer replicas", c.Replicas, cfg.StreamReplicas},
-		{"KeyValue bucket", l.Bucket, cfg.LedgerBucket},
-		{"KeyValue history", l.History, 1},
-		{"KeyValue storage", l.Storage, "file"},
-		{"KeyValue replicas", l.Replicas, s.Replicas},
-		{"KeyValue ttl", ttl, cfg.LedgerMaxAge},
 	} {
 		if !reflect.DeepEqual(check.got, check.want) {
 			t.Errorf("%s = %v, want %v (what the daemon provisions)", check.field, check.got, check.want)
 		}
 	}
-	if least := cfg.KomboRetryMaxElapsed + 2*cfg.AckWait; dur("duplicateWindow", s.DuplicateWindow) <= least {
+	if least := cfg.KomboRetryMaxElapsed + 2*cfg.AckWait; nackDuration(t, "duplicateWindow", s.DuplicateWindow) <= least {
 		t.Errorf("Stream duplicateWindow %s must exceed KOMBO_RETRY_MAX_ELAPSED + 2×ACK_WAIT = %s", s.DuplicateWindow, least)
-	}
-	// An outcome must outlive the request it answers: the daemon refuses a bucket that forgets
-	// sooner than the stream (a ttl of 0 keeps outcomes forever).
-	if maxAge := dur("maxAge", s.MaxAge); ttl != 0 && ttl < maxAge {
-		t.Errorf("KeyValue ttl %s is shorter than the Stream's maxAge %s", l.TTL, s.MaxAge)
 	}
 }
 
@@ -1129,4 +1386,107 @@ func addrHost(cmd []string, env map[string]string) string {
 		}
 	}
 	return ""
+}
+
+// TestOperatorControlsAtDefaults checks that the ConfigMap and compose.yaml show the operator's
+// levers (CONTRACT.md, "Stopping an irreversible job") at the daemon's defaults.
+func TestOperatorControlsAtDefaults(t *testing.T) {
+	vars := configVars(t)
+	var cm configMap
+	find(t, kube(t), "ConfigMap").decode(t, &cm)
+	cenv := compose(t).Services["integration-deleter"].env()
+	for _, name := range []string{"DELETE_FUSE", "PROTECT_BUCKET", "DRY_RUN", "DRY_RUN_SUBJECT"} {
+		def, ok := vars[name]
+		if !ok {
+			t.Errorf("config.Config does not read %s", name)
+			continue
+		}
+		if def == "" {
+			def = "false" // DRY_RUN: a bool without a default tag
+		}
+		for where, env := range map[string]map[string]string{"ConfigMap": cm.Data, "compose.yaml": cenv} {
+			if got, ok := env[name]; !ok || got != def {
+				t.Errorf("%s: %s = %q (set: %v), want the default %q", where, name, got, ok, def)
+			}
+		}
+	}
+}
+
+// TestDryRunOverlay checks the shadow dry run of kubernetes-dry-run: an overlay of the base
+// whose daemon runs with DRY_RUN under its own consumer, and whose pods the base's Service and
+// PodDisruptionBudget do not select.
+func TestDryRunOverlay(t *testing.T) {
+	var k struct {
+		Resources  []string `yaml:"resources"`
+		NameSuffix string   `yaml:"nameSuffix"`
+		Labels     []struct {
+			Pairs            map[string]string `yaml:"pairs"`
+			IncludeSelectors bool              `yaml:"includeSelectors"`
+			IncludeTemplates bool              `yaml:"includeTemplates"`
+		} `yaml:"labels"`
+		Patches []struct {
+			Path string `yaml:"path"`
+		} `yaml:"patches"`
+	}
+	if err := yaml.Unmarshal([]byte(readFile(t, "kubernetes-dry-run/kustomization.yaml")), &k); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(k.Resources, []string{"../kubernetes"}) || k.NameSuffix == "" {
+		t.Errorf("resources %v, nameSuffix %q; want the base ../kubernetes under names of its own", k.Resources, k.NameSuffix)
+	}
+	ms := kube(t)
+	d, _ := daemon(t, ms)
+	var separate bool
+	for _, l := range k.Labels {
+		for key, v := range l.Pairs {
+			if base, ok := d.Spec.Selector.MatchLabels[key]; ok && base != v && l.IncludeSelectors && l.IncludeTemplates {
+				separate = true
+			}
+		}
+	}
+	if !separate {
+		t.Errorf("labels %+v do not change a label of the base's selector %v (selectors and templates included): the base's Service and PodDisruptionBudget would select the shadow", k.Labels, d.Spec.Selector.MatchLabels)
+	}
+
+	// The shadow's environment: the base ConfigMap with the overlay's ConfigMap patch.
+	env := kubeEnv(t, ms)
+	env["KOMBO_API_KEY_FILE"] = keyFile(t)
+	base, err := loadConfig(t, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var patched bool
+	for _, p := range k.Patches {
+		if p.Path == "" {
+			continue
+		}
+		var cm struct {
+			header `yaml:",inline"`
+			Data   map[string]string `yaml:"data"`
+		}
+		if err := yaml.Unmarshal([]byte(readFile(t, filepath.Join("kubernetes-dry-run", p.Path))), &cm); err != nil {
+			t.Fatal(err)
+		}
+		if cm.Kind != "ConfigMap" {
+			continue
+		}
+		if cm.Metadata.Name != find(t, ms, "ConfigMap").Metadata.Name {
+			t.Errorf("%s patches ConfigMap %q, not the base's", p.Path, cm.Metadata.Name)
+		}
+		maps.Copy(env, cm.Data)
+		patched = true
+	}
+	if !patched {
+		t.Fatal("no patch of the ConfigMap")
+	}
+	shadow, err := loadConfig(t, env)
+	if err != nil {
+		t.Fatalf("config.Load rejects the shadow's configuration:\n%v", err)
+	}
+	if base.DryRun || !shadow.DryRun {
+		t.Errorf("DRY_RUN: base %v, shadow %v; want false and true", base.DryRun, shadow.DryRun)
+	}
+	if shadow.ConsumerName == base.ConsumerName {
+		t.Errorf("the shadow shares CONSUMER_NAME %q with the real daemon: it would take their requests", shadow.ConsumerName)
+	}
 }
