@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -165,6 +166,19 @@ func (l *Ledger) subject(k string) string { return "$KV." + l.o.Bucket + "." + k
 type ID struct {
 	Request string
 	Scope   string // "" for ids unique for good
+}
+
+// Incarnation names one incarnation of a stream, by its creation time, as ID.Scope holds it.
+func Incarnation(created time.Time) string { return strconv.FormatInt(created.UnixNano(), 10) }
+
+// IDOf returns the ID of requestID on the stream named stream, whose current incarnation
+// is incarnation: a "<stream>-<sequence>" id is scoped to it, any other id is not.
+func IDOf(requestID, stream, incarnation string) ID {
+	id := ID{Request: requestID}
+	if seq, ok := strings.CutPrefix(requestID, stream+"-"); ok && seq != "" && strings.Trim(seq, "0123456789") == "" {
+		id.Scope = incarnation
+	}
+	return id
 }
 
 // key is the KV key of id: any request id, in KV's key alphabet.

@@ -2000,3 +2000,27 @@ func TestProbe(t *testing.T) {
 		t.Errorf("Probe after the bucket was created again: %v", err)
 	}
 }
+
+func TestIDOf(t *testing.T) {
+	const inc = "1700000000000000000"
+	for _, tc := range []struct {
+		request string
+		want    ledger.ID
+	}{
+		{"REQ-12", ledger.ID{Request: "REQ-12", Scope: inc}},
+		{"REQ-0", ledger.ID{Request: "REQ-0", Scope: inc}},
+		{"REQ-", ledger.ID{Request: "REQ-"}},
+		{"REQ-12a", ledger.ID{Request: "REQ-12a"}},
+		{"REQ-12.retry1", ledger.ID{Request: "REQ-12.retry1"}},
+		{"OTHER-12", ledger.ID{Request: "OTHER-12"}},
+		{"cli-abc", ledger.ID{Request: "cli-abc"}},
+		{"", ledger.ID{}},
+	} {
+		if got := ledger.IDOf(tc.request, "REQ", inc); got != tc.want {
+			t.Errorf("IDOf(%q) = %+v, want %+v", tc.request, got, tc.want)
+		}
+	}
+	if got, want := ledger.Incarnation(time.Unix(1700000000, 0)), inc; got != want {
+		t.Errorf("Incarnation = %q, want %q", got, want)
+	}
+}
