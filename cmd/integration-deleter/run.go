@@ -37,9 +37,15 @@ Usage:
   integration-deleter version               print the version
   integration-deleter healthcheck           GET this host's /healthz (for container health checks)
 
-Every command takes --help. The environment variables are listed in the README and in
-'integration-deleter run --help'. Exit codes: 0 success or clean shutdown, 2 configuration
-or usage error, 1 failure at run time.
+Stopping an irreversible job:
+  integration-deleter pause --reason TEXT [--for D | --until T]   pause every replica
+  integration-deleter resume                resume, and re-arm a tripped fuse
+  integration-deleter protect add|rm PATTERN…, protect ls          ids that must never be deleted
+
+Every command takes --help; the operator's commands take --json (one JSON object per
+line). They read the daemon's NATS settings from the environment; the variables are listed
+in the README and in 'integration-deleter run --help'. Exit codes: 0 success or clean
+shutdown, 2 configuration or usage error (nothing done), 1 failure at run time.
 `
 
 // lookupFunc reads one environment variable, as os.LookupEnv does: a variable set to ""
@@ -77,6 +83,12 @@ func run(ctx context.Context, args []string, lookupEnv lookupFunc, stdout, stder
 		return nil
 	case "healthcheck":
 		return runHealthcheck(ctx, args, lookupEnv, stdout, stderr)
+	case "pause":
+		return runPause(ctx, args, lookupEnv, stdout, stderr)
+	case "resume":
+		return runResume(ctx, args, lookupEnv, stdout, stderr)
+	case "protect":
+		return runProtect(ctx, args, lookupEnv, stdout, stderr)
 	default:
 		fmt.Fprint(stderr, usage)
 		return cli.UsageError{Err: fmt.Errorf("unknown command %q", cmd)}
