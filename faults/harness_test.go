@@ -437,9 +437,12 @@ func deletesPerRequest(f *kombotest.Fake, n int) float64 {
 // the daemon process
 
 // baseEnv is the daemon's configuration in the suite: short waits so that each case stays
-// short, and a duplicate window that covers KOMBO_RETRY_MAX_ELAPSED + 2×ACK_WAIT.
+// short, a duplicate window that covers KOMBO_RETRY_MAX_ELAPSED + 2×ACK_WAIT, and no fuse
+// (the cases make up to 2000 DELETE calls; the default DELETE_FUSE 1000/1h would trip);
+// the fuse's cases set DELETE_FUSE.
 func baseEnv(natsURL, komboURL string) map[string]string {
 	return map[string]string{
+		"DELETE_FUSE":             "off",
 		"KOMBO_API_KEY":           apiKey,
 		"KOMBO_BASE_URL":          komboURL,
 		"KOMBO_TIMEOUT":           "2s",

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kombo-ops/integration-deleter/internal/control"
 	"github.com/kombo-ops/integration-deleter/internal/testkit"
 	"github.com/kombo-ops/integration-deleter/kombo/kombotest"
 )
@@ -62,12 +63,27 @@ func consumerConfig() jetstream.ConsumerConfig {
 	}
 }
 
-// provision creates the consumer and the ledger bucket as a team owning the NATS resources
-// would, for a daemon with JETSTREAM_PROVISION=false.
+// provision creates the consumer, the ledger bucket and the protect bucket as a team owning
+// the NATS resources would, for a daemon with JETSTREAM_PROVISION=false.
 func (w *world) provision() {
 	w.t.Helper()
 	w.createConsumer(consumerConfig())
 	w.createLedger()
+	w.createProtect()
+}
+
+// protectBucket is PROTECT_BUCKET's default.
+const protectBucket = "INTEGRATION_DELETE_PROTECTED"
+
+// createProtect creates the protect bucket as an operator's tooling would (with
+// JETSTREAM_PROVISION=false the daemon refuses to start without it).
+func (w *world) createProtect() {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := control.OpenProtect(ctx, w.js, protectBucket, 1, true); err != nil {
+		w.t.Fatalf("create the protect bucket: %v", err)
+	}
 }
 
 // createLedger creates the ledger bucket as a team owning the NATS resources would (with
