@@ -18,6 +18,7 @@ const skipMessage = "the fault suite runs only with FAULTS=1 (make test-faults):
 
 var (
 	binDir   string // where the binaries are built; removed by TestMain
+	binPath  string // the daemon binary: FAULTS_BIN, or built into binDir
 	build    sync.Once
 	buildErr error
 	seed     uint64 // of the randomness of the cases; FAULTS_SEED or the clock
@@ -43,17 +44,22 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// suite skips t unless FAULTS=1, and builds the daemon binary (with -tags faultinject) once.
+// suite skips t unless FAULTS=1, and builds the daemon binary (with -tags faultinject) once;
+// FAULTS_BIN names one built so already to use instead (a tree other than the working one).
 func suite(t *testing.T) {
 	t.Helper()
 	if os.Getenv("FAULTS") != "1" {
 		t.Skip(skipMessage)
 	}
 	build.Do(func() {
+		if binPath = os.Getenv("FAULTS_BIN"); binPath != "" {
+			return
+		}
 		binDir, buildErr = os.MkdirTemp("", "faults-bin-")
 		if buildErr != nil {
 			return
 		}
+		binPath = filepath.Join(binDir, "integration-deleter")
 		cmd := exec.Command("go", "build", "-tags", "faultinject", "-o", daemonBin(),
 			"github.com/kombo-ops/integration-deleter/cmd/integration-deleter")
 		out, err := cmd.CombinedOutput()
@@ -66,7 +72,7 @@ func suite(t *testing.T) {
 	}
 }
 
-func daemonBin() string { return filepath.Join(binDir, "integration-deleter") }
+func daemonBin() string { return binPath }
 
 // rng returns the randomness of one test, seeded from the suite's seed and the test's name
 // so that FAULTS_SEED repeats a run.
