@@ -96,3 +96,11 @@ func rfc3339(t time.Time) *string {
 	s := t.UTC().Format(time.RFC3339)
 	return &s
 }
+
+// orDash returns *s, or "-" for nil or "" (an empty cell of a table).
+func orDash(s *string) string {
+	if s == nil || *s == "" {
+		return "-"
+	}
+	return *s
+}

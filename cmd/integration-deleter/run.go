@@ -41,11 +41,18 @@ Stopping an irreversible job:
   integration-deleter pause --reason TEXT [--for D | --until T]   pause every replica
   integration-deleter resume                resume, and re-arm a tripped fuse
   integration-deleter protect add|rm PATTERN…, protect ls          ids that must never be deleted
+  integration-deleter check ID…             what a delete would remove (GET from Kombo)
+
+After the fact:
+  integration-deleter status REQUEST_ID…    the recorded outcome of each request
+  integration-deleter failed [--since D] [--code C]                the stored failed results
+  integration-deleter retry REQUEST_ID… | retry --failed [--since D] [--code C] [--wait]
 
 Every command takes --help; the operator's commands take --json (one JSON object per
-line). They read the daemon's NATS settings from the environment; the variables are listed
-in the README and in 'integration-deleter run --help'. Exit codes: 0 success or clean
-shutdown, 2 configuration or usage error (nothing done), 1 failure at run time.
+line). They read the daemon's NATS settings from the environment (check needs
+KOMBO_API_KEY instead); the variables are listed in the README and in
+'integration-deleter run --help'. Exit codes: 0 success or clean shutdown, 2 configuration
+or usage error (nothing done), 1 failure at run time.
 `
 
 // lookupFunc reads one environment variable, as os.LookupEnv does: a variable set to ""
@@ -89,6 +96,14 @@ func run(ctx context.Context, args []string, lookupEnv lookupFunc, stdout, stder
 		return runResume(ctx, args, lookupEnv, stdout, stderr)
 	case "protect":
 		return runProtect(ctx, args, lookupEnv, stdout, stderr)
+	case "check":
+		return runCheck(ctx, args, lookupEnv, stdout, stderr)
+	case "status":
+		return runStatus(ctx, args, lookupEnv, stdout, stderr)
+	case "failed":
+		return runFailed(ctx, args, lookupEnv, stdout, stderr)
+	case "retry":
+		return runRetry(ctx, args, lookupEnv, stdout, stderr)
 	default:
 		fmt.Fprint(stderr, usage)
 		return cli.UsageError{Err: fmt.Errorf("unknown command %q", cmd)}
@@ -215,7 +230,7 @@ in time.`, args, stdout, stderr, func(fs *flag.FlagSet) {
 	if err != nil || !f.wait {
 		return err
 	}
-	return printResults(ctx, got, want, f.timeout, stdout)
+	return printResults(ctx, "request", got, want, f.timeout, stdout)
 }
 
 // listenResults delivers the results stored from now on, until ctx ends or stop is called.
@@ -269,12 +284,12 @@ func publishRequests(ctx context.Context, js jetstream.JetStream, cfg *config.Co
 
 // printResults prints each result of the requests in want as a JSON line as it arrives. It
 // fails when one of them failed or ctx ends before all arrived.
-func printResults(ctx context.Context, got <-chan consumer.Result, want map[string]string, timeout time.Duration, stdout io.Writer) error {
+func printResults(ctx context.Context, cmd string, got <-chan consumer.Result, want map[string]string, timeout time.Duration, stdout io.Writer) error {
 	n, failed := len(want), 0
 	for len(want) > 0 {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("request: %d result(s) did not arrive within %s", len(want), timeout)
+			return fmt.Errorf("%s: %d result(s) did not arrive within %s", cmd, len(want), timeout)
 		case r := <-got:
 			if _, ok := want[r.RequestID]; !ok {
 				continue
@@ -288,7 +303,7 @@ func printResults(ctx context.Context, got <-chan consumer.Result, want map[stri
 		}
 	}
 	if failed > 0 {
-		return fmt.Errorf("request: %d of %d request(s) failed", failed, n)
+		return fmt.Errorf("%s: %d of %d request(s) failed", cmd, failed, n)
 	}
 	return nil
 }
