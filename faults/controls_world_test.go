@@ -33,8 +33,9 @@ type cliRun struct {
 	began, ended   time.Time // when the process was started, and when it had ended
 }
 
+// String shows the command, its exit code, its stdout and the last line of its stderr.
 func (r cliRun) String() string {
-	return fmt.Sprintf("`%s` exit %d\nstdout: %s\nstderr: %s", strings.Join(r.args, " "), r.code, r.stdout, r.stderr)
+	return fmt.Sprintf("`%s` exit %d\nstdout: %s\nstderr (last line): %s", strings.Join(r.args, " "), r.code, r.stdout, lastLine(r.stderr))
 }
 
 // runCLI runs the binary with exactly the environment env and args, and waits up to 30 s.
