@@ -101,8 +101,8 @@ restarts. Without --for or --until it lasts until 'integration-deleter resume'.`
 
 func runResume(ctx context.Context, args []string, lookupEnv lookupFunc, stdout, stderr io.Writer) error {
 	var asJSON bool
-	args, err := parseFlags("resume", `End the pause of the daemon's durable consumer (whoever made it: an operator or the fuse),
-and re-arm the fuse (DELETE_FUSE) with a fresh window.`, args, stdout, stderr, func(fs *flag.FlagSet) {
+	args, err := parseFlags("resume", `End the pause of the daemon's durable consumer (whoever made it: an operator or the fuse);
+a pause the fuse made re-arms the fuse (DELETE_FUSE) with a fresh window.`, args, stdout, stderr, func(fs *flag.FlagSet) {
 		fs.BoolVar(&asJSON, "json", false, `print {"paused","until","reason"} as one JSON line`)
 	})
 	if err != nil {
@@ -122,16 +122,12 @@ and re-arm the fuse (DELETE_FUSE) with a fresh window.`, args, stdout, stderr, f
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
-	// The fuse is re-armed before the consumer resumes: the other way round, a replica
-	// resumed could be refused a token of the still full fuse and trip it again.
-	fuse := daemon.FuseStream(cfg.StreamName)
-	if _, err := c.js.Stream(ctx, fuse); err == nil {
-		err = control.ResetFuse(ctx, c.js, fuse)
-		if err != nil {
-			return fmt.Errorf("resume: %w", err)
-		}
-	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return fmt.Errorf("resume: fuse stream %s: %w", fuse, err)
+	// Only a tripped fuse (as many calls in its window as it allows) is re-armed: a fresh
+	// window after any pause would let pausing and resuming get around DELETE_FUSE. It is
+	// re-armed before the consumer resumes: the other way round, a replica resumed could
+	// be refused a token of the still full fuse and trip it again.
+	if err := rearmTrippedFuse(ctx, c.js, daemon.FuseStream(cfg.StreamName)); err != nil {
+		return fmt.Errorf("resume: %w", err)
 	}
 	st, err := control.Resume(ctx, c.js, cfg.LedgerBucket, cfg.StreamName, cfg.ConsumerName)
 	if err != nil {
@@ -139,6 +135,22 @@ and re-arm the fuse (DELETE_FUSE) with a fresh window.`, args, stdout, stderr, f
 	}
 	printPause(stdout, st, asJSON)
 	return nil
+}
+
+// rearmTrippedFuse empties the fuse's stream when it is full; no fuse stream is no fuse.
+func rearmTrippedFuse(ctx context.Context, js jetstream.JetStream, name string) error {
+	stream, err := js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("fuse stream %s: %w", name, err)
+	}
+	info := stream.CachedInfo()
+	if info.Config.MaxMsgs <= 0 || info.State.Msgs < uint64(info.Config.MaxMsgs) {
+		return nil // not tripped
+	}
+	return control.ResetFuse(ctx, js, name)
 }
 
 // pauseJSON is the --json line of pause and resume.

@@ -87,6 +87,16 @@ func TestResumeRearmsTheFuse(t *testing.T) {
 	if ok, err := fuse.Take(ctx); !ok || err != nil {
 		t.Errorf("after resume, Take = %v, %v; want a token (the fuse re-armed)", ok, err)
 	}
+
+	// A fuse that is not full is left as it is: pausing and resuming gives no fresh window.
+	s.mustRun(t, "pause", "--reason", "y")
+	s.mustRun(t, "resume")
+	if ok, err := fuse.Take(ctx); !ok || err != nil {
+		t.Errorf("after a pause and resume with 1 of 2 calls used, Take = %v, %v; want the second token", ok, err)
+	}
+	if ok, err := fuse.Take(ctx); ok || err != nil {
+		t.Errorf("a third Take = %v, %v; want refused (the pause gave no fresh window)", ok, err)
+	}
 }
 
 // TestPauseUsageErrors: each bad command line exits 2 and changes nothing on the server.
