@@ -29,35 +29,28 @@ import (
 // missing bucket or stream with provisioning off fails at once (control.ErrMissing).
 func (c *Consumer) openControls(ctx context.Context) error {
 	o, s := c.o.Controls, c.o.Stream
-	wait := 200 * time.Millisecond
-	for {
-		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	open := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
 		var protect *control.Protect
 		var fuse *control.Fuse
 		var err error
 		if o.ProtectBucket != "" {
-			protect, err = control.OpenProtect(octx, c.js, o.ProtectBucket, s.Replicas, s.Provision)
+			protect, err = control.OpenProtect(ctx, c.js, o.ProtectBucket, s.Replicas, s.Provision)
 		}
 		if err == nil && o.FuseCalls > 0 {
-			fuse, err = control.OpenFuse(octx, c.js, o.FuseStream, o.FuseCalls, o.FuseWindow, s.Replicas, s.Provision)
+			fuse, err = control.OpenFuse(ctx, c.js, o.FuseStream, o.FuseCalls, o.FuseWindow, s.Replicas, s.Provision)
 		}
-		cancel()
-		c.mu.Lock() // Ready reads protect meanwhile; the request path only once the intake runs
-		c.protect, c.fuse = protect, fuse
-		c.mu.Unlock()
-		if err == nil {
-			c.setBindErr(nil)
-		}
-		if err == nil || errors.Is(err, control.ErrMissing) {
+		if err != nil {
 			return err
 		}
-		c.setBindErr(err)
-		c.log.Warn("cannot open the protect list or the fuse yet; retrying", "err", err, "retry_in", wait)
-		if sleep(ctx, wait) != nil {
-			return nil
-		}
-		wait = min(2*wait, 5*time.Second)
+		c.mu.Lock() // Ready reads protect meanwhile; the request path only once the intake runs
+		c.protect, c.fuse, c.bindErr = protect, fuse, nil
+		c.mu.Unlock()
+		return nil
 	}
+	return c.retryAtStart(ctx, "cannot open the protect list or the fuse yet; retrying", open,
+		func(err error) bool { return errors.Is(err, control.ErrMissing) })
 }
 
 // startPaused reads the consumer's pause at start, so that a daemon restarted while

@@ -86,15 +86,23 @@ func (o StreamOptions) consumerConfig(floor uint64) jetstream.ConsumerConfig {
 
 // bindAtStart binds, retrying what can get better (NATS not ready yet) until ctx ends.
 func (c *Consumer) bindAtStart(ctx context.Context) error {
+	return c.retryAtStart(ctx, "cannot bind to the consumer yet; retrying", c.bindOnce, func(err error) bool {
+		return errors.Is(err, ErrMissing) || errors.Is(err, errUnusable) ||
+			errors.Is(err, ledger.ErrMissing) || errors.Is(err, ledger.ErrUnusable)
+	})
+}
+
+// retryAtStart calls try until it succeeds, fails for good (final), or ctx ends (nil),
+// waiting 0.2 s doubling to 5 s between tries; meanwhile Ready says why (the error).
+func (c *Consumer) retryAtStart(ctx context.Context, msg string, try func(context.Context) error, final func(error) bool) error {
 	wait := 200 * time.Millisecond
 	for {
-		err := c.bindOnce(ctx)
-		if err == nil || errors.Is(err, ErrMissing) || errors.Is(err, errUnusable) ||
-			errors.Is(err, ledger.ErrMissing) || errors.Is(err, ledger.ErrUnusable) {
+		err := try(ctx)
+		if err == nil || final(err) {
 			return err
 		}
 		c.setBindErr(err)
-		c.log.Warn("cannot bind to the consumer yet; retrying", "err", err, "retry_in", wait)
+		c.log.Warn(msg, "err", err, "retry_in", wait)
 		if sleep(ctx, wait) != nil {
 			return nil
 		}
