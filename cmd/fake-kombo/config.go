@@ -207,11 +207,11 @@ func printUsage(w io.Writer) {
   fake-kombo [flags]                 serve a fake Kombo API
   fake-kombo healthcheck [--addr A]  exit 0 if the fake at A answers /_fake/healthz, else 1
 
-Serves DELETE /v1/integrations/{id} and GET /v1/check-api-key in Kombo's wire format (also
-without /v1), and control endpoints: GET /_fake/healthz, /_fake/calls, /_fake/stats,
-/_fake/config; POST /_fake/reset, /_fake/config, /_fake/script, /_fake/missing.
-Ids starting with missing: answer 404, invalid: 400, flaky: fail twice with 500, slow: take
-a second longer.
+Serves DELETE and GET /v1/integrations/{id} and GET /v1/check-api-key in Kombo's wire
+format (also without /v1), and control endpoints: GET /_fake/healthz, /_fake/calls,
+/_fake/stats, /_fake/config; POST /_fake/reset, /_fake/config, /_fake/script,
+/_fake/missing, /_fake/integration (what a GET shows of an id). Ids starting with missing:
+answer 404, invalid: 400, flaky: fail twice with 500, slow: take a second longer.
 
 Flags (each also read from its environment variable; the flag wins):
 `)
