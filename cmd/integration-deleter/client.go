@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,6 +56,25 @@ func connect(cmd string, cfg *config.Config, stderr io.Writer) (*client, error) 
 }
 
 func (c *client) Close() { c.nc.Close() }
+
+// withClient runs an operator command's body with a connection to NATS as the environment
+// says and a context that ends after commandTimeout; it closes the connection after.
+func withClient(ctx context.Context, cmd string, lookupEnv lookupFunc, stderr io.Writer,
+	body func(ctx context.Context, c *client) error,
+) error {
+	cfg, err := loadClientConfig(lookupEnv)
+	if err != nil {
+		return err
+	}
+	c, err := connect(cmd, cfg, stderr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	return body(ctx, c)
+}
 
 // hintMissing adds to err, when it says a stream, consumer or bucket is missing, what
 // usually causes that.

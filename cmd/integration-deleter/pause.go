@@ -76,27 +76,19 @@ restarts. Without --for or --until it lasts until 'integration-deleter resume'.`
 	if f.by == "" {
 		f.by = operator(lookupEnv)
 	}
-	cfg, err := loadClientConfig(lookupEnv)
-	if err != nil {
-		return err
-	}
-	c, err := connect("pause", cfg, stderr)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
-	defer cancel()
-	// The consumer first: a pause of a missing one would leave a stray note.
-	if _, err := c.js.Consumer(ctx, cfg.StreamName, cfg.ConsumerName); err != nil {
-		return fmt.Errorf("pause: consumer %s > %s: %w", cfg.StreamName, cfg.ConsumerName, hintMissing(err))
-	}
-	st, err := control.Pause(ctx, c.js, cfg.LedgerBucket, cfg.StreamName, cfg.ConsumerName, f.reason, f.by, until)
-	if err != nil {
-		return fmt.Errorf("pause: %w", hintMissing(err))
-	}
-	printPause(stdout, st, f.json)
-	return nil
+	return withClient(ctx, "pause", lookupEnv, stderr, func(ctx context.Context, c *client) error {
+		cfg := c.cfg
+		// The consumer first: a pause of a missing one would leave a stray note.
+		if _, err := c.js.Consumer(ctx, cfg.StreamName, cfg.ConsumerName); err != nil {
+			return fmt.Errorf("pause: consumer %s > %s: %w", cfg.StreamName, cfg.ConsumerName, hintMissing(err))
+		}
+		st, err := control.Pause(ctx, c.js, cfg.LedgerBucket, cfg.StreamName, cfg.ConsumerName, f.reason, f.by, until)
+		if err != nil {
+			return fmt.Errorf("pause: %w", hintMissing(err))
+		}
+		printPause(stdout, st, f.json)
+		return nil
+	})
 }
 
 func runResume(ctx context.Context, args []string, lookupEnv lookupFunc, stdout, stderr io.Writer) error {
@@ -111,30 +103,22 @@ a pause the fuse made re-arms the fuse (DELETE_FUSE) with a fresh window.`, args
 	if len(args) > 0 {
 		return cli.UsageError{Err: fmt.Errorf("resume takes no arguments, got %q", args)}
 	}
-	cfg, err := loadClientConfig(lookupEnv)
-	if err != nil {
-		return err
-	}
-	c, err := connect("resume", cfg, stderr)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
-	defer cancel()
-	// Only a tripped fuse (as many calls in its window as it allows) is re-armed: a fresh
-	// window after any pause would let pausing and resuming get around DELETE_FUSE. It is
-	// re-armed before the consumer resumes: the other way round, a replica resumed could
-	// be refused a token of the still full fuse and trip it again.
-	if err := rearmTrippedFuse(ctx, c.js, daemon.FuseStream(cfg.StreamName)); err != nil {
-		return fmt.Errorf("resume: %w", err)
-	}
-	st, err := control.Resume(ctx, c.js, cfg.LedgerBucket, cfg.StreamName, cfg.ConsumerName)
-	if err != nil {
-		return fmt.Errorf("resume: %w", hintMissing(err))
-	}
-	printPause(stdout, st, asJSON)
-	return nil
+	return withClient(ctx, "resume", lookupEnv, stderr, func(ctx context.Context, c *client) error {
+		cfg := c.cfg
+		// Only a tripped fuse (as many calls in its window as it allows) is re-armed: a fresh
+		// window after any pause would let pausing and resuming get around DELETE_FUSE. It is
+		// re-armed before the consumer resumes: the other way round, a replica resumed could
+		// be refused a token of the still full fuse and trip it again.
+		if err := rearmTrippedFuse(ctx, c.js, daemon.FuseStream(cfg.StreamName)); err != nil {
+			return fmt.Errorf("resume: %w", err)
+		}
+		st, err := control.Resume(ctx, c.js, cfg.LedgerBucket, cfg.StreamName, cfg.ConsumerName)
+		if err != nil {
+			return fmt.Errorf("resume: %w", hintMissing(err))
+		}
+		printPause(stdout, st, asJSON)
+		return nil
+	})
 }
 
 // rearmTrippedFuse empties the fuse's stream when it is full; no fuse stream is no fuse.

@@ -48,23 +48,18 @@ func runProtect(ctx context.Context, args []string, lookupEnv lookupFunc, stdout
 	return cli.UsageError{Err: fmt.Errorf("protect: unknown subcommand %q (add, rm or ls)", args[0])}
 }
 
-// openProtect connects and opens the protect list, creating its bucket when missing if
-// JETSTREAM_PROVISION is on.
-func openProtect(ctx context.Context, cmd string, lookupEnv lookupFunc, stderr io.Writer) (*control.Protect, func(), error) {
-	cfg, err := loadClientConfig(lookupEnv)
-	if err != nil {
-		return nil, nil, err
-	}
-	c, err := connect(cmd, cfg, stderr)
-	if err != nil {
-		return nil, nil, err
-	}
-	p, err := control.OpenProtect(ctx, c.js, cfg.ProtectBucket, cfg.StreamReplicas, cfg.JetStreamProvision)
-	if err != nil {
-		c.Close()
-		return nil, nil, fmt.Errorf("%s: %w", cmd, err)
-	}
-	return p, c.Close, nil
+// withProtect runs a protect subcommand's body with the protect list, as withClient does;
+// the list's bucket is created when missing if JETSTREAM_PROVISION is on.
+func withProtect(ctx context.Context, cmd string, lookupEnv lookupFunc, stderr io.Writer,
+	body func(ctx context.Context, p *control.Protect) error,
+) error {
+	return withClient(ctx, cmd, lookupEnv, stderr, func(ctx context.Context, c *client) error {
+		p, err := control.OpenProtect(ctx, c.js, c.cfg.ProtectBucket, c.cfg.StreamReplicas, c.cfg.JetStreamProvision)
+		if err != nil {
+			return fmt.Errorf("%s: %w", cmd, err)
+		}
+		return body(ctx, p)
+	})
 }
 
 // checkPatterns refuses the whole command line when one pattern is bad, so that nothing
@@ -121,25 +116,20 @@ func runProtectAdd(ctx context.Context, args []string, lookupEnv lookupFunc, std
 	if by == "" {
 		by = operator(lookupEnv)
 	}
-	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
-	defer cancel()
-	p, closeConn, err := openProtect(ctx, "protect add", lookupEnv, stderr)
-	if err != nil {
-		return err
-	}
-	defer closeConn()
-	for _, pattern := range patterns {
-		pr := control.Protection{Pattern: pattern, Reason: reason, By: by, AddedAt: time.Now().UTC()}
-		if err := p.Add(ctx, pr); err != nil {
-			return fmt.Errorf("protect add: %w", err)
+	return withProtect(ctx, "protect add", lookupEnv, stderr, func(ctx context.Context, p *control.Protect) error {
+		for _, pattern := range patterns {
+			pr := control.Protection{Pattern: pattern, Reason: reason, By: by, AddedAt: time.Now().UTC()}
+			if err := p.Add(ctx, pr); err != nil {
+				return fmt.Errorf("protect add: %w", err)
+			}
+			if asJSON {
+				printJSON(stdout, protectionLine(pr))
+			} else {
+				fmt.Fprintf(stdout, "protected %s\n", pattern)
+			}
 		}
-		if asJSON {
-			printJSON(stdout, protectionLine(pr))
-		} else {
-			fmt.Fprintf(stdout, "protected %s\n", pattern)
-		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func runProtectRemove(ctx context.Context, args []string, lookupEnv lookupFunc, stdout, stderr io.Writer) error {
@@ -154,37 +144,32 @@ not protected is reported, and makes the exit code 1; the others are removed.`, 
 	if patterns, err = checkPatterns("protect rm", patterns, true); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
-	defer cancel()
-	p, closeConn, err := openProtect(ctx, "protect rm", lookupEnv, stderr)
-	if err != nil {
-		return err
-	}
-	defer closeConn()
-	absent := 0
-	for _, pattern := range patterns {
-		removed, err := p.Remove(ctx, pattern)
-		if err != nil {
-			return fmt.Errorf("protect rm: %w", err)
+	return withProtect(ctx, "protect rm", lookupEnv, stderr, func(ctx context.Context, p *control.Protect) error {
+		absent := 0
+		for _, pattern := range patterns {
+			removed, err := p.Remove(ctx, pattern)
+			if err != nil {
+				return fmt.Errorf("protect rm: %w", err)
+			}
+			switch {
+			case asJSON:
+				printJSON(stdout, struct {
+					Pattern string `json:"pattern"`
+					Removed bool   `json:"removed"`
+				}{pattern, removed})
+			case removed:
+				fmt.Fprintf(stdout, "unprotected %s\n", pattern)
+			}
+			if !removed {
+				absent++
+				fmt.Fprintf(stderr, "protect rm: %q was not protected (nothing removed; 'protect ls' lists the patterns)\n", pattern)
+			}
 		}
-		switch {
-		case asJSON:
-			printJSON(stdout, struct {
-				Pattern string `json:"pattern"`
-				Removed bool   `json:"removed"`
-			}{pattern, removed})
-		case removed:
-			fmt.Fprintf(stdout, "unprotected %s\n", pattern)
+		if absent > 0 {
+			return fmt.Errorf("protect rm: %d of %d pattern(s) were not protected", absent, len(patterns))
 		}
-		if !removed {
-			absent++
-			fmt.Fprintf(stderr, "protect rm: %q was not protected (nothing removed; 'protect ls' lists the patterns)\n", pattern)
-		}
-	}
-	if absent > 0 {
-		return fmt.Errorf("protect rm: %d of %d pattern(s) were not protected", absent, len(patterns))
-	}
-	return nil
+		return nil
+	})
 }
 
 func runProtectList(ctx context.Context, args []string, lookupEnv lookupFunc, stdout, stderr io.Writer) error {
@@ -198,31 +183,26 @@ func runProtectList(ctx context.Context, args []string, lookupEnv lookupFunc, st
 	if len(args) > 0 {
 		return cli.UsageError{Err: fmt.Errorf("protect ls takes no arguments, got %q", args)}
 	}
-	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
-	defer cancel()
-	p, closeConn, err := openProtect(ctx, "protect ls", lookupEnv, stderr)
-	if err != nil {
-		return err
-	}
-	defer closeConn()
-	list, err := p.List(ctx)
-	if err != nil {
-		return fmt.Errorf("protect ls: %w", err)
-	}
-	if asJSON {
-		for _, pr := range list {
-			printJSON(stdout, protectionLine(pr))
+	return withProtect(ctx, "protect ls", lookupEnv, stderr, func(ctx context.Context, p *control.Protect) error {
+		list, err := p.List(ctx)
+		if err != nil {
+			return fmt.Errorf("protect ls: %w", err)
 		}
-		return nil
-	}
-	if len(list) == 0 {
-		fmt.Fprintln(stdout, "no integration id is protected")
-		return nil
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PATTERN\tADDED_AT\tBY\tREASON")
-	for _, pr := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", pr.Pattern, pr.AddedAt.UTC().Format(time.RFC3339), pr.By, pr.Reason)
-	}
-	return tw.Flush()
+		if asJSON {
+			for _, pr := range list {
+				printJSON(stdout, protectionLine(pr))
+			}
+			return nil
+		}
+		if len(list) == 0 {
+			fmt.Fprintln(stdout, "no integration id is protected")
+			return nil
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "PATTERN\tADDED_AT\tBY\tREASON")
+		for _, pr := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", pr.Pattern, pr.AddedAt.UTC().Format(time.RFC3339), pr.By, pr.Reason)
+		}
+		return tw.Flush()
+	})
 }

@@ -74,40 +74,38 @@ func run(ctx context.Context, args []string, lookupEnv lookupFunc, stdout, stder
 			cmd, args = args[0], args[1:]
 		}
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	context.AfterFunc(ctx, stop) // the default handling again: a second signal kills
-	switch cmd {
-	case "run":
-		return runDaemon(ctx, args, lookupEnv, stdout, stderr)
-	case "request":
-		return runRequest(ctx, args, lookupEnv, stdout, stderr)
-	case "version":
-		if _, err := parseFlags("version", "Print the version.", args, stdout, stderr, nil); err != nil {
-			return helpOK(err)
-		}
-		fmt.Fprintln(stdout, "integration-deleter", version)
-		return nil
-	case "healthcheck":
-		return runHealthcheck(ctx, args, lookupEnv, stdout, stderr)
-	case "pause":
-		return runPause(ctx, args, lookupEnv, stdout, stderr)
-	case "resume":
-		return runResume(ctx, args, lookupEnv, stdout, stderr)
-	case "protect":
-		return runProtect(ctx, args, lookupEnv, stdout, stderr)
-	case "check":
-		return runCheck(ctx, args, lookupEnv, stdout, stderr)
-	case "status":
-		return runStatus(ctx, args, lookupEnv, stdout, stderr)
-	case "failed":
-		return runFailed(ctx, args, lookupEnv, stdout, stderr)
-	case "retry":
-		return runRetry(ctx, args, lookupEnv, stdout, stderr)
-	default:
+	runCmd, ok := commands[cmd]
+	if !ok {
 		fmt.Fprint(stderr, usage)
 		return cli.UsageError{Err: fmt.Errorf("unknown command %q", cmd)}
 	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, stop) // the default handling again: a second signal kills
+	return runCmd(ctx, args, lookupEnv, stdout, stderr)
+}
+
+// commands are the commands by name: each runs with the arguments after its name.
+var commands = map[string]func(ctx context.Context, args []string, lookupEnv lookupFunc, stdout, stderr io.Writer) error{
+	"run":         runDaemon,
+	"request":     runRequest,
+	"version":     runVersion,
+	"healthcheck": runHealthcheck,
+	"pause":       runPause,
+	"resume":      runResume,
+	"protect":     runProtect,
+	"check":       runCheck,
+	"status":      runStatus,
+	"failed":      runFailed,
+	"retry":       runRetry,
+}
+
+func runVersion(_ context.Context, args []string, _ lookupFunc, stdout, stderr io.Writer) error {
+	if _, err := parseFlags("version", "Print the version.", args, stdout, stderr, nil); err != nil {
+		return helpOK(err)
+	}
+	fmt.Fprintln(stdout, "integration-deleter", version)
+	return nil
 }
 
 // errHelp ends a command after --help printed its usage.
