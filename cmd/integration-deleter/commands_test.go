@@ -70,11 +70,7 @@ func TestOperatorCommandsHelp(t *testing.T) {
 func TestAfterTheFactUsageErrors(t *testing.T) {
 	t.Parallel()
 	s := provisioned(t)
-	tests := []struct {
-		name   string
-		args   []string
-		wantIn string
-	}{
+	s.refuses(t, []badLine{
 		{"status without ids", []string{"status", "--json"}, "request id"},
 		{"status with an unknown flag", []string{"status", "--all", "r1"}, "all"},
 		{"failed with an argument", []string{"failed", "r1"}, "no arguments"},
@@ -91,13 +87,7 @@ func TestAfterTheFactUsageErrors(t *testing.T) {
 		{"check without ids", []string{"check", "--json"}, "integration id"},
 		{"check with an unknown flag", []string{"check", "--wait", "personio:1"}, "wait"},
 		{"check without a Kombo key", []string{"check", "personio:1"}, "KOMBO_API_KEY"},
-	}
-	for _, tt := range tests {
-		o := runIn(t, s.with(nil), tt.args...)
-		if o.exit() != 2 || !strings.Contains(o.err.Error(), tt.wantIn) {
-			t.Errorf("%s: run(%q) = %v, exit %d; want exit 2 and an error saying %q", tt.name, tt.args, o.err, o.exit(), tt.wantIn)
-		}
-	}
+	})
 	st, err := s.js.Stream(t.Context(), streamName)
 	if err != nil {
 		t.Fatal(err)

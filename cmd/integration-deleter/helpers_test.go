@@ -95,6 +95,24 @@ func (s *server) mustRun(t *testing.T, args ...string) string {
 	return o.stdout
 }
 
+// badLine is a bad command line, and what its error must say.
+type badLine struct {
+	name   string
+	args   []string
+	wantIn string
+}
+
+// refuses runs each bad command line on s: each must exit 2 with an error saying wantIn.
+func (s *server) refuses(t *testing.T, lines []badLine) {
+	t.Helper()
+	for _, tt := range lines {
+		o := runIn(t, s.with(nil), tt.args...)
+		if o.exit() != 2 || !strings.Contains(o.err.Error(), tt.wantIn) {
+			t.Errorf("%s: run(%q) = %v, exit %d; want exit 2 and an error saying %q", tt.name, tt.args, o.err, o.exit(), tt.wantIn)
+		}
+	}
+}
+
 // jsonLines decodes each line of out into a map.
 func jsonLines(t *testing.T, out string) []map[string]any {
 	t.Helper()

@@ -103,11 +103,7 @@ func TestResumeRearmsTheFuse(t *testing.T) {
 func TestPauseUsageErrors(t *testing.T) {
 	t.Parallel()
 	s := provisioned(t)
-	tests := []struct {
-		name   string
-		args   []string
-		wantIn string
-	}{
+	s.refuses(t, []badLine{
 		{"no reason", []string{"pause"}, "--reason is required"},
 		{"empty reason", []string{"pause", "--reason", "", "--for", "1h"}, "--reason is required"},
 		{"for and until", []string{"pause", "--reason", "x", "--for", "1h", "--until", time.Now().Add(time.Hour).Format(time.RFC3339)}, "not both"},
@@ -120,13 +116,7 @@ func TestPauseUsageErrors(t *testing.T) {
 		{"an argument", []string{"pause", "--reason", "x", "now"}, "no arguments"},
 		{"resume with an argument", []string{"resume", "now"}, "no arguments"},
 		{"resume with an unknown flag", []string{"resume", "--force"}, "force"},
-	}
-	for _, tt := range tests {
-		o := runIn(t, s.with(nil), tt.args...)
-		if o.exit() != 2 || !strings.Contains(o.err.Error(), tt.wantIn) {
-			t.Errorf("%s: run(%q) = %v, exit %d; want exit 2 and an error saying %q", tt.name, tt.args, o.err, o.exit(), tt.wantIn)
-		}
-	}
+	})
 	if paused, _ := s.consumerPaused(t); paused {
 		t.Error("a refused command paused the consumer")
 	}

@@ -84,11 +84,7 @@ func TestProtectUsageErrors(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
 	s.mustRun(t, "protect", "add", "keep:1") // the bucket exists; it must still hold only this
-	tests := []struct {
-		name   string
-		args   []string
-		wantIn string
-	}{
+	s.refuses(t, []badLine{
 		{"no subcommand", []string{"protect"}, "subcommand"},
 		{"unknown subcommand", []string{"protect", "list"}, `"list"`},
 		{"add without patterns", []string{"protect", "add", "--reason", "x"}, "at least one pattern"},
@@ -101,13 +97,7 @@ func TestProtectUsageErrors(t *testing.T) {
 		{"rm an empty pattern", []string{"protect", "rm", "keep:1", ""}, "empty pattern"},
 		{"rm with an unknown flag", []string{"protect", "rm", "-a", "keep:1"}, "-a"},
 		{"ls with an argument", []string{"protect", "ls", "keep:*"}, "no arguments"},
-	}
-	for _, tt := range tests {
-		o := runIn(t, s.with(nil), tt.args...)
-		if o.exit() != 2 || !strings.Contains(o.err.Error(), tt.wantIn) {
-			t.Errorf("%s: run(%q) = %v, exit %d; want exit 2 and an error saying %q", tt.name, tt.args, o.err, o.exit(), tt.wantIn)
-		}
-	}
+	})
 	if got := s.protected(t); len(got) != 1 {
 		t.Errorf("on the server after refused commands: %v; want keep:1 only", got)
 	}
