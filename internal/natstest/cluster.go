@@ -140,6 +140,16 @@ func (c *Cluster) Stop(i int) {
 	s.WaitForShutdown()
 }
 
+// Crash stops node i the way a kill -9 or a power cut would look to its peers: its routes are
+// cut first, so it hands no leadership over, and the other nodes elect new leaders only after
+// the election timeout (4–9 s). Its clients see their connection close. Its storage is
+// flushed on the way down (an in-process server cannot lose unsynced writes).
+func (c *Cluster) Crash(i int) {
+	c.Isolate(i)
+	c.Stop(i)
+	c.Heal(i)
+}
+
 // Restart starts stopped node i again on its client and route ports, with its storage, and
 // returns once the cluster is healthy again (see WaitHealthy): node i is back in the meta
 // group and current, and every stream and consumer it holds a replica of has caught up.

@@ -142,7 +142,7 @@ func TestClusterConsumerDeliversThroughItsLeaderStop(t *testing.T) {
 	l.publishN(t, 20)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*natstest.ReadyTimeout)
 	defer cancel()
-	cons, err := js.CreateConsumer(ctx, "C", jetstream.ConsumerConfig{Durable: "work", AckPolicy: jetstream.AckExplicitPolicy, Replicas: 3})
+	cons, err := js.CreateConsumer(ctx, "C", jetstream.ConsumerConfig{Durable: "work", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 2 * time.Second, Replicas: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,9 +190,11 @@ func TestClusterKVSurvivesItsLeaderStop(t *testing.T) {
 	leader := c.WaitLeader(natstest.KV, "B", "")
 	c.Stop(leader)
 	start := time.Now()
-	put := func(key string) {
+	put := func(key string) { // each try bounded: a request in flight when a leader goes may get no reply
 		for {
-			_, err := kv.PutString(ctx, key, "1")
+			try, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := kv.PutString(try, key, "1")
+			cancel()
 			if err == nil {
 				return
 			}
@@ -245,6 +247,9 @@ func TestClusterIsolateAndHeal(t *testing.T) {
 	nc, jsx := testkit.JetStream(t, c.URL(x))
 	c.Isolate(x)
 	start := time.Now()
+	testkit.WaitFor(t, natstest.ReadyTimeout, "the isolated node to lose its routes", func() bool {
+		return c.Node(x).NumRoutes() == 0
+	})
 	other := newLedger(clusterClient(t, c.URL((x+1)%3)), "P")
 	other.acked = l.acked
 	t.Logf("n%d isolated: the majority acknowledged a publish after %s", x, other.publish(t))
@@ -267,5 +272,24 @@ func TestClusterIsolateAndHeal(t *testing.T) {
 	through := newLedger(jsx, "P")
 	through.acked = l.acked
 	through.publishN(t, 5)
+	l.check(t)
+}
+
+// Crashing the stream leader: no leadership is handed over, so writers wait for an election.
+func TestClusterStreamSurvivesItsLeaderCrash(t *testing.T) {
+	c := natstest.StartCluster(t, 3)
+	js := clusterClient(t, c.URLs())
+	createStream(t, js, "K")
+	l := newLedger(js, "K")
+	l.publishN(t, 5)
+
+	leader := c.WaitLeader(natstest.Stream, "K", "")
+	c.Crash(leader)
+	t.Logf("stream leader n%d crashed: first publish acknowledged after %s", leader, l.publish(t))
+	l.publishN(t, 5)
+	start := time.Now()
+	c.Restart(leader)
+	t.Logf("n%d back and healthy after %s", leader, time.Since(start))
+	l.publishN(t, 5)
 	l.check(t)
 }

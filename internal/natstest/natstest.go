@@ -1,4 +1,3 @@
-// Package natstest starts real, embedded NATS servers with JetStream for tests.
 package natstest
 
 import (
