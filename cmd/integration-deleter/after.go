@@ -435,15 +435,11 @@ func publishRetries(ctx context.Context, c *client, plans []retryRequest, f retr
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout+commandTimeout)
 	defer cancel()
-	var got <-chan consumer.Result
-	if f.wait {
-		results, stop, err := listenResults(ctx, c.js, c.cfg, len(plans))
-		if err != nil {
-			return err
-		}
-		defer stop()
-		got = results
+	got, stop, err := listenResults(ctx, c.js, c.cfg, f.wait, len(plans))
+	if err != nil {
+		return err
 	}
+	defer stop()
 	want := map[string]string{}
 	for _, req := range plans {
 		published, err := publishRetry(ctx, c, req)

@@ -198,41 +198,30 @@ in time.`, args, stdout, stderr, func(fs *flag.FlagSet) {
 	if len(ids) == 0 {
 		return cli.UsageError{Err: errors.New("request: give at least one integration id")}
 	}
-	cfg, err := config.LoadClient(lookupEnv)
-	if err != nil {
-		return cli.UsageError{Err: fmt.Errorf("configuration:\n%w", err)}
-	}
-	nc, _, err := daemon.Connect(cfg.NATSURL, cfg, daemon.NewLogger(cfg, stderr))
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-
-	var got <-chan consumer.Result
-	if f.wait {
+	// Publishing and --wait have --timeout, not commandTimeout.
+	return withClient(ctx, "request", lookupEnv, stderr, func(_ context.Context, c *client) error {
+		ctx, cancel := context.WithTimeout(ctx, f.timeout)
+		defer cancel()
 		// Listen before publishing so that no result is missed.
-		results, stop, err := listenResults(ctx, js, cfg, len(ids))
+		got, stop, err := listenResults(ctx, c.js, c.cfg, f.wait, len(ids))
 		if err != nil {
 			return err
 		}
 		defer stop()
-		got = results
-	}
-	want, err := publishRequests(ctx, js, cfg, ids, f, stdout)
-	if err != nil || !f.wait {
-		return err
-	}
-	return printResults(ctx, "request", got, want, f.timeout, stdout)
+		want, err := publishRequests(ctx, c.js, c.cfg, ids, f, stdout)
+		if err != nil || !f.wait {
+			return err
+		}
+		return printResults(ctx, "request", got, want, f.timeout, stdout)
+	})
 }
 
 // listenResults delivers the results stored from now on, until ctx ends or stop is called.
-func listenResults(ctx context.Context, js jetstream.JetStream, cfg *config.Config, buffer int) (<-chan consumer.Result, func(), error) {
+// Without wait (--wait) it listens to nothing: got is nil.
+func listenResults(ctx context.Context, js jetstream.JetStream, cfg *config.Config, wait bool, buffer int) (got <-chan consumer.Result, stop func(), err error) {
+	if !wait {
+		return nil, func() {}, nil
+	}
 	oc, err := js.OrderedConsumer(ctx, cfg.StreamName, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{cfg.DeletedSubject, cfg.FailedSubject},
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
@@ -240,12 +229,12 @@ func listenResults(ctx context.Context, js jetstream.JetStream, cfg *config.Conf
 	if err != nil {
 		return nil, nil, fmt.Errorf("request: listen for results on stream %s: %w", cfg.StreamName, err)
 	}
-	got := make(chan consumer.Result, buffer)
+	results := make(chan consumer.Result, buffer)
 	cc, err := oc.Consume(func(m jetstream.Msg) {
 		var r consumer.Result
 		if json.Unmarshal(m.Data(), &r) == nil {
 			select {
-			case got <- r:
+			case results <- r:
 			case <-ctx.Done(): // the command has returned
 			}
 		}
@@ -253,7 +242,7 @@ func listenResults(ctx context.Context, js jetstream.JetStream, cfg *config.Conf
 	if err != nil {
 		return nil, nil, fmt.Errorf("request: listen for results: %w", err)
 	}
-	return got, cc.Stop, nil
+	return results, cc.Stop, nil
 }
 
 // publishRequests publishes one request per integration id and returns their request
