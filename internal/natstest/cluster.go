@@ -36,13 +36,13 @@ type Cluster struct {
 func StartCluster(tb testing.TB, n int, mod ...func(i int, o *server.Options)) *Cluster {
 	tb.Helper()
 	c := &Cluster{tb: tb, net: newRouteNet(tb, n), nodes: make([]*server.Server, n)}
-	tb.Cleanup(c.shutdown)
 	for i := range n {
 		c.opts = append(c.opts, c.nodeOptions(i, n))
 		for _, m := range mod {
 			m(i, c.opts[i])
 		}
 	}
+	tb.Cleanup(c.shutdown) // after the storage dirs', so it runs before they are removed
 	for i := range n {
 		if err := c.start(i); err != nil {
 			tb.Fatal(err)
