@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 UNIT_PKGS = $$(go list ./... | grep -v /e2e)
 
 .DEFAULT_GOAL := help
-.PHONY: help build test lint demo images test-containers test-faults fuzz vulncheck bench
+.PHONY: help build test lint demo images test-containers test-faults test-cluster fuzz vulncheck bench
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,6 +34,9 @@ images: ## build the daemon, fake-kombo and NATS images locally (no registry)
 
 test-containers: images ## the container suite (testcontainers, real images, host networking)
 	./scripts/test-containers.sh
+
+test-cluster: ## the 3-node JetStream cluster world's own tests (in-process; about a minute)
+	CLUSTER=1 go test -count=1 -timeout 10m -run TestCluster ./internal/natstest/
 
 test-faults: ## the fault suite: real binaries under kill -9, NATS restarts, Kombo failures… (prints a figures table)
 	rm -f faults-report.md

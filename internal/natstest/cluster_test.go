@@ -3,6 +3,7 @@ package natstest_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -12,6 +13,15 @@ import (
 	"github.com/kombo-ops/integration-deleter/internal/natstest"
 	"github.com/kombo-ops/integration-deleter/internal/testkit"
 )
+
+// clusterTests skips t unless CLUSTER=1 (make test-cluster): the cluster's own tests take
+// about a minute and its timings need a machine of their own.
+func clusterTests(t *testing.T) {
+	t.Helper()
+	if os.Getenv("CLUSTER") != "1" {
+		t.Skip("the 3-node cluster tests run with CLUSTER=1 (make test-cluster)")
+	}
+}
 
 // A client of the whole cluster, reconnecting quickly to another node when its node dies.
 func clusterClient(t *testing.T, url string) jetstream.JetStream {
@@ -96,6 +106,7 @@ func (l *ledger) check(t *testing.T) {
 }
 
 func TestClusterStartsHealthyOnLoopback(t *testing.T) {
+	clusterTests(t)
 	start := time.Now()
 	c := natstest.StartCluster(t, 3)
 	t.Logf("3 nodes healthy after %s; URLs %s", time.Since(start), c.URLs())
@@ -110,6 +121,7 @@ func TestClusterStartsHealthyOnLoopback(t *testing.T) {
 }
 
 func TestClusterStreamSurvivesItsLeaderStop(t *testing.T) {
+	clusterTests(t)
 	c := natstest.StartCluster(t, 3)
 	js := clusterClient(t, c.URLs())
 	createStream(t, js, "S")
@@ -135,6 +147,7 @@ func TestClusterStreamSurvivesItsLeaderStop(t *testing.T) {
 }
 
 func TestClusterConsumerDeliversThroughItsLeaderStop(t *testing.T) {
+	clusterTests(t)
 	c := natstest.StartCluster(t, 3)
 	js := clusterClient(t, c.URLs())
 	createStream(t, js, "C")
@@ -176,6 +189,7 @@ func TestClusterConsumerDeliversThroughItsLeaderStop(t *testing.T) {
 }
 
 func TestClusterKVSurvivesItsLeaderStop(t *testing.T) {
+	clusterTests(t)
 	c := natstest.StartCluster(t, 3)
 	js := clusterClient(t, c.URLs())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*natstest.ReadyTimeout)
@@ -221,6 +235,7 @@ func TestClusterKVSurvivesItsLeaderStop(t *testing.T) {
 }
 
 func TestClusterRollingRestart(t *testing.T) {
+	clusterTests(t)
 	c := natstest.StartCluster(t, 3)
 	js := clusterClient(t, c.URLs())
 	createStream(t, js, "R")
@@ -242,6 +257,7 @@ func TestClusterRollingRestart(t *testing.T) {
 // (no quorum behind it); the other two elect a leader and take publishes; after Heal the
 // node's client publishes again, and nothing acknowledged is lost or doubled.
 func TestClusterIsolateAndHeal(t *testing.T) {
+	clusterTests(t)
 	c := natstest.StartCluster(t, 3)
 	js := clusterClient(t, c.URLs())
 	createStream(t, js, "P")
@@ -282,6 +298,7 @@ func TestClusterIsolateAndHeal(t *testing.T) {
 
 // Crashing the stream leader: no leadership is handed over, so writers wait for an election.
 func TestClusterStreamSurvivesItsLeaderCrash(t *testing.T) {
+	clusterTests(t)
 	c := natstest.StartCluster(t, 3)
 	js := clusterClient(t, c.URLs())
 	createStream(t, js, "K")
