@@ -44,18 +44,6 @@ func TestDecide(t *testing.T) {
 			want: decision{Action: actionFail, Code: "PLATFORM.NEW_THING"}},
 		{name: "unknown code with 404", err: kerr(404, "PLATFORM.NEW_THING"),
 			want: decision{Action: actionFail, Code: "PLATFORM.NEW_THING"}},
-		{name: "403 without code", err: kerr(403, ""),
-			want: decision{Action: actionFail, Code: "HTTP.403"}},
-		{name: "404 without code", err: kerr(404, ""),
-			want: decision{Action: actionFail, Code: "HTTP.404"}},
-		{name: "301 redirect", err: kerr(301, ""),
-			want: decision{Action: actionFail, Code: "HTTP.301"}},
-		{name: "302 redirect", err: kerr(302, ""),
-			want: decision{Action: actionFail, Code: "HTTP.302"}},
-		{name: "307 redirect", err: kerr(307, ""),
-			want: decision{Action: actionFail, Code: "HTTP.307"}},
-		{name: "204 is not Kombo's success", err: kerr(204, ""),
-			want: decision{Action: actionFail, Code: "HTTP.204"}},
 
 		// Concurrency limit: retry, not counted, the header bounds the cap.
 		{name: "CONCURRENCY_LIMIT_EXCEEDED", err: kerr(429, kombo.CodeConcurrencyLimitExceeded),
@@ -159,5 +147,16 @@ func TestActionString(t *testing.T) {
 				t.Errorf("action(%d).String() = %q, want %q", int(tt.action), got, tt.want)
 			}
 		})
+	}
+}
+
+// TestStatusesWithoutACodeFail: a 4xx without a code, a redirect, or a 2xx other than 200
+// (not Kombo's success) fails at once, with the code HTTP.<status>.
+func TestStatusesWithoutACodeFail(t *testing.T) {
+	for _, status := range []int{403, 404, 301, 302, 307, 204} {
+		want := decision{Action: actionFail, Code: fmt.Sprintf("HTTP.%d", status)}
+		if got := decide(kombo.DeleteResult{}, &kombo.Error{Status: status, Message: "m"}); got != want {
+			t.Errorf("decide(%d without code) = %+v, want %+v", status, got, want)
+		}
 	}
 }

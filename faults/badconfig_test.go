@@ -132,7 +132,6 @@ func TestBadConfig(t *testing.T) {
 // TestConfigAccepted: a key file with a trailing newline is trimmed (Kombo accepts the key),
 // and an http:// base URL outside loopback is accepted with KOMBO_ALLOW_INSECURE=true.
 func TestConfigAccepted(t *testing.T) {
-	suite(t)
 	w := newWorld(t, kombotest.Options{}, nil)
 	keyFile := filepath.Join(t.TempDir(), "key")
 	if err := os.WriteFile(keyFile, []byte(apiKey+"\r\n"), 0o600); err != nil {

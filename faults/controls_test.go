@@ -27,7 +27,6 @@ const dryRunSubject = "integration.delete.dry_run"
 // not_found. The dry run makes GETs only, never a DELETE, and publishes its would-be
 // results on DRY_RUN_SUBJECT: alone first (all would_delete), then beside the real daemon.
 func TestControlsExpectAndDryRun(t *testing.T) {
-	suite(t)
 	const n = 40
 	w := newWorld(t, kombotest.Options{Latency: 5 * time.Millisecond, LatencyJitter: 5 * time.Millisecond}, nil)
 	began := time.Now()
@@ -261,7 +260,6 @@ func (w *world) waitTrip(replicas []*daemon, k int) time.Time {
 // restarted while paused stays paused (no DELETE, /readyz 200 saying paused, the metric
 // integration_deleter_consumer_paused 1); after `resume` every request has one result.
 func TestControlsPause(t *testing.T) {
-	suite(t)
 	const n = 300
 	const reason = "faults: stop mid-load"
 	w := newWorld(t, kombotest.Options{Latency: 20 * time.Millisecond, ConcurrencyLimit: 4}, nil)
@@ -418,7 +416,6 @@ func TestControlsProtectLive(t *testing.T) {
 // those; `retry --failed --json` re-requests each as <id>.retry1 with retry_of, and Kombo
 // now deletes them; `status --json` shows the originals failed and the retries deleted.
 func TestControlsFailedRetry(t *testing.T) {
-	suite(t)
 	const n = 30
 	w := newWorld(t, kombotest.Options{Latency: 5 * time.Millisecond}, nil)
 	reqs := requests("look", n)
@@ -515,7 +512,6 @@ func TestControlsFailedRetry(t *testing.T) {
 // (also with NATS unreachable: it is found before anything connects) and changes nothing on
 // the server; a command that cannot reach NATS exits 1 with a message, and does not hang.
 func TestControlsBadInput(t *testing.T) {
-	suite(t)
 	w := newWorld(t, kombotest.Options{}, nil)
 	w.start("daemon", nil) // creates the consumer and the buckets the commands act on
 	// Something for the commands to change: a protection, and requests with their results.

@@ -21,7 +21,7 @@ func TestCase1Kill9(t *testing.T) {
 	suite(t)
 	r := rng(t)
 	const n = 2000
-	w := newWorld(t, kombotest.Options{Latency: 10 * time.Millisecond, LatencyJitter: 10 * time.Millisecond}, nil)
+	w := newWorld(t, usualKombo, nil)
 	reqs := requests("kill", n)
 	d := w.start("daemon-1", nil)
 
@@ -55,9 +55,8 @@ func TestCase1Kill9(t *testing.T) {
 // Case 2: the NATS server stops mid-load and starts again on the same port and store. The
 // daemon reports not ready meanwhile, reconnects, and finishes.
 func TestCase2NATSRestart(t *testing.T) {
-	suite(t)
 	const n = 2000
-	w := newWorld(t, kombotest.Options{Latency: 10 * time.Millisecond, LatencyJitter: 10 * time.Millisecond}, nil)
+	w := newWorld(t, usualKombo, nil)
 	reqs := requests("natsrestart", n)
 	d := w.start("daemon", nil)
 
@@ -96,9 +95,8 @@ func TestCase2NATSRestart(t *testing.T) {
 // so finished requests are called again (Kombo answers not found) and their results are
 // deduplicated.
 func TestCase3ConsumerDeletedProvision(t *testing.T) {
-	suite(t)
 	const n = 2000
-	w := newWorld(t, kombotest.Options{Latency: 10 * time.Millisecond, LatencyJitter: 10 * time.Millisecond}, nil)
+	w := newWorld(t, usualKombo, nil)
 	reqs := requests("consdel", n)
 	d := w.start("daemon", nil)
 
@@ -124,9 +122,8 @@ func TestCase3ConsumerDeletedProvision(t *testing.T) {
 // does not recreate it, reports not ready and says why; once the operator has recreated
 // it, the daemon binds again by itself and finishes.
 func TestCase3ConsumerDeletedNoProvision(t *testing.T) {
-	suite(t)
 	const n = 2000
-	w := newWorld(t, kombotest.Options{Latency: 10 * time.Millisecond, LatencyJitter: 10 * time.Millisecond}, nil)
+	w := newWorld(t, usualKombo, nil)
 	w.provision()
 	reqs := requests("consdelnp", n)
 	noProvision := map[string]string{"JETSTREAM_PROVISION": "false"}
@@ -250,11 +247,10 @@ func TestCase4KomboFailures(t *testing.T) {
 // Case 5: Kombo rejects the key for a while (401), then accepts it again. No failed result,
 // no DELETE while paused, a handful of probes, everything deleted after.
 func TestCase5KeyRejected(t *testing.T) {
-	suite(t)
 	const n = 2000
 	const probeInterval = time.Second
 	const outage = 5 * time.Second
-	w := newWorld(t, kombotest.Options{Latency: 10 * time.Millisecond, LatencyJitter: 10 * time.Millisecond}, nil)
+	w := newWorld(t, usualKombo, nil)
 	reqs := requests("key", n)
 	d := w.start("daemon", map[string]string{"AUTH_PROBE_INTERVAL": probeInterval.String()})
 
@@ -320,7 +316,6 @@ func TestCase5KeyRejected(t *testing.T) {
 // the sum of their caps. No request is called by both at once, all are deleted, and the
 // share of calls Kombo rejects is reported.
 func TestCase6TwoReplicas(t *testing.T) {
-	suite(t)
 	const n = 2000
 	const limit = 12
 	w := newWorld(t, kombotest.Options{Latency: 10 * time.Millisecond, LatencyJitter: 10 * time.Millisecond, ConcurrencyLimit: limit}, nil)
@@ -382,7 +377,6 @@ func TestCase6TwoReplicas(t *testing.T) {
 // Case 7: the handler panics on one payload (ids starting with "panic:", in -tags faultinject
 // builds). The process survives, that request gets failed DELETER.INTERNAL, the rest go on.
 func TestCase7Panic(t *testing.T) {
-	suite(t)
 	const n = 2000
 	w := newWorld(t, kombotest.Options{Latency: 5 * time.Millisecond, LatencyJitter: 5 * time.Millisecond}, nil)
 	reqs := requests("pan", n)
@@ -442,7 +436,6 @@ func TestCase7Panic(t *testing.T) {
 // publishes failed DELETER.MAX_DELIVERIES from the advisory. Requests published after it are
 // deleted.
 func TestCase8MaxDeliver(t *testing.T) {
-	suite(t)
 	const n = 500
 	w := newWorld(t, kombotest.Options{Latency: 5 * time.Millisecond}, nil)
 	maxDeliver := map[string]string{"MAX_DELIVER": "2"}
@@ -495,10 +488,9 @@ func TestCase8MaxDeliver(t *testing.T) {
 // finish and publish, hands the rest back, and exits 0 within SHUTDOWN_TIMEOUT; a new process
 // takes over and nothing is lost or done twice.
 func TestCase9SIGTERM(t *testing.T) {
-	suite(t)
 	const n = 2000
 	const shutdownTimeout = 10 * time.Second
-	w := newWorld(t, kombotest.Options{Latency: 10 * time.Millisecond, LatencyJitter: 10 * time.Millisecond}, nil)
+	w := newWorld(t, usualKombo, nil)
 	reqs := requests("sigterm", n)
 	env := map[string]string{"SHUTDOWN_TIMEOUT": shutdownTimeout.String()}
 	d := w.start("daemon-1", env)

@@ -41,7 +41,6 @@ const alreadyRecorded = `outcome="already_recorded"`
 // not delivered again; a second batch is then done. No request of the first batch is called
 // again, and every request id has one result.
 func TestLedgerConsumerDeletedAfterWindow(t *testing.T) {
-	suite(t)
 	const n = 500
 	w := newWindowWorld(t, kombotest.Options{Latency: 5 * time.Millisecond, LatencyJitter: 5 * time.Millisecond}, shortWindow)
 	first, second := requests("afterwin-a", n), requests("afterwin-b", n)
@@ -97,7 +96,6 @@ func TestLedgerConsumerDeletedAfterWindow(t *testing.T) {
 // DeliverAllPolicy, so the whole stream is delivered again. Every replayed request finds its
 // outcome in the ledger: no DELETE, no second result.
 func TestLedgerConsumerReplayedNoProvision(t *testing.T) {
-	suite(t)
 	const n = 500
 	w := newWindowWorld(t, kombotest.Options{Latency: 5 * time.Millisecond, LatencyJitter: 5 * time.Millisecond}, shortWindow)
 	w.provision()
@@ -143,7 +141,6 @@ func TestLedgerConsumerReplayedNoProvision(t *testing.T) {
 // window), with other Nats-Msg-Ids or none: no DELETE, no second result, and the messages
 // are acknowledged.
 func TestLedgerSameRequestIDAfterWindow(t *testing.T) {
-	suite(t)
 	const n = 200
 	w := newWindowWorld(t, kombotest.Options{Latency: 5 * time.Millisecond, LatencyJitter: 5 * time.Millisecond}, shortWindow)
 	reqs := requests("again", n)
@@ -193,7 +190,6 @@ func TestLedgerSameRequestIDAfterWindow(t *testing.T) {
 // after the duplicate window, while Kombo would now answer 200, makes no DELETE: the one
 // stored result stays the failed one.
 func TestLedgerFailedStoredAckLost(t *testing.T) {
-	suite(t)
 	w := newWindowWorld(t, kombotest.Options{Latency: 5 * time.Millisecond}, shortWindow)
 	req := request{ID: "fails-then-ack-lost", IntegrationID: "crash:fails-then-ok"}
 	reqs := []request{req}
@@ -418,7 +414,6 @@ func crashAt(t *testing.T, point string, fail bool) {
 // Nats-Msg-Ids, side by side, Kombo slow enough that they overlap): one DELETE and one
 // stored result per request id.
 func TestLedgerTwoReplicasSameRequestID(t *testing.T) {
-	suite(t)
 	const n = 200
 	w := newWorld(t, kombotest.Options{Latency: 50 * time.Millisecond, LatencyJitter: 10 * time.Millisecond}, nil)
 	reqs := requests("pair", n)
@@ -661,9 +656,8 @@ func outageWhileRunning(t *testing.T, o outage) {
 // ready, creates the bucket again and finishes; nothing is lost and every request id has one
 // result. A request whose claim vanished in flight may be called twice: counted, not hidden.
 func TestLedgerBucketDeletedUnderLoad(t *testing.T) {
-	suite(t)
 	const n = 2000
-	w := newWorld(t, kombotest.Options{Latency: 10 * time.Millisecond, LatencyJitter: 10 * time.Millisecond}, nil)
+	w := newWorld(t, usualKombo, nil)
 	reqs := requests("bucketgone", n)
 	d := w.start("daemon", nil)
 	rw := watchReady(d)

@@ -31,6 +31,7 @@ const shortWindow = 2 * time.Second
 // newWindowWorld is newWorld with a stream whose duplicate window is dup.
 func newWindowWorld(t *testing.T, fo kombotest.Options, dup time.Duration) *world {
 	t.Helper()
+	suite(t)
 	w := &world{t: t}
 	w.nats = startNATS(t, nil)
 	w.nc, w.js = w.nats.connect()

@@ -367,7 +367,6 @@ func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
 // TestRedirectNeverFollowed: a 3xx from Kombo (or a proxy in front of it) is never followed,
 // whatever its Location, and the request fails at once with HTTP.<status> after one call.
 func TestRedirectNeverFollowed(t *testing.T) {
-	suite(t)
 	w := newWorld(t, kombotest.Options{}, nil)
 	cases := map[string]kombotest.Answer{
 		"personio:302-to-self":       kombotest.Redirect(w.komboURL + "/integrations/followed"),

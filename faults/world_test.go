@@ -28,10 +28,15 @@ type world struct {
 	komboURL string
 }
 
-// newWorld starts NATS (changed by natsMod when set), creates the stream and starts the fake
-// with options fo. The test's own NATS connection uses clientOpts (TLS, authentication).
+// usualKombo is the fake Kombo of most cases: 10–20 ms a call, no limits.
+var usualKombo = kombotest.Options{Latency: 10 * time.Millisecond, LatencyJitter: 10 * time.Millisecond}
+
+// newWorld skips t outside the suite (FAULTS=1), starts NATS (changed by natsMod when set),
+// creates the stream and starts the fake with options fo. The test's own NATS connection
+// uses clientOpts (TLS, authentication).
 func newWorld(t *testing.T, fo kombotest.Options, natsMod func(*server.Options), clientOpts ...nats.Option) *world {
 	t.Helper()
+	suite(t)
 	w := &world{t: t}
 	w.nats = startNATS(t, natsMod)
 	w.nc, w.js = w.nats.connect(clientOpts...)

@@ -23,6 +23,27 @@ func clusterTests(t *testing.T) {
 	}
 }
 
+// clusterWithStream starts a 3-node cluster (CLUSTER=1) with an R3 stream name and n
+// publishes acknowledged in it.
+func clusterWithStream(t *testing.T, name string, n int) (*natstest.Cluster, jetstream.JetStream, *ledger) {
+	t.Helper()
+	clusterTests(t)
+	c := natstest.StartCluster(t, 3)
+	js := clusterClient(t, c.URLs())
+	createStream(t, js, name)
+	l := newLedger(js, name)
+	l.publishN(t, n)
+	return c, js, l
+}
+
+// restart restarts node i and logs how long it took to be back and healthy.
+func restart(t *testing.T, c *natstest.Cluster, i int) {
+	t.Helper()
+	start := time.Now()
+	c.Restart(i)
+	t.Logf("n%d back and healthy after %s", i, time.Since(start))
+}
+
 // A client of the whole cluster, reconnecting quickly to another node when its node dies.
 func clusterClient(t *testing.T, url string) jetstream.JetStream {
 	t.Helper()
@@ -121,12 +142,7 @@ func TestClusterStartsHealthyOnLoopback(t *testing.T) {
 }
 
 func TestClusterStreamSurvivesItsLeaderStop(t *testing.T) {
-	clusterTests(t)
-	c := natstest.StartCluster(t, 3)
-	js := clusterClient(t, c.URLs())
-	createStream(t, js, "S")
-	l := newLedger(js, "S")
-	l.publishN(t, 10)
+	c, _, l := clusterWithStream(t, "S", 10)
 
 	leader := c.WaitLeader(natstest.Stream, "S", "")
 	url := c.URL(leader)
@@ -134,9 +150,7 @@ func TestClusterStreamSurvivesItsLeaderStop(t *testing.T) {
 	t.Logf("stream leader n%d stopped: first publish acknowledged after %s", leader, l.publish(t))
 	l.publishN(t, 10)
 
-	start := time.Now()
-	c.Restart(leader)
-	t.Logf("n%d back and healthy after %s", leader, time.Since(start))
+	restart(t, c, leader)
 	if c.URL(leader) != url {
 		t.Fatalf("n%d came back on %s, was %s", leader, c.URL(leader), url)
 	}
@@ -147,12 +161,7 @@ func TestClusterStreamSurvivesItsLeaderStop(t *testing.T) {
 }
 
 func TestClusterConsumerDeliversThroughItsLeaderStop(t *testing.T) {
-	clusterTests(t)
-	c := natstest.StartCluster(t, 3)
-	js := clusterClient(t, c.URLs())
-	createStream(t, js, "C")
-	l := newLedger(js, "C")
-	l.publishN(t, 20)
+	c, js, l := clusterWithStream(t, "C", 20)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*natstest.ReadyTimeout)
 	defer cancel()
 	cons, err := js.CreateConsumer(ctx, "C", jetstream.ConsumerConfig{Durable: "work", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 2 * time.Second, Replicas: 3})
@@ -235,12 +244,7 @@ func TestClusterKVSurvivesItsLeaderStop(t *testing.T) {
 }
 
 func TestClusterRollingRestart(t *testing.T) {
-	clusterTests(t)
-	c := natstest.StartCluster(t, 3)
-	js := clusterClient(t, c.URLs())
-	createStream(t, js, "R")
-	l := newLedger(js, "R")
-	l.publishN(t, 5)
+	c, _, l := clusterWithStream(t, "R", 5)
 	for i := range 3 {
 		c.Stop(i)
 		stall := l.publish(t)
@@ -257,12 +261,7 @@ func TestClusterRollingRestart(t *testing.T) {
 // (no quorum behind it); the other two elect a leader and take publishes; after Heal the
 // node's client publishes again, and nothing acknowledged is lost or doubled.
 func TestClusterIsolateAndHeal(t *testing.T) {
-	clusterTests(t)
-	c := natstest.StartCluster(t, 3)
-	js := clusterClient(t, c.URLs())
-	createStream(t, js, "P")
-	l := newLedger(js, "P")
-	l.publishN(t, 5)
+	c, _, l := clusterWithStream(t, "P", 5)
 
 	x := c.WaitLeader(natstest.Stream, "P", "")
 	nc, jsx := testkit.JetStream(t, c.URL(x))
@@ -298,20 +297,13 @@ func TestClusterIsolateAndHeal(t *testing.T) {
 
 // Crashing the stream leader: no leadership is handed over, so writers wait for an election.
 func TestClusterStreamSurvivesItsLeaderCrash(t *testing.T) {
-	clusterTests(t)
-	c := natstest.StartCluster(t, 3)
-	js := clusterClient(t, c.URLs())
-	createStream(t, js, "K")
-	l := newLedger(js, "K")
-	l.publishN(t, 5)
+	c, _, l := clusterWithStream(t, "K", 5)
 
 	leader := c.WaitLeader(natstest.Stream, "K", "")
 	c.Crash(leader)
 	t.Logf("stream leader n%d crashed: first publish acknowledged after %s", leader, l.publish(t))
 	l.publishN(t, 5)
-	start := time.Now()
-	c.Restart(leader)
-	t.Logf("n%d back and healthy after %s", leader, time.Since(start))
+	restart(t, c, leader)
 	l.publishN(t, 5)
 	l.check(t)
 }
