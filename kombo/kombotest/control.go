@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -191,70 +192,16 @@ func (f *Fake) serveControl(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")
 	case "/calls":
-		calls := f.Calls()
-		q := r.URL.Query()
-		if q.Has("id") || q.Has("seq") {
-			kept := calls[:0]
-			for _, c := range calls {
-				if (!q.Has("id") || c.ID == q.Get("id")) && (!q.Has("seq") || strconv.Itoa(c.Seq) == q.Get("seq")) {
-					kept = append(kept, c)
-				}
-			}
-			calls = kept
-		}
-		writeJSON(w, http.StatusOK, calls)
+		writeJSON(w, http.StatusOK, filterCalls(f.Calls(), r.URL.Query()))
 	case "/stats":
 		writeJSON(w, http.StatusOK, f.Stats())
 	case "/reset":
 		f.Reset()
 		w.WriteHeader(http.StatusNoContent)
 	case "/config":
-		if r.Method == http.MethodPost {
-			var p configPatch
-			if err := decodeControl(r.Body, &p); err != nil {
-				controlError(w, http.StatusBadRequest, err.Error())
-				return
-			}
-			if err := f.Update(p.apply); err != nil {
-				controlError(w, http.StatusBadRequest, err.Error())
-				return
-			}
-		}
-		writeJSON(w, http.StatusOK, viewOf(f.Options()))
+		f.serveConfig(w, r)
 	case "/script":
-		var req scriptRequest
-		if err := decodeControl(r.Body, &req); err != nil {
-			controlError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		answers := make([]Answer, 0, len(req.Answers))
-		for i, raw := range req.Answers {
-			var aj answerJSON
-			err := decodeControl(bytes.NewReader(raw), &aj)
-			var a Answer
-			if err == nil {
-				a, err = aj.answer()
-			}
-			if err != nil {
-				controlError(w, http.StatusBadRequest, fmt.Sprintf("answers[%d]: %v", i, err))
-				return
-			}
-			answers = append(answers, a)
-		}
-		switch req.Endpoint {
-		case "", "delete":
-			if req.ID == "" {
-				controlError(w, http.StatusBadRequest, `"id" is required (or "endpoint":"check-api-key")`)
-				return
-			}
-			f.Script(req.ID, answers...)
-		case "check-api-key":
-			f.ScriptCheckAPIKey(answers...)
-		default:
-			controlError(w, http.StatusBadRequest, `"endpoint" must be "delete" or "check-api-key"`)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		f.serveScript(w, r)
 	case "/missing":
 		var req missingRequest
 		if err := decodeControl(r.Body, &req); err != nil {
@@ -266,6 +213,73 @@ func (f *Fake) serveControl(w http.ResponseWriter, r *http.Request) {
 	case "/integration":
 		f.serveIntegrationControl(w, r)
 	}
+}
+
+// filterCalls keeps the calls that match the ?id= and ?seq= filters given.
+func filterCalls(calls []Call, q url.Values) []Call {
+	if !q.Has("id") && !q.Has("seq") {
+		return calls
+	}
+	kept := calls[:0]
+	for _, c := range calls {
+		if (!q.Has("id") || c.ID == q.Get("id")) && (!q.Has("seq") || strconv.Itoa(c.Seq) == q.Get("seq")) {
+			kept = append(kept, c)
+		}
+	}
+	return kept
+}
+
+// serveConfig serves GET /_fake/config, and POST with a partial update first.
+func (f *Fake) serveConfig(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost {
+		var p configPatch
+		if err := decodeControl(r.Body, &p); err != nil {
+			controlError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		if err := f.Update(p.apply); err != nil {
+			controlError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, viewOf(f.Options()))
+}
+
+// serveScript serves POST /_fake/script: answers for an id's DELETEs, or for the key check.
+func (f *Fake) serveScript(w http.ResponseWriter, r *http.Request) {
+	var req scriptRequest
+	if err := decodeControl(r.Body, &req); err != nil {
+		controlError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	answers := make([]Answer, 0, len(req.Answers))
+	for i, raw := range req.Answers {
+		var aj answerJSON
+		err := decodeControl(bytes.NewReader(raw), &aj)
+		var a Answer
+		if err == nil {
+			a, err = aj.answer()
+		}
+		if err != nil {
+			controlError(w, http.StatusBadRequest, fmt.Sprintf("answers[%d]: %v", i, err))
+			return
+		}
+		answers = append(answers, a)
+	}
+	switch req.Endpoint {
+	case "", "delete":
+		if req.ID == "" {
+			controlError(w, http.StatusBadRequest, `"id" is required (or "endpoint":"check-api-key")`)
+			return
+		}
+		f.Script(req.ID, answers...)
+	case "check-api-key":
+		f.ScriptCheckAPIKey(answers...)
+	default:
+		controlError(w, http.StatusBadRequest, `"endpoint" must be "delete" or "check-api-key"`)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // decodeControl decodes one JSON object into v, whose json tags are lower case without "_"

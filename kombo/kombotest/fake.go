@@ -280,6 +280,25 @@ func (f *Fake) serveAPI(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	gen := f.gen
 	f.recordLocked(c)
+	p := f.planLocked(r, c, kind, arrival)
+	seq := c.Seq
+	f.mu.Unlock()
+
+	answered := f.wait(r.Context(), arrival.Add(p.wait), p.answer.Hang)
+	logURL := "http://" + r.Host + "/_fake/calls?seq=" + strconv.Itoa(seq)
+	if r.TLS != nil {
+		logURL = "https://" + logURL[len("http://"):]
+	}
+	resp := render(p.answer, p.data, logURL, p.header)
+	f.settle(c, p, gen, answered, resp)
+	if !answered {
+		panic(http.ErrAbortHandler) // drop the connection: the client gave up, or Close
+	}
+	resp.write(w)
+}
+
+// planLocked decides what the fake answers to a call of kind, and when.
+func (f *Fake) planLocked(r *http.Request, c *Call, kind routeKind, arrival time.Time) plan {
 	p := plan{data: "{}"}
 	switch kind {
 	case routeDelete:
@@ -307,16 +326,12 @@ func (f *Fake) serveAPI(w http.ResponseWriter, r *http.Request) {
 	default:
 		p.answer = Answer{Status: http.StatusNotFound, Message: "No route for " + r.Method + " " + r.URL.Path}
 	}
-	seq := c.Seq
-	f.mu.Unlock()
+	return p
+}
 
-	answered := f.wait(r.Context(), arrival.Add(p.wait), p.answer.Hang)
-	logURL := "http://" + r.Host + "/_fake/calls?seq=" + strconv.Itoa(seq)
-	if r.TLS != nil {
-		logURL = "https://" + logURL[len("http://"):]
-	}
-	resp := render(p.answer, p.data, logURL, p.header)
-
+// settle records how call c ended (answered with resp, or not), in the stats of generation
+// gen, and tells the OnCall hook.
+func (f *Fake) settle(c *Call, p plan, gen uint64, answered bool, resp response) {
 	f.mu.Lock()
 	if p.slot {
 		f.inFlight--
@@ -348,10 +363,6 @@ func (f *Fake) serveAPI(w http.ResponseWriter, r *http.Request) {
 		snapshot.Header = snapshot.Header.Clone()
 		hook(snapshot)
 	}
-	if !answered {
-		panic(http.ErrAbortHandler) // drop the connection: the client gave up, or Close
-	}
-	resp.write(w)
 }
 
 func allowed(r *http.Request) string {
