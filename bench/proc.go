@@ -108,7 +108,13 @@ func cpuSeconds(pid int) (float64, error) {
 }
 
 // peakRSS returns VmHWM of pid (the peak resident set size) in bytes.
-func peakRSS(pid int) (uint64, error) {
+func peakRSS(pid int) (uint64, error) { return statusBytes(pid, "VmHWM:") }
+
+// currentRSS returns VmRSS of pid (its resident set size now) in bytes.
+func currentRSS(pid int) (uint64, error) { return statusBytes(pid, "VmRSS:") }
+
+// statusBytes returns the field of /proc/<pid>/status named by key (in kB there) in bytes.
+func statusBytes(pid int, key string) (uint64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
@@ -116,12 +122,12 @@ func peakRSS(pid int) (uint64, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), key); ok {
 			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			return kb << 10, err
 		}
 	}
-	return 0, errors.New("no VmHWM in /proc/pid/status")
+	return 0, fmt.Errorf("no %s in /proc/pid/status", key)
 }
 
 // waitReady polls the daemon's /readyz until it answers 200 (or, for a baseline, readyFile
