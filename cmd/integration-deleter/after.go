@@ -365,6 +365,9 @@ func planRetries(ctx context.Context, c *client, ids []string, f retryFlags, std
 		switch {
 		case err != nil:
 			return nil, 0, err
+		case f.failed && strings.HasPrefix(why, notRetriablePrefix):
+			// a sweep of the failed results leaves these out without failing itself
+			fmt.Fprintf(stderr, "retry: %s is skipped: %s\n", id, why)
 		case why != "" && req.RetryOf == "":
 			refused++
 			fmt.Fprintf(stderr, "retry: %s is not retried: %s\n", id, why)
@@ -407,9 +410,15 @@ func planRetry(ctx context.Context, o *outcomes, id string, known *consumer.Resu
 	if r.IntegrationID == "" {
 		return retryRequest{}, "its failed result has no integration id (the event could not be read)", nil
 	}
+	if why := notRetriable(r); why != "" {
+		return retryRequest{}, why, nil
+	}
 	root := id
 	if r.RetryOf != "" {
 		root = r.RetryOf
+	}
+	if len(root)+len(fmt.Sprintf(".retry%d", maxRetries)) > maxRequestIDLength {
+		return retryRequest{}, fmt.Sprintf("its request id is too long to name a retry (<id>.retry<n> must be at most %d bytes)", maxRequestIDLength), nil
 	}
 	req := retryRequest{IntegrationID: r.IntegrationID, RequestedBy: r.RequestedBy, Reason: r.Reason, RetryOf: root}
 	for n := 1; n <= maxRetries; n++ {
@@ -425,6 +434,32 @@ func planRetry(ctx context.Context, o *outcomes, id string, known *consumer.Resu
 		}
 	}
 	return retryRequest{}, fmt.Sprintf("retried %d times already", maxRetries), nil
+}
+
+// notRetriablePrefix starts the reason a failed request is never retried: a retry would
+// delete without a check the original asked for.
+const notRetriablePrefix = "never retried: "
+
+// maxRequestIDLength is the longest request id the daemon accepts (CONTRACT.md).
+const maxRequestIDLength = 256
+
+// notRetriable says why the failed result r must not be retried, or "". A retry carries
+// the integration id, who and why, but not the original's "expect": a request that failed
+// DELETER.MISMATCH (Kombo showed another integration than expected) or EVENT.INVALID (its
+// event, "expect" included, could not be read exactly) would be retried without its check.
+func notRetriable(r *consumer.Result) string {
+	if r.Error == nil {
+		return ""
+	}
+	switch r.Error.Code {
+	case "DELETER.MISMATCH":
+		return notRetriablePrefix + "it failed DELETER.MISMATCH (" + r.Error.Message + "); a retry would delete " +
+			"without that check: publish a new request with the right \"expect\" if it must go"
+	case "EVENT.INVALID":
+		return notRetriablePrefix + "its event could not be read (EVENT.INVALID: " + r.Error.Message + "); a retry " +
+			"could drop what it asked for: publish a correct request instead"
+	}
+	return ""
 }
 
 // publishRetries publishes the new requests and prints their ids; with --wait, then their

@@ -202,3 +202,37 @@ func equalJSON(a, b map[string]any) bool {
 	}
 	return true
 }
+
+// TestRetryNeverDropsAnExpectation: a request that failed DELETER.MISMATCH is not retried (a
+// retry would carry no "expect" and delete the integration Kombo showed); named, it is
+// refused with exit 1; in a sweep of --failed it is skipped; either way nothing is published
+// and Kombo gets no DELETE.
+func TestRetryNeverDropsAnExpectation(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	fake := startDaemon(t, s)
+	if _, err := s.js.Publish(t.Context(), "integration.delete.requested",
+		[]byte(`{"integration_id":"acme:m","request_id":"mm-1","expect":{"tool":"workday"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 20*time.Second, "mm-1 to fail", func() bool {
+		return strings.Contains(s.mustRun(t, "status", "mm-1"), "DELETER.MISMATCH")
+	})
+
+	o := runIn(t, s.with(nil), "retry", "mm-1")
+	if o.exit() != 1 || !strings.Contains(o.stderr, "never retried") || !strings.Contains(o.stderr, "expect") {
+		t.Errorf("retry mm-1: exit %d, stderr %q; want exit 1 saying it is never retried and why", o.exit(), o.stderr)
+	}
+	o = runIn(t, s.with(nil), "retry", "--failed", "--since", "1h")
+	if o.err != nil || o.stdout != "" || !strings.Contains(o.stderr, "mm-1 is skipped: never retried") {
+		t.Errorf("retry --failed: %v, stdout %q, stderr %q; want mm-1 skipped, nothing published", o.err, o.stdout, o.stderr)
+	}
+	if st := s.mustRun(t, "status", "mm-1.retry1"); !strings.Contains(st, "unknown") {
+		t.Errorf("status mm-1.retry1:\n%s\nwant unknown (never published)", st)
+	}
+	for _, c := range fake.Calls() {
+		if c.Method == "DELETE" && c.ID == "acme:m" {
+			t.Errorf("Kombo received a DELETE of acme:m: %+v", c)
+		}
+	}
+}

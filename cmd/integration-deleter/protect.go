@@ -54,7 +54,10 @@ func withProtect(ctx context.Context, cmd string, lookupEnv lookupFunc, stderr i
 	body func(ctx context.Context, p *control.Protect) error,
 ) error {
 	return withClient(ctx, cmd, lookupEnv, stderr, func(ctx context.Context, c *client) error {
-		p, err := control.OpenProtect(ctx, c.js, c.cfg.ProtectBucket, c.cfg.StreamReplicas, c.cfg.JetStreamProvision)
+		// Only add creates the bucket (with provisioning on, as the daemon would): rm and ls
+		// of a bucket no daemon made would hide a typo in PROTECT_BUCKET.
+		create := cmd == "protect add" && c.cfg.JetStreamProvision
+		p, err := control.OpenProtect(ctx, c.js, c.cfg.ProtectBucket, c.cfg.StreamReplicas, create)
 		if err != nil {
 			return fmt.Errorf("%s: %w", cmd, err)
 		}
