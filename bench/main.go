@@ -7,8 +7,8 @@
 // last stored result. Each scenario then runs the baseline (bench/baseline.go, started as
 // `bench baseline`, a subprocess too, so that its RSS and CPU are measured the same way) against
 // a fresh stream and a fresh fake with the same settings. It prints a table, writes
-// BENCHMARKS.md with pictures of scenarios 2, 6 and 7 (docs/bench-adaptive.png,
-// docs/bench-replicas.png, docs/bench-limit-shift.png), and exits 1 when the daemon misses a
+// BENCHMARKS.md with pictures of scenarios 2, 6, 7 and 9–10 (docs/bench-adaptive.png,
+// docs/bench-replicas.png, docs/bench-limit-shift.png, docs/bench-scale-out.png), and exits 1 when the daemon misses a
 // target (not with -short, which only checks that the harness works; a run that does not
 // finish fails either way).
 //
@@ -23,6 +23,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -34,6 +35,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -82,6 +84,9 @@ Scenarios:
   6 Two replicas                       two daemons share Kombo's limit of 4; every round judged
   7 Limit shift                        Kombo's limit changes mid-run (6, 2, 6); utilization per phase
   8 Rate limit (Retry-After only)      as 3, but 429s carry only Retry-After (whole seconds)
+  9 Scale-out, unbound                 1…4 replicas, each C=16, Kombo's limit not binding: ÷ linear
+ 10 Scale-out, one shared limit        1…4 replicas on one limit of 8: ÷ N·L/8, rejected share
+ 11 Backlog                            100 000 requests drained by 3 replicas: steady rate, flat RSS
 
 Flags:
 `)
@@ -118,11 +123,19 @@ Flags:
 	fs.DurationVar(&p.shiftPhase, "shift-phase", 8*time.Second, "scenario 7: length of each phase, from the first publish (1s with -short)")
 	fs.IntVar(&p.nShift, "n-shift", 0, "scenario 7: requests; 0 = 1.1 × what the phases admit at their limits (Σ phase·limit/L: 6160 by default, 770 with -short)")
 	fs.IntVar(&p.shiftMax, "max-shift", 16, "scenario 7: KOMBO_MAX_CONCURRENCY (and the baseline's semaphore)")
+	fs.IntVar(&p.scaleReplicas, "scale-replicas", 4, "scenarios 9 and 10: run with 1 … this many replicas")
+	fs.IntVar(&p.scaleMax, "max-scale", 16, "scenarios 9–11: KOMBO_MAX_CONCURRENCY of each replica (and each baseline replica's semaphore)")
+	fs.DurationVar(&p.scaleLatency, "l-scale", 20*time.Millisecond, "scenarios 9–11: latency L of each Kombo call")
+	fs.IntVar(&p.nScale, "n-scale", 4000, "scenario 9: requests per replica (400 with -short)")
+	fs.IntVar(&p.sharedLimit, "c-shared", 8, "scenario 10: Kombo's concurrency limit, shared by all replicas")
+	fs.IntVar(&p.nShared, "n-shared", 4000, "scenario 10: requests (300 with -short)")
+	fs.IntVar(&p.nBacklog, "n-backlog", 100000, "scenario 11: requests published before the replicas start (6000 with -short)")
+	fs.IntVar(&p.scaleRounds, "rounds-scale", 3, "scenarios 9 and 10 run every replica count this many times, interleaved; every round is listed and judged (1 with -short)")
 	fs.Float64Var(&memLimMiB, "mem-target", 25, "scenario 5: peak RSS target, MiB")
-	fs.StringVar(&only, "scenarios", "1,2,3,4,5,6,7,8", "which scenarios to run (5 needs 1 and 4, and runs them)")
+	fs.StringVar(&only, "scenarios", "1,2,3,4,5,6,7,8,9,10,11", "which scenarios to run (5 needs 1 and 4, and runs them)")
 	fs.BoolVar(&p.short, "short", false, "CI smoke run: N=300 (scenarios 3 and 8: 100, scenario 4: 1000), scenario 7's phases 1s, 1 round; targets reported, not enforced; writes no files unless -md/-png are given")
 	fs.StringVar(&mdPath, "md", "", "write the report here (default BENCHMARKS.md in a full run, nothing with -short)")
-	fs.StringVar(&pngPath, "png", "", "write scenario 2's picture here, and those of 6 and 7 next to it as bench-replicas.png and bench-limit-shift.png (default docs/bench-adaptive.png in a full run, nothing with -short)")
+	fs.StringVar(&pngPath, "png", "", "write scenario 2's picture here, and those of 6, 7 and 9–10 next to it as bench-replicas.png, bench-limit-shift.png and bench-scale-out.png (default docs/bench-adaptive.png in a full run, nothing with -short)")
 	fs.StringVar(&profile, "profile", "", "run the daemon in-process as \"bench daemon\" and write CPU and allocation profiles of each replica into this `dir`")
 	fs.IntVar(&roundsFlag, "rounds", 5, "scenarios 1, 4 and 6 run daemon and baseline this many times, interleaved, and list every round; 1 and 4 are judged on each one's best run (the least disturbed by other work on the machine), 6 on every round; 1 with -short")
 	fs.DurationVar(&quietWait, "quiet-wait", 2*time.Minute, "before each run, wait up to this long for the machine to be nearly idle (other work < 0.5 CPU); 0 = do not wait (the default with -short)")
@@ -172,6 +185,10 @@ Flags:
 		if !flagGiven(fs, "shift-phase") {
 			p.shiftPhase = time.Second
 		}
+		shortDefault(fs, "n-scale", &p.nScale, 400)
+		shortDefault(fs, "n-shared", &p.nShared, 300)
+		shortDefault(fs, "n-backlog", &p.nBacklog, 6000)
+		shortDefault(fs, "rounds-scale", &p.scaleRounds, 1)
 	} else {
 		if !flagGiven(fs, "md") {
 			mdPath = "BENCHMARKS.md"
@@ -181,6 +198,10 @@ Flags:
 		}
 	}
 	p.rounds = max(roundsFlag, 1)
+	p.scaleRounds = max(p.scaleRounds, 1)
+	if p.scaleReplicas < 1 || p.scaleMax < 1 || p.sharedLimit < 1 || p.scaleLatency <= 0 {
+		return errors.New("-scale-replicas, -max-scale and -c-shared must be ≥ 1, -l-scale positive")
+	}
 	if p.shiftPhase <= 0 {
 		return errors.New("-shift-phase must be positive")
 	}
@@ -203,51 +224,28 @@ Flags:
 	var (
 		figures []figure
 		byID    = map[string][2]*runResult{}
+		sweeps  = map[string][]stepRuns{}
 		runErrs []error
 	)
 	for _, s := range scenarios(p) {
 		if !set[s.id] {
 			continue
 		}
-		var pair [2]*runResult
-		var every [2][]*runResult
-		rounds := max(s.rounds, 1)
-		for round := range rounds {
-			for i, spec := range []runSpec{s.daemon, s.baseline} {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				quiet := 0.0
-				if quietWait > 0 {
-					quiet = waitQuiet(ctx, quietWait)
-				}
-				label := ""
-				if rounds > 1 {
-					label = fmt.Sprintf(" round %d/%d", round+1, rounds)
-				}
-				fmt.Fprintf(stderr, "scenario %s (%s): %s, N=%d%s …", s.id, s.title, spec.kind, spec.n, label)
-				r := e.run(ctx, spec)
-				r.quietLoad = quiet
-				fmt.Fprintf(stderr, " %.2fs, %d results, %.0f/s, CPU %.2fs, peak RSS %s; other load %.2f CPUs\n",
-					r.elapsed.Seconds(), r.results, r.perSecond(), r.cpuTotal(), mib(r.rssMax()), r.otherLoad)
-				if verbose {
-					fmt.Fprintf(stderr, "  %s\n", r.diagnostics())
-					if len(r.samples) > 0 || len(r.phaseAt) > 0 {
-						fmt.Fprintln(stderr, r.capHistory())
-					}
-				}
-				if r.err != nil {
-					fmt.Fprintf(stderr, "  error: %v\n", r.err)
-					runErrs = append(runErrs, fmt.Errorf("scenario %s %s: %w", s.id, spec.kind, r.err))
-				}
-				pair[i] = better(pair[i], r)
-				every[i] = append(every[i], r)
-			}
+		steps, errs := e.runScenario(ctx, s, quietWait, verbose, stderr)
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		byID[s.id] = pair
-		figs := s.judge(pair[0], pair[1], every)
+		runErrs = append(runErrs, errs...)
+		var figs []figure
+		if s.judgeSteps != nil {
+			sweeps[s.id] = steps
+			figs = s.judgeSteps(steps)
+		} else {
+			byID[s.id] = steps[0].best
+			figs = s.judge(steps[0].best[0], steps[0].best[1], steps[0].every)
+		}
 		if s.id == "1" {
-			figs = append(figs, ceilingFigure(ctx, p, rounds, quietWait, stderr))
+			figs = append(figs, ceilingFigure(ctx, p, max(s.rounds, 1), quietWait, stderr))
 		}
 		for _, f := range figs {
 			f.scenario = s.id + " " + s.title
@@ -260,7 +258,7 @@ Flags:
 			figures = append(figures, f)
 		}
 	}
-	slices.SortStableFunc(figures, func(a, b figure) int { return strings.Compare(a.scenario[:1], b.scenario[:1]) })
+	slices.SortStableFunc(figures, func(a, b figure) int { return cmp.Compare(scenarioNumber(a), scenarioNumber(b)) })
 
 	table := renderTable(figures)
 	fmt.Fprintln(stdout)
@@ -268,31 +266,12 @@ Flags:
 	wall := time.Since(started)
 	fmt.Fprintf(stdout, "\nbench wall time: %s\n", wall.Round(time.Second))
 
-	replicasPNG, shiftPNG := "", ""
-	if pngPath != "" {
-		if r, ok := byID["2"]; ok && len(r[0].samples) > 0 {
-			if err := plotAdaptive(pngPath, r[0], r[1], p); err != nil {
-				return fmt.Errorf("picture: %w", err)
-			}
-			fmt.Fprintln(stdout, "wrote", pngPath)
-		}
-		if r, ok := byID["6"]; ok && len(r[0].samples) > 0 {
-			replicasPNG = filepath.Join(filepath.Dir(pngPath), "bench-replicas.png")
-			if err := plotReplicas(replicasPNG, r[0], r[1], p); err != nil {
-				return fmt.Errorf("picture: %w", err)
-			}
-			fmt.Fprintln(stdout, "wrote", replicasPNG)
-		}
-		if r, ok := byID["7"]; ok && len(r[0].samples) > 0 {
-			shiftPNG = filepath.Join(filepath.Dir(pngPath), "bench-limit-shift.png")
-			if err := plotLimitShift(shiftPNG, r[0], r[1], p); err != nil {
-				return fmt.Errorf("picture: %w", err)
-			}
-			fmt.Fprintln(stdout, "wrote", shiftPNG)
-		}
+	pics, err := drawPictures(pngPath, p, byID, sweeps, stdout)
+	if err != nil {
+		return fmt.Errorf("picture: %w", err)
 	}
 	if mdPath != "" {
-		md := renderMarkdown(p, figures, byID, pngPath, replicasPNG, shiftPNG, mdPath, wall)
+		md := renderMarkdown(p, figures, byID, sweeps, pics, mdPath, wall)
 		if err := os.WriteFile(mdPath, []byte(md), 0o644); err != nil {
 			return err
 		}
@@ -315,6 +294,104 @@ Flags:
 		return fmt.Errorf("%w: %d target(s)", errTargetsMissed, missed)
 	}
 	return nil
+}
+
+// pictures are the paths of the pictures drawn; "" for one not drawn.
+type pictures struct {
+	adaptive, replicas, shift, scaleOut string
+}
+
+// drawPictures draws scenario 2's picture at pngPath and those of 6, 7 and 9–10 next to it,
+// each when its scenario ran; with pngPath "" none.
+func drawPictures(pngPath string, p params, byID map[string][2]*runResult, sweeps map[string][]stepRuns, stdout io.Writer) (pictures, error) {
+	var pics pictures
+	if pngPath == "" {
+		return pics, nil
+	}
+	next := func(name string) string { return filepath.Join(filepath.Dir(pngPath), name) }
+	draw := func(at *string, path string, ok bool, plot func(string) error) error {
+		if !ok {
+			return nil
+		}
+		if err := plot(path); err != nil {
+			return err
+		}
+		*at = path
+		fmt.Fprintln(stdout, "wrote", path)
+		return nil
+	}
+	withSamples := func(id string) ([2]*runResult, bool) { r, ok := byID[id]; return r, ok && len(r[0].samples) > 0 }
+	r2, ok2 := withSamples("2")
+	r6, ok6 := withSamples("6")
+	r7, ok7 := withSamples("7")
+	return pics, errors.Join(
+		draw(&pics.adaptive, pngPath, ok2, func(path string) error { return plotAdaptive(path, r2[0], r2[1], p) }),
+		draw(&pics.replicas, next("bench-replicas.png"), ok6, func(path string) error { return plotReplicas(path, r6[0], r6[1], p) }),
+		draw(&pics.shift, next("bench-limit-shift.png"), ok7, func(path string) error { return plotLimitShift(path, r7[0], r7[1], p) }),
+		draw(&pics.scaleOut, next("bench-scale-out.png"), len(sweeps["9"])+len(sweeps["10"]) > 0,
+			func(path string) error { return plotScaleOut(path, sweeps["9"], sweeps["10"], p) }),
+	)
+}
+
+// runScenario runs every step of s, daemon then baseline, rounds times, interleaved, each
+// after the machine has quietened (up to quietWait), and prints each run's figures.
+func (e *env) runScenario(ctx context.Context, s scenario, quietWait time.Duration, verbose bool, stderr io.Writer) ([]stepRuns, []error) {
+	pairs := s.pairs()
+	steps := make([]stepRuns, len(pairs))
+	var errs []error
+	rounds := max(s.rounds, 1)
+	for round := range rounds {
+		for k, pair := range pairs {
+			for i, spec := range pair {
+				if ctx.Err() != nil {
+					return steps, errs
+				}
+				quiet := 0.0
+				if quietWait > 0 {
+					quiet = waitQuiet(ctx, quietWait)
+				}
+				label := ""
+				if len(pairs) > 1 {
+					label += fmt.Sprintf(", %d replica(s)", spec.replicas)
+				}
+				if rounds > 1 {
+					label += fmt.Sprintf(" round %d/%d", round+1, rounds)
+				}
+				fmt.Fprintf(stderr, "scenario %s (%s): %s, N=%d%s …", s.id, s.title, spec.kind, spec.n, label)
+				r := e.run(ctx, spec)
+				r.quietLoad = quiet
+				fmt.Fprintf(stderr, " %.2fs, %d results, %.0f/s, CPU %.2fs, peak RSS %s; other load %.2f CPUs, all %.2f\n",
+					r.elapsed.Seconds(), r.results, r.perSecond(), r.cpuTotal(), mib(r.rssMax()), r.otherLoad, r.machineBusy)
+				if verbose {
+					fmt.Fprintf(stderr, "  %s\n", r.diagnostics())
+					if len(r.samples) > 0 || len(r.phaseAt) > 0 {
+						fmt.Fprintln(stderr, r.capHistory())
+					}
+				}
+				if r.err != nil {
+					fmt.Fprintf(stderr, "  error: %v\n", r.err)
+					errs = append(errs, fmt.Errorf("scenario %s %s: %w", s.id, spec.kind, r.err))
+				}
+				steps[k].best[i] = better(steps[k].best[i], r)
+				steps[k].every[i] = append(steps[k].every[i], r)
+			}
+		}
+	}
+	return steps, errs
+}
+
+// shortDefault sets *v to short unless the flag was given.
+func shortDefault(fs *flag.FlagSet, name string, v *int, short int) {
+	if !flagGiven(fs, name) {
+		*v = short
+	}
+}
+
+// scenarioNumber is the number a figure's scenario begins with ("10 Scale-out…" → 10).
+func scenarioNumber(f figure) int {
+	id, _, _ := strings.Cut(f.scenario, " ")
+	n, _ := strconv.Atoi(id)
+	return n
 }
 
 func flagGiven(fs *flag.FlagSet, name string) bool {

@@ -220,18 +220,28 @@ func saveTwo(path string, top, bottom *plot.Plot, xmax, ymax float64) error {
 	for _, pl := range []*plot.Plot{top, bottom} {
 		pl.X.Min, pl.X.Max = 0, xmax
 		pl.Y.Min, pl.Y.Max = 0, ymax
+	}
+	return savePanels(path, top, bottom)
+}
+
+// savePanels aligns plots one above the other and writes them as a PNG, 3.5 inches high each.
+func savePanels(path string, plots ...*plot.Plot) error {
+	column := make([][]*plot.Plot, len(plots))
+	for i, pl := range plots {
 		pl.Legend.Top = true
 		pl.Legend.TextStyle.Font.Size = vg.Points(9)
 		pl.Title.TextStyle.Font.Size = vg.Points(11)
+		column[i] = []*plot.Plot{pl}
 	}
-	const w, h = 10 * vg.Inch, 7 * vg.Inch
+	w, h := 10*vg.Inch, vg.Length(len(plots))*3.5*vg.Inch
 	img := vgimg.New(w, h)
 	dc := draw.New(img)
-	tiles := draw.Tiles{Rows: 2, Cols: 1, PadX: vg.Millimeter, PadY: 4 * vg.Millimeter,
+	tiles := draw.Tiles{Rows: len(plots), Cols: 1, PadX: vg.Millimeter, PadY: 4 * vg.Millimeter,
 		PadTop: 2 * vg.Millimeter, PadBottom: 2 * vg.Millimeter, PadLeft: 2 * vg.Millimeter, PadRight: 4 * vg.Millimeter}
-	canvases := plot.Align([][]*plot.Plot{{top}, {bottom}}, tiles, dc)
-	top.Draw(canvases[0][0])
-	bottom.Draw(canvases[1][0])
+	canvases := plot.Align(column, tiles, dc)
+	for i, pl := range plots {
+		pl.Draw(canvases[i][0])
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}

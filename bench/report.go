@@ -51,7 +51,7 @@ func targetText(f figure) string {
 }
 
 // renderMarkdown is BENCHMARKS.md.
-func renderMarkdown(p params, figs []figure, byID map[string][2]*runResult, pngPath, replicasPNG, shiftPNG, mdPath string, wall time.Duration) string {
+func renderMarkdown(p params, figs []figure, byID map[string][2]*runResult, sweeps map[string][]stepRuns, pics pictures, mdPath string, wall time.Duration) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("# Benchmarks\n\n")
@@ -120,21 +120,30 @@ func renderMarkdown(p params, figs []figure, byID map[string][2]*runResult, pngP
 			"at the new limit.\n", limitsText(p.shiftLimits), p.shiftPhase, p.latency, p.shiftMax, nShift)
 	}
 	w("8. **Rate limit (Retry-After only)**: as 3, but the 429s carry only `Retry-After` (whole seconds, rounded up) and no answer carries " +
-		"`ratelimit-*`. Calls inside an announced wait and results per second; refusals per 1000 DELETE calls as information.\n\n")
+		"`ratelimit-*`. Calls inside an announced wait and results per second; refusals per 1000 DELETE calls as information.\n")
+	w("%s\n", scaleOutText(p))
 
 	w("## Noise\n\n")
 	w("The machine is shared. Before each run the bench waits (up to a limit) until other work uses less than half a CPU; ")
 	w("during each run it measures the CPU used by anything but the measured processes and the bench itself (NATS, fake Kombo). ")
-	w("Scenarios 1 and 4 keep the best of %d interleaved rounds of each side; scenario 6 is judged in every round. Every round is listed.\n\n", max(p.rounds, 1))
+	w("Scenarios 1 and 4 keep the best of %d interleaved rounds of each side; scenario 6 is judged in every round, and so are 9 and 10 (%d rounds, "+
+		"the replica counts interleaved). Every round is listed.\n\n", max(p.rounds, 1), p.scaleRounds)
 	w("| scenario | daemon: other load before / during (CPUs) | baseline: other load before / during (CPUs) |\n| --- | --- | --- |\n")
 	for _, id := range []string{"1", "2", "3", "4", "6", "7", "8"} {
 		if r, ok := byID[id]; ok {
 			w("| %s | %.2f / %.2f | %.2f / %.2f |\n", id, r[0].quietLoad, r[0].otherLoad, r[1].quietLoad, r[1].otherLoad)
 		}
 	}
+	for _, id := range []string{"9", "10", "11"} {
+		if steps, ok := sweeps[id]; ok {
+			w("| %s (highest of every run) | %s | %s |\n", id, worstLoads(steps, 0), worstLoads(steps, 1))
+		} else if r, ok := byID[id]; ok {
+			w("| %s | %.2f / %.2f | %.2f / %.2f |\n", id, r[0].quietLoad, r[0].otherLoad, r[1].quietLoad, r[1].otherLoad)
+		}
+	}
 	w("\n")
 
-	// picture writes a section that shows png (when drawn), linked relative to the report.
+	// picture writes a section headed "<what> in a picture" that shows png (when drawn), linked relative to the report.
 	picture := func(png, id, caption, alt string) {
 		if png == "" {
 			return
@@ -143,17 +152,20 @@ func renderMarkdown(p params, figs []figure, byID map[string][2]*runResult, pngP
 		if err != nil {
 			rel = png
 		}
-		w("## Scenario %s in a picture\n\n%s\n\n![%s](%s)\n\n", id, caption, alt, filepath.ToSlash(rel))
+		w("## %s in a picture\n\n%s\n\n![%s](%s)\n\n", id, caption, alt, filepath.ToSlash(rel))
 	}
 	if _, ok := byID["2"]; ok {
-		picture(pngPath, "2", "The daemon's concurrency cap and calls in flight (from its `/metrics`, every 50 ms), above the baseline's calls in flight as Kombo saw them; "+
+		picture(pics.adaptive, "Scenario 2", "The daemon's concurrency cap and calls in flight (from its `/metrics`, every 50 ms), above the baseline's calls in flight as Kombo saw them; "+
 			"red crosses count the calls Kombo rejected per 100 ms.", "cap and calls in flight during scenario 2")
 	}
-	picture(replicasPNG, "6", "Each replica's cap, their sum, and the sum of their calls in flight (from their `/metrics`, every 50 ms), "+
+	picture(pics.replicas, "Scenario 6", "Each replica's cap, their sum, and the sum of their calls in flight (from their `/metrics`, every 50 ms), "+
 		"above the two baseline replicas' calls in flight as Kombo saw them.", "two replicas sharing Kombo's limit")
-	picture(shiftPNG, "7", "The daemon's concurrency cap and calls in flight (from its `/metrics`, every 50 ms) with Kombo's limit as the bench changed it (dashed steps), "+
+	picture(pics.shift, "Scenario 7", "The daemon's concurrency cap and calls in flight (from its `/metrics`, every 50 ms) with Kombo's limit as the bench changed it (dashed steps), "+
 		"above the baseline's calls in flight as Kombo saw them; red crosses count the calls Kombo rejected per 100 ms.",
 		"the daemon following Kombo's limit as it changes")
+	picture(pics.scaleOut, "Scenarios 9 and 10", "Results per second by replica count: the daemon's and the baseline's, the mean of the rounds as a line and "+
+		"each round as a ring, with linear scaling from the daemon's 1-replica rate (9) and the bound limit ÷ L (10) dashed.",
+		"throughput by replica count")
 	if notes := notesFor(); notes != "" {
 		w("%s", notes)
 	}
@@ -163,6 +175,33 @@ func renderMarkdown(p params, figs []figure, byID map[string][2]*runResult, pngP
 	w("go run ./bench -short      # CI smoke run (small N; targets reported, not enforced)\n")
 	w("go run ./bench -scenarios 4 -profile /tmp/prof   # CPU and allocation profiles of the daemon\n```\n")
 	return b.String()
+}
+
+// scaleOutText describes scenarios 9, 10 and 11 in the report's list.
+func scaleOutText(p params) string {
+	return fmt.Sprintf("9. **Scale-out, unbound**: 1 … %d replicas of the daemon on one durable consumer (and as many baseline replicas), each "+
+		"`KOMBO_MAX_CONCURRENCY=%d`, L=%s, Kombo's limit %d (four times what all replicas may call at once: it never binds), "+
+		"%d requests per replica (so every run lasts about %s), %d rounds with the counts interleaved. Results per second at each count and "+
+		"its ratio to linear: n × the 1-replica rate of the same round and side. The bound of each replica is C/L; the rows after the "+
+		"figures say whether anything else bound the run (calls in flight at Kombo, the machine's busy CPUs).\n"+
+		"10. **Scale-out, one shared limit**: as 9, but Kombo allows %d calls at once for all replicas together, N=%d at every count: "+
+		"ratio to N·L/%d and the share of calls rejected, at every count in every round.\n"+
+		"11. **Backlog**: %d requests published before %d replicas (each `KOMBO_MAX_CONCURRENCY=%d`, Kombo's limit not binding, L=%s) "+
+		"start together; timed from their start to the last result. Throughput in the first and last 10 %% of the run (first result to "+
+		"last) and each replica's RSS, sampled every 250 ms: its highest in the first and in the last 10 %%, and its peak (`VmHWM`).\n",
+		p.scaleReplicas, p.scaleMax, p.scaleLatency, unboundLimit(p), p.nScale, boundOf(p.nScale, p.scaleLatency, p.scaleMax).Round(time.Millisecond),
+		p.scaleRounds, p.sharedLimit, p.nShared, p.sharedLimit, p.nBacklog, backlogReplicas, p.scaleMax, p.scaleLatency)
+}
+
+// worstLoads is "before / during" of one side of a sweep: the highest other load of any run.
+func worstLoads(steps []stepRuns, side int) string {
+	quiet, other := 0.0, 0.0
+	for _, st := range steps {
+		for _, r := range st.every[side] {
+			quiet, other = max(quiet, r.quietLoad), max(other, r.otherLoad)
+		}
+	}
+	return fmt.Sprintf("%.2f / %.2f", quiet, other)
 }
 
 // notesFor returns the hand-written part of the report (what the profiles showed, what was

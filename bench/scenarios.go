@@ -25,6 +25,14 @@ type params struct {
 	nShift                   int           // scenario 7: requests; 0 = enough for the phases (shiftN)
 	shiftMax                 int           // scenario 7: KOMBO_MAX_CONCURRENCY
 	rounds                   int           // of scenarios 1, 4 and 6
+	scaleReplicas            int           // scenarios 9 and 10: 1 … this many replicas
+	scaleMax                 int           // scenarios 9–11: KOMBO_MAX_CONCURRENCY of each replica
+	scaleLatency             time.Duration // scenarios 9–11: L
+	nScale                   int           // scenario 9: requests per replica
+	sharedLimit              int           // scenario 10: Kombo's one concurrency limit
+	nShared                  int           // scenario 10: requests
+	nBacklog                 int           // scenario 11: requests published before the replicas start
+	scaleRounds              int           // of scenarios 9 and 10
 	memLimit                 uint64        // scenario 5: bytes
 	short                    bool
 	boundTarget, adaptTarget float64
@@ -42,12 +50,42 @@ type figure struct {
 
 // scenario is a pair of runs (daemon, baseline), repeated rounds times, and how to judge
 // them: d and b are each side's best run (see better), every lists every round's runs.
+// A sweep has steps instead (one daemon spec each, with its baseline made by same), all run
+// in every round, and judgeSteps judges them.
 type scenario struct {
-	id, title string
-	daemon    runSpec
-	baseline  runSpec
-	rounds    int // 0 means 1
-	judge     func(d, b *runResult, every [2][]*runResult) []figure
+	id, title  string
+	daemon     runSpec
+	baseline   runSpec
+	rounds     int // 0 means 1
+	judge      func(d, b *runResult, every [2][]*runResult) []figure
+	steps      []runSpec
+	judgeSteps func(steps []stepRuns) []figure
+}
+
+// stepRuns are the runs of one step of a scenario: each side's best run (see better) and
+// every round's runs; index 0 is the daemon, 1 the baseline.
+type stepRuns struct {
+	best  [2]*runResult
+	every [2][]*runResult
+}
+
+// pairs are the (daemon, baseline) specs the scenario runs in each round.
+func (s scenario) pairs() [][2]runSpec {
+	if len(s.steps) == 0 {
+		return [][2]runSpec{{s.daemon, s.baseline}}
+	}
+	out := make([][2]runSpec, len(s.steps))
+	for i, d := range s.steps {
+		out[i] = [2]runSpec{d, baselineOf(d)}
+	}
+	return out
+}
+
+// baselineOf is the baseline's run of the same spec as the daemon's d.
+func baselineOf(d runSpec) runSpec {
+	b := d
+	b.kind, b.scrape = "baseline", false
+	return b
 }
 
 func boundOf(n int, l time.Duration, c int) time.Duration {
@@ -60,8 +98,7 @@ func scenarios(p params) []scenario {
 	pct := func(v float64) string { return fmt.Sprintf("%.2f %%", 100*v) }
 	x := func(v float64) string { return fmt.Sprintf("%.3f", v) }
 	same := func(s scenario) scenario {
-		s.baseline = s.daemon
-		s.baseline.kind, s.baseline.scrape = "baseline", false
+		s.baseline = baselineOf(s.daemon)
 		return s
 	}
 
@@ -172,7 +209,7 @@ func scenarios(p params) []scenario {
 	// 7. Limit shift.
 	s7 := shiftScenario(p)
 
-	return []scenario{s1, s2, s3, s4, s6, s7, s8}
+	return append([]scenario{s1, s2, s3, s4, s6, s7, s8}, scaleOutScenarios(p)...)
 }
 
 // memoryFigures is scenario 5: the daemon's peak RSS during scenarios 1 and 4.

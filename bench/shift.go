@@ -67,8 +67,7 @@ func shiftScenario(p params) scenario {
 			phases: phases, phasesEnd: ideal, timeout: timeoutFor(ideal)},
 		judge: func(d, b *runResult, _ [2][]*runResult) []figure { return shiftFigures(p, d, b) },
 	}
-	s.baseline = s.daemon
-	s.baseline.kind, s.baseline.scrape = "baseline", false
+	s.baseline = baselineOf(s.daemon)
 	return s
 }
 
