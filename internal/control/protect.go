@@ -36,6 +36,9 @@ type Protect struct {
 	exact map[string]Protection // patterns without '*', by pattern
 	wild  []Protection          // the others, sorted by pattern
 	ready error                 // see Ready
+	// loadedOn is the connection's reconnect count when the list was loaded: after a
+	// reconnect the watch may have missed changes, so the list is stale until reloaded.
+	loadedOn uint64
 }
 
 var errNotLoaded = errors.New("control: protect list not loaded yet")
@@ -77,16 +80,22 @@ func OpenProtect(ctx context.Context, js jetstream.JetStream, bucket string, rep
 	return &Protect{kv: kv, nc: js.Conn(), bucket: bucket, exact: map[string]Protection{}, ready: errNotLoaded}, nil
 }
 
-// Ready returns nil once Watch has loaded the list and while it keeps it fresh (Watch runs
-// and the connection is up); otherwise why not. Match answers from memory either way: a
-// caller must not delete while Ready fails, as a protection could be missing.
+// Ready returns nil once Watch has loaded the list and while it keeps it fresh (Watch runs,
+// the connection is up, and it has not reconnected since the list was loaded: Watch then
+// loads it again); otherwise why not. Match answers from memory either way: a caller must
+// not delete while Ready fails, as a protection could be missing.
 func (p *Protect) Ready() error {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	if st := p.nc.Status(); p.ready == nil && st != nats.CONNECTED {
+	switch st := p.nc.Status(); {
+	case p.ready != nil:
+		return p.ready
+	case st != nats.CONNECTED:
 		return fmt.Errorf("control: protect bucket %q: not watched (connection %s)", p.bucket, st)
+	case p.nc.Stats().Reconnects != p.loadedOn:
+		return fmt.Errorf("control: protect bucket %q: loading it again after a reconnect", p.bucket)
 	}
-	return p.ready
+	return nil
 }
 
 // Match returns the protection that covers the integration id: its exact pattern, else the

@@ -7,16 +7,33 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Watch loads the protect list into memory and keeps it fresh, within milliseconds of a
-// change on any connection, until ctx ends; it returns nil then. It returns an error when
-// the watch cannot start or the server ends it; Ready fails from then on, until Watch is
-// called again. One Watch at a time. With the connection down, returning takes up to the
-// JetStream API timeout (5 s): nats.go deletes the watch's consumer on the server first.
+// change on any connection, until ctx ends; it returns nil then. After the connection
+// reconnects it loads the list again (a watch may miss changes made meanwhile), and Ready
+// fails until it has. It returns an error when the watch cannot start or the server ends
+// it; Ready fails from then on, until Watch is called again. One Watch at a time. With the
+// connection down, returning takes up to the JetStream API timeout (5 s): nats.go deletes
+// the watch's consumer on the server first.
 func (p *Protect) Watch(ctx context.Context) error {
+	reconnected := p.nc.StatusChanged(nats.CONNECTED)
+	defer p.nc.RemoveStatusListener(reconnected)
+	for {
+		err := p.watchOnce(ctx, reconnected)
+		if err != nil || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// watchOnce loads the list and follows it until ctx ends (nil), the connection reconnects
+// (nil, with ctx alive: load again) or the watch fails (its error).
+func (p *Protect) watchOnce(ctx context.Context, reconnected <-chan nats.Status) error {
 	p.reset()
+	on := p.nc.Stats().Reconnects // before the watch: a reconnect from here on makes it stale
 	w, err := p.kv.WatchAll(ctx)
 	if err != nil {
 		err = fmt.Errorf("control: watch protect bucket %q: %w", p.bucket, err)
@@ -29,6 +46,8 @@ func (p *Protect) Watch(ctx context.Context) error {
 		case <-ctx.Done():
 			p.setReady(fmt.Errorf("control: protect bucket %q: not watched (shut down)", p.bucket))
 			return nil
+		case <-reconnected:
+			return nil
 		case e, ok := <-w.Updates():
 			switch {
 			case !ok:
@@ -36,12 +55,19 @@ func (p *Protect) Watch(ctx context.Context) error {
 				p.setReady(err)
 				return err
 			case e == nil: // every value present at the start was delivered
-				p.setReady(nil)
+				p.loaded(on)
 			default:
 				p.apply(e)
 			}
 		}
 	}
+}
+
+// loaded marks the list loaded on the connection as it was after on reconnects.
+func (p *Protect) loaded(on uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ready, p.loadedOn = nil, on
 }
 
 // reset empties the in-memory list before a watch loads it again.
