@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -64,12 +65,35 @@ func (c *Consumer) startPaused(ctx context.Context) {
 	c.pauseChanged(st)
 }
 
-// watchPause follows the consumer's pause on the server until ctx ends.
+// watchPause follows the consumer's pause on the server until ctx ends, starting the
+// watch again when it cannot start or ends.
 func (c *Consumer) watchPause(ctx context.Context) {
 	onErr := func(err error) {
 		c.log.Warn("cannot read whether the consumer is paused; keeping the last state", "err", err)
 	}
-	_ = control.WatchPause(ctx, c.js, c.o.Ledger.Bucket, c.o.Stream.Name, c.o.Stream.Consumer, c.pauseChanged, onErr)
+	keepRunning(ctx, c.log, "the pause watch", func(ctx context.Context) error {
+		return control.WatchPause(ctx, c.js, c.o.Ledger.Bucket, c.o.Stream.Name, c.o.Stream.Consumer, c.pauseChanged, onErr)
+	})
+}
+
+// watchProtect keeps the protect list fresh until ctx ends, starting its watch again when
+// it fails (no call starts meanwhile: the list is not ready).
+func (c *Consumer) watchProtect(ctx context.Context) {
+	keepRunning(ctx, c.log, "the protect list's watch", c.protect.Watch)
+}
+
+// keepRunning runs f until ctx ends, again a second after each time it returns early.
+func keepRunning(ctx context.Context, log *slog.Logger, what string, f func(context.Context) error) {
+	for {
+		err := f(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		log.Error(what+" stopped; starting it again in 1s", "err", err)
+		if sleep(ctx, time.Second) != nil {
+			return
+		}
+	}
 }
 
 // pauseChanged applies the pause state read from the server.
@@ -159,8 +183,11 @@ func (c *Consumer) tripFuse() {
 	st, err := control.Pause(ctx, c.js, c.o.Ledger.Bucket, c.o.Stream.Name, c.o.Stream.Consumer, reason,
 		"integration-deleter fuse on "+host, time.Time{})
 	if err != nil {
-		c.log.Error("the fuse tripped but the consumer could not be paused on the server; this replica makes no call "+
-			"until it is", "reason", reason, "err", err)
+		// Not paused locally either: nothing would end it. The fuse keeps refusing tokens,
+		// so no call beyond it starts, and the next refusal tries the pause again.
+		c.adm.Resume(admission.Operator)
+		c.log.Error("the fuse tripped but the consumer could not be paused on the server; no call beyond the fuse "+
+			"starts, and the pause is tried again at the next refused token", "reason", reason, "err", err)
 		return
 	}
 	c.log.Error("the fuse tripped: the consumer is paused", "reason", reason)

@@ -26,7 +26,7 @@ import (
 //	  aliveLoop   one; in-progress acks and claim renewals of the messages held, which
 //	              need them until their workers end (alive.go)
 //	  watchPause  one; follows the consumer's pause on the server (controls.go)
-//	  Protect     one, when set; keeps the protect list fresh (internal/control). These
+//	  watchProtect one, when set; keeps the protect list fresh (internal/control). These
 //	              two end with ctx, but may take seconds to when NATS is down: waited last
 //
 // Its two contexts: ctx is Run's. When it ends, nothing new is pulled, and a message that
@@ -60,8 +60,8 @@ func (c *Consumer) startIntake(ctx context.Context) *intake {
 		quit: make(chan struct{}), pulled: make(chan struct{}), aliveDone: make(chan struct{})}
 	in.spawn(stopLast, func() { c.aliveLoop(in.aliveDone) })
 	in.spawn(stopLast, func() { c.watchPause(ctx) })
-	if p := c.protect; p != nil {
-		in.spawn(stopLast, func() { _ = p.Watch(ctx) })
+	if c.protect != nil {
+		in.spawn(stopLast, func() { c.watchProtect(ctx) })
 	}
 	if !c.o.DryRun { // a dry run records nothing: the real daemon answers the advisory
 		sub, err := c.watchMaxDeliveries(cutoff)
