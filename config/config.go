@@ -172,6 +172,9 @@ type Config struct {
 	LogFormat string `envconfig:"LOG_FORMAT" default:"json"`
 }
 
+// defaultConsumer is CONSUMER_NAME's default: the real daemon's durable consumer.
+const defaultConsumer = "integration-deleter"
+
 // Bounds that are not the contract's but keep a typo from doing harm.
 const (
 	maxConcurrency = 1024

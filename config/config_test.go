@@ -139,6 +139,7 @@ func TestLoadValues(t *testing.T) {
 		"LOG_FORMAT":            "Text",
 		"DELETE_FUSE":           "20/1m",
 		"DRY_RUN":               "true",
+		"CONSUMER_NAME":         "dry-run",
 		"DRY_RUN_SUBJECT":       "a.done.dry",
 	}
 	got, err := Load(lookup(env))
@@ -161,6 +162,7 @@ func TestLoadValues(t *testing.T) {
 	want.LogFormat = "text"
 	want.DeleteFuse = Fuse{Calls: 20, Window: time.Minute}
 	want.DryRun = true
+	want.ConsumerName = "dry-run"
 	want.DryRunSubject = "a.done.dry"
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("Load() (-got +want):\n%s", diff)
@@ -248,8 +250,9 @@ func TestLoadBadValues(t *testing.T) {
 		{"protect bucket with dot", map[string]string{"PROTECT_BUCKET": "A.B"}, []string{"PROTECT_BUCKET"}},
 		{"protect bucket is the ledger", map[string]string{"PROTECT_BUCKET": "INTEGRATION_DELETE_LEDGER"}, []string{"PROTECT_BUCKET"}},
 		{"dry run syntax", map[string]string{"DRY_RUN": "perhaps"}, []string{"DRY_RUN"}},
-		{"dry run subject wildcard", map[string]string{"DRY_RUN": "true", "DRY_RUN_SUBJECT": "integration.delete.*"}, []string{"DRY_RUN_SUBJECT"}},
-		{"dry run subject not stored", map[string]string{"DRY_RUN": "true", "DRY_RUN_SUBJECT": "elsewhere.dry_run"}, []string{"STREAM_SUBJECTS"}},
+		{"dry run subject wildcard", map[string]string{"DRY_RUN": "true", "CONSUMER_NAME": "dry", "DRY_RUN_SUBJECT": "integration.delete.*"}, []string{"DRY_RUN_SUBJECT"}},
+		{"dry run subject not stored", map[string]string{"DRY_RUN": "true", "CONSUMER_NAME": "dry", "DRY_RUN_SUBJECT": "elsewhere.dry_run"}, []string{"STREAM_SUBJECTS"}},
+		{"dry run on the real consumer", map[string]string{"DRY_RUN": "true"}, []string{"CONSUMER_NAME"}},
 		{
 			"several at once",
 			map[string]string{

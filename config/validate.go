@@ -230,6 +230,10 @@ func (c *Config) checkNames(p *problems) {
 			p.add(n.name, "must hold only letters, digits, '-' and '_' (a KV bucket name), got %q", n.value)
 		}
 	}
+	if c.DryRun && c.ConsumerName == defaultConsumer {
+		p.add("CONSUMER_NAME", "must name a consumer of its own with DRY_RUN=true, not %q (the real daemon's): a dry "+
+			"run on it would take real requests and answer them with would_delete only", c.ConsumerName)
+	}
 	if c.LedgerBucket != "" && c.ProtectBucket == c.LedgerBucket {
 		p.add("PROTECT_BUCKET", "must differ from LEDGER_BUCKET, got %q", c.ProtectBucket)
 	}
