@@ -105,14 +105,18 @@ a pause the fuse made re-arms the fuse (DELETE_FUSE) with a fresh window.`, args
 	}
 	return withClient(ctx, "resume", lookupEnv, stderr, func(ctx context.Context, c *client) error {
 		cfg := c.cfg
-		// Only a tripped fuse (as many calls in its window as it allows) is re-armed: a fresh
-		// window after any pause would let pausing and resuming get around DELETE_FUSE. It is
-		// re-armed before the consumer resumes: the other way round, a replica resumed could
-		// be refused a token of the still full fuse and trip it again.
-		if err := rearmTrippedFuse(ctx, c.js, daemon.FuseStream(cfg.StreamName)); err != nil {
+		// Only a tripped fuse is re-armed: the pause is the fuse's, or the fuse is full (an
+		// operator paused over it). A fresh window after any pause would let pausing and
+		// resuming get around DELETE_FUSE. It is re-armed before the consumer resumes: the
+		// other way round, a replica resumed could be refused a token and trip it again.
+		st, err := control.ReadPause(ctx, c.js, cfg.LedgerBucket, cfg.StreamName, cfg.ConsumerName)
+		if err != nil {
+			return fmt.Errorf("resume: %w", hintMissing(err))
+		}
+		if err := rearmTrippedFuse(ctx, c.js, daemon.FuseStream(cfg.StreamName), st.Fuse()); err != nil {
 			return fmt.Errorf("resume: %w", err)
 		}
-		st, err := control.Resume(ctx, c.js, cfg.LedgerBucket, cfg.StreamName, cfg.ConsumerName)
+		st, err = control.Resume(ctx, c.js, cfg.LedgerBucket, cfg.StreamName, cfg.ConsumerName)
 		if err != nil {
 			return fmt.Errorf("resume: %w", hintMissing(err))
 		}
@@ -121,8 +125,9 @@ a pause the fuse made re-arms the fuse (DELETE_FUSE) with a fresh window.`, args
 	})
 }
 
-// rearmTrippedFuse empties the fuse's stream when it is full; no fuse stream is no fuse.
-func rearmTrippedFuse(ctx context.Context, js jetstream.JetStream, name string) error {
+// rearmTrippedFuse empties the fuse's stream when it tripped (the pause is the fuse's) or
+// is full; no fuse stream is no fuse.
+func rearmTrippedFuse(ctx context.Context, js jetstream.JetStream, name string, tripped bool) error {
 	stream, err := js.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil
@@ -131,8 +136,9 @@ func rearmTrippedFuse(ctx context.Context, js jetstream.JetStream, name string) 
 		return fmt.Errorf("fuse stream %s: %w", name, err)
 	}
 	info := stream.CachedInfo()
-	if info.Config.MaxMsgs <= 0 || info.State.Msgs < uint64(info.Config.MaxMsgs) {
-		return nil // not tripped
+	full := info.Config.MaxMsgs > 0 && info.State.Msgs >= uint64(info.Config.MaxMsgs)
+	if !tripped && !full {
+		return nil
 	}
 	return control.ResetFuse(ctx, js, name)
 }

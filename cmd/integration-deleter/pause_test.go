@@ -97,6 +97,23 @@ func TestResumeRearmsTheFuse(t *testing.T) {
 	if ok, err := fuse.Take(ctx); ok || err != nil {
 		t.Errorf("a third Take = %v, %v; want refused (the pause gave no fresh window)", ok, err)
 	}
+
+	// The fuse's own pause re-arms it even when tokens expired since (not full any more).
+	if err := fuse.Reset(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := fuse.Take(ctx); !ok || err != nil {
+		t.Fatalf("Take = %v, %v", ok, err)
+	}
+	if _, err := control.Pause(ctx, s.js, ledgerBucket, streamName, consumerName, control.FusePrefix+"2 calls", "fuse", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	s.mustRun(t, "resume")
+	for i := range 2 {
+		if ok, err := fuse.Take(ctx); !ok || err != nil {
+			t.Errorf("after resuming the fuse's pause, Take %d = %v, %v; want a fresh window of 2", i+1, ok, err)
+		}
+	}
 }
 
 // TestPauseUsageErrors: each bad command line exits 2 and changes nothing on the server.
