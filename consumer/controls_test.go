@@ -269,3 +269,28 @@ func TestRetryOfIsEchoed(t *testing.T) {
 		t.Errorf("result %+v, want retry_of orig", r)
 	}
 }
+
+// TestFuseStreamDeletedIsCreatedAgain: the fuse's stream deleted under a running consumer
+// (provisioning on) is created again, and requests go on; none is lost meanwhile.
+func TestFuseStreamDeletedIsCreatedAgain(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, kombotest.Options{})
+	e.start(nil, func(o *Options) {
+		o.Controls = Controls{FuseStream: streamName + "_FUSE", FuseCalls: 100, FuseWindow: time.Hour}
+	})
+	e.request("fz:1")
+	e.waitResults(1)
+	if err := e.js.DeleteStream(context.Background(), streamName+"_FUSE"); err != nil {
+		t.Fatal(err)
+	}
+	e.request("fz:2")
+	e.request("fz:3")
+	for id, r := range e.waitResults(3) {
+		if r.Status != StatusDeleted {
+			t.Errorf("%s: %+v, want deleted", id, r)
+		}
+	}
+	if _, err := e.js.Stream(context.Background(), streamName+"_FUSE"); err != nil {
+		t.Errorf("the fuse's stream after: %v, want it there again", err)
+	}
+}

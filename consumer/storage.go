@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kombo-ops/integration-deleter/internal/control"
 	"github.com/kombo-ops/integration-deleter/internal/ledger"
 )
 
@@ -178,7 +179,36 @@ func (c *Consumer) checkStorage(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := c.checkFuse(ctx); err != nil {
+		return err
+	}
 	return c.checkResultsStored(ctx)
+}
+
+// checkFuse checks that the fuse's stream is there, creating it again when it is gone and
+// provisioning is on: without it every token is an error and no DELETE starts, so a stream
+// deleted by hand must say so rather than hand messages back for ever.
+func (c *Consumer) checkFuse(ctx context.Context) error {
+	c.mu.Lock()
+	fuse := c.fuse
+	c.mu.Unlock()
+	if fuse == nil {
+		return nil
+	}
+	o := c.o.Controls
+	_, err := c.js.Stream(ctx, o.FuseStream)
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil // there, or the server does not answer: the token's error tells
+	}
+	if c.o.Stream.Provision {
+		c.log.Error("the fuse's stream is gone; creating it again with a fresh window", "stream", o.FuseStream)
+		_, err = control.OpenFuse(ctx, c.js, o.FuseStream, o.FuseCalls, o.FuseWindow, c.o.Stream.Replicas, true)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: the fuse's stream %q is missing, so no DELETE starts: create it again (or set DELETE_FUSE=off): %v",
+			errUnusable, o.FuseStream, err)
+	}
+	return nil
 }
 
 // checkConsumer refuses a consumer whose configuration was changed into one that can
