@@ -438,19 +438,7 @@ func TestClusterOverlay(t *testing.T) {
 	}
 
 	// The budget: keeps 2, lets a drain take one.
-	var pdb struct {
-		Spec struct {
-			Selector struct {
-				MatchLabels map[string]string `yaml:"matchLabels"`
-			} `yaml:"selector"`
-			MinAvailable   any `yaml:"minAvailable"`
-			MaxUnavailable any `yaml:"maxUnavailable"`
-		} `yaml:"spec"`
-	}
-	find(t, ms, "PodDisruptionBudget").decode(t, &pdb)
-	if !subset(pdb.Spec.Selector.MatchLabels, d.Spec.Template.Metadata.Labels) {
-		t.Errorf("PodDisruptionBudget selector %v does not select the pods", pdb.Spec.Selector.MatchLabels)
-	}
+	pdb := podDisruptionBudget(t, ms, d.Spec.Template.Metadata.Labels)
 	minAvail, ok := pdb.Spec.MinAvailable.(int)
 	if !ok || pdb.Spec.MaxUnavailable != nil {
 		t.Errorf("PodDisruptionBudget: minAvailable %v, maxUnavailable %v; want minAvailable a number and no maxUnavailable", pdb.Spec.MinAvailable, pdb.Spec.MaxUnavailable)

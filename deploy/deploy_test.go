@@ -748,19 +748,7 @@ func TestKubernetesPodSecurity(t *testing.T) {
 	if !subset(d.Spec.Selector.MatchLabels, d.Spec.Template.Metadata.Labels) {
 		t.Errorf("Deployment selector %v does not match its pod labels %v", d.Spec.Selector.MatchLabels, d.Spec.Template.Metadata.Labels)
 	}
-	var pdb struct {
-		Spec struct {
-			Selector struct {
-				MatchLabels map[string]string `yaml:"matchLabels"`
-			} `yaml:"selector"`
-			MinAvailable   any `yaml:"minAvailable"`
-			MaxUnavailable any `yaml:"maxUnavailable"`
-		} `yaml:"spec"`
-	}
-	find(t, ms, "PodDisruptionBudget").decode(t, &pdb)
-	if !subset(pdb.Spec.Selector.MatchLabels, d.Spec.Template.Metadata.Labels) {
-		t.Errorf("PodDisruptionBudget selector %v does not select the pods", pdb.Spec.Selector.MatchLabels)
-	}
+	pdb := podDisruptionBudget(t, ms, d.Spec.Template.Metadata.Labels)
 	if pdb.Spec.MinAvailable == nil && pdb.Spec.MaxUnavailable == nil {
 		t.Error("PodDisruptionBudget sets neither minAvailable nor maxUnavailable")
 	}
@@ -1489,4 +1477,27 @@ func TestDryRunOverlay(t *testing.T) {
 	if shadow.ConsumerName == base.ConsumerName {
 		t.Errorf("the shadow shares CONSUMER_NAME %q with the real daemon: it would take their requests", shadow.ConsumerName)
 	}
+}
+
+// pdbSpec is what the tests read of the PodDisruptionBudget.
+type pdbSpec struct {
+	Spec struct {
+		Selector struct {
+			MatchLabels map[string]string `yaml:"matchLabels"`
+		} `yaml:"selector"`
+		MinAvailable   any `yaml:"minAvailable"`
+		MaxUnavailable any `yaml:"maxUnavailable"`
+	} `yaml:"spec"`
+}
+
+// podDisruptionBudget reads the PodDisruptionBudget of ms and checks that it selects the
+// pods labelled podLabels.
+func podDisruptionBudget(t *testing.T, ms []manifest, podLabels map[string]string) pdbSpec {
+	t.Helper()
+	var pdb pdbSpec
+	find(t, ms, "PodDisruptionBudget").decode(t, &pdb)
+	if !subset(pdb.Spec.Selector.MatchLabels, podLabels) {
+		t.Errorf("PodDisruptionBudget selector %v does not select the pods", pdb.Spec.Selector.MatchLabels)
+	}
+	return pdb
 }
