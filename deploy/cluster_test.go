@@ -365,14 +365,7 @@ func TestClusterOverlay(t *testing.T) {
 	ms := clusterManifests(t)
 
 	// The environment: only variables the daemon reads, a configuration it accepts.
-	vars := configVars(t)
-	var cm configMap
-	find(t, ms, "ConfigMap").decode(t, &cm)
-	for name := range cm.Data {
-		if _, ok := vars[name]; !ok {
-			t.Errorf("the overlay's ConfigMap sets %s, which config.Config does not read", name)
-		}
-	}
+	checkConfigMapReadsOnlyConfig(t, ms, configVars(t), "the overlay's ConfigMap")
 	env := kubeEnv(t, ms)
 	env["KOMBO_API_KEY_FILE"] = keyFile(t)
 	cfg, err := loadConfig(t, env)

@@ -603,13 +603,7 @@ func TestManifestsParse(t *testing.T) {
 func TestKubernetesEnvMatchesConfig(t *testing.T) {
 	ms := kube(t)
 	vars := configVars(t)
-	var cm configMap
-	find(t, ms, "ConfigMap").decode(t, &cm)
-	for name := range cm.Data {
-		if _, ok := vars[name]; !ok {
-			t.Errorf("ConfigMap sets %s, which config.Config does not read", name)
-		}
-	}
+	checkConfigMapReadsOnlyConfig(t, ms, vars, "ConfigMap")
 	_, c := daemon(t, ms)
 	for _, e := range c.Env {
 		if _, ok := vars[e.Name]; !ok && !runtimeVars[e.Name] {
@@ -1500,4 +1494,17 @@ func podDisruptionBudget(t *testing.T, ms []manifest, podLabels map[string]strin
 		t.Errorf("PodDisruptionBudget selector %v does not select the pods", pdb.Spec.Selector.MatchLabels)
 	}
 	return pdb
+}
+
+// checkConfigMapReadsOnlyConfig fails for each variable the ConfigMap of ms (named what in
+// messages) sets that config.Config does not read.
+func checkConfigMapReadsOnlyConfig(t *testing.T, ms []manifest, vars map[string]string, what string) {
+	t.Helper()
+	var cm configMap
+	find(t, ms, "ConfigMap").decode(t, &cm)
+	for name := range cm.Data {
+		if _, ok := vars[name]; !ok {
+			t.Errorf("%s sets %s, which config.Config does not read", what, name)
+		}
+	}
 }
