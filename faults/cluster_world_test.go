@@ -267,6 +267,41 @@ func readStall(ctx context.Context, js jetstream.JetStream) (stall, error) {
 	return s, nil
 }
 
+// clusterWaitDone is waitDoneOr whose final count is retried: a read right after a node
+// restarted may get no responders.
+func clusterWaitDone(t *testing.T, js jetstream.JetStream, want []string, timeout time.Duration) (tally, bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	done := false
+	for !done && time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if _, results, err := streamCounts(ctx, js); err == nil && results >= len(want) {
+			if res, err := storedResults(ctx, js); err == nil {
+				in, _, _ := streamCounts(ctx, js)
+				done = tallyOf(in, res, want).lost == 0 && settled(ctx, js)
+			}
+		}
+		cancel()
+		if !done {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	var tl tally
+	retried(t, "read the results", func(ctx context.Context) error {
+		in, _, err := streamCounts(ctx, js)
+		if err != nil {
+			return err
+		}
+		res, err := storedResults(ctx, js)
+		if err != nil {
+			return err
+		}
+		tl = tallyOf(in, res, want)
+		return nil
+	})
+	return tl, done
+}
+
 // recordedOutcome is a request id's outcome as the ledger holds it, and when the ledger
 // stored it (the stream timestamp of the key's last revision).
 type recordedOutcome struct {
@@ -449,7 +484,7 @@ func runClusterCase(t *testing.T, cc clusterCase) {
 	faultAt := time.Now()
 	notes, end := cc.fault(cw)
 	faultTook := time.Since(faultAt)
-	tl, ok := waitDoneOr(t, cw.js, ids(reqs), 3*time.Minute)
+	tl, ok := clusterWaitDone(t, cw.js, ids(reqs), 3*time.Minute)
 	took := time.Since(began)
 	st := longestStall(t, cw.js)
 	a := callsAfterRecord(cw.world, reqs, ledgerOutcomes(t, cw.js), st.at, tl)
