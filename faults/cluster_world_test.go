@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -27,9 +26,7 @@ import (
 // make test-faults.
 func clusterSuite(t *testing.T) {
 	t.Helper()
-	if os.Getenv("CLUSTER") != "1" {
-		t.Skip("the cluster fault cases run only with CLUSTER=1 FAULTS=1 (make test-cluster)")
-	}
+	natstest.SkipUnlessCluster(t)
 	suite(t)
 }
 

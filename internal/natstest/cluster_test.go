@@ -3,7 +3,6 @@ package natstest_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -14,20 +13,11 @@ import (
 	"github.com/kombo-ops/integration-deleter/internal/testkit"
 )
 
-// clusterTests skips t unless CLUSTER=1 (make test-cluster): the cluster's own tests take
-// about a minute and its timings need a machine of their own.
-func clusterTests(t *testing.T) {
-	t.Helper()
-	if os.Getenv("CLUSTER") != "1" {
-		t.Skip("the 3-node cluster tests run with CLUSTER=1 (make test-cluster)")
-	}
-}
-
 // clusterWithStream starts a 3-node cluster (CLUSTER=1) with an R3 stream name and n
 // publishes acknowledged in it.
 func clusterWithStream(t *testing.T, name string, n int) (*natstest.Cluster, jetstream.JetStream, *ledger) {
 	t.Helper()
-	clusterTests(t)
+	natstest.SkipUnlessCluster(t)
 	c := natstest.StartCluster(t, 3)
 	js := clusterClient(t, c.URLs())
 	createStream(t, js, name)
@@ -127,7 +117,7 @@ func (l *ledger) check(t *testing.T) {
 }
 
 func TestClusterStartsHealthyOnLoopback(t *testing.T) {
-	clusterTests(t)
+	natstest.SkipUnlessCluster(t)
 	start := time.Now()
 	c := natstest.StartCluster(t, 3)
 	t.Logf("3 nodes healthy after %s; URLs %s", time.Since(start), c.URLs())
@@ -198,7 +188,7 @@ func TestClusterConsumerDeliversThroughItsLeaderStop(t *testing.T) {
 }
 
 func TestClusterKVSurvivesItsLeaderStop(t *testing.T) {
-	clusterTests(t)
+	natstest.SkipUnlessCluster(t)
 	c := natstest.StartCluster(t, 3)
 	js := clusterClient(t, c.URLs())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*natstest.ReadyTimeout)

@@ -1,6 +1,7 @@
 package natstest
 
 import (
+	"os"
 	"testing"
 	"time"
 
@@ -25,4 +26,13 @@ func Start(tb testing.TB, mod ...func(*server.Options)) *server.Server {
 	}
 	tb.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 	return s
+}
+
+// SkipUnlessCluster skips tb unless CLUSTER=1 (make test-cluster): the tests on a 3-node
+// cluster take minutes and wait out leader elections, so they stay out of make test.
+func SkipUnlessCluster(tb testing.TB) {
+	tb.Helper()
+	if os.Getenv("CLUSTER") != "1" {
+		tb.Skip("the 3-node cluster tests run only with CLUSTER=1 (make test-cluster)")
+	}
 }
