@@ -190,7 +190,9 @@ func (in *intake) pullLoop() {
 		c.mu.Lock()
 		cons := c.cons
 		c.mu.Unlock()
-		batch, err := cons.Fetch(n, jetstream.FetchMaxWait(c.o.pullWait))
+		// Heartbeats end a pull whose server went away within two of them, instead of at
+		// its expiry: the next pull goes to a server that is there.
+		batch, err := cons.Fetch(n, jetstream.FetchMaxWait(c.o.pullWait), jetstream.FetchHeartbeat(c.o.pullWait/5))
 		if err != nil {
 			retry = min(max(2*retry, 100*time.Millisecond), 5*time.Second)
 			c.log.Warn("pull failed", "err", err, "retry_in", retry)
