@@ -24,7 +24,7 @@ func (c *Consumer) publish(ctx context.Context, subject, msgID string, data []by
 	}
 	wait := 50 * time.Millisecond
 	for {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, publishTry)
 		ack, err := c.js.PublishMsg(pctx, m)
 		cancel()
 		if err == nil {
@@ -43,6 +43,11 @@ func (c *Consumer) publish(ctx context.Context, subject, msgID string, data []by
 		wait = min(2*wait, 2*time.Second)
 	}
 }
+
+// publishTry bounds one try of a result's publish. A publish in flight when a stream's
+// leader goes away may get no reply at all; the next try, with the same Nats-Msg-Id, is
+// deduplicated by the stream, so a short try costs nothing and ends the wait sooner.
+const publishTry = time.Second
 
 // storedResult reads the result stored at seq in the stream that stores subject.
 func (c *Consumer) storedResult(ctx context.Context, subject string, seq uint64) ([]byte, error) {
