@@ -55,5 +55,5 @@ fuzz: ## run each fuzz target for FUZZTIME (default 20s)
 vulncheck: ## govulncheck ./... (pinned tool) against the pinned golang.org/x/vulndb module (no vuln.go.dev needed)
 	./scripts/govulncheck.sh
 
-bench: ## the benchmark harness: the real daemon vs a plain baseline, eight scenarios (about 20 minutes); writes BENCHMARKS.md and docs/bench-*.png
+bench: ## the benchmark harness: the real daemon vs a plain baseline, eleven scenarios (about 30 minutes); writes BENCHMARKS.md and docs/bench-*.png
 	go run ./bench
