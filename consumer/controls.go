@@ -147,13 +147,6 @@ func (c *Consumer) guard(j *job, t admission.Ticket, get bool) bool {
 	ctx, cancel := context.WithTimeout(j.cutoff, 5*time.Second)
 	ok, err := c.fuse.Take(ctx)
 	cancel()
-	if paused, _ := c.adm.PausedFor(admission.Operator); ok && err == nil && paused {
-		// Paused by an operator or the fuse while the token was taken (a slow server): the
-		// token is spent, the call is not made; the message comes back after the pause.
-		c.adm.Done(t, admission.Answer{})
-		c.release(j, handBackDelay)
-		return false
-	}
 	if ok && err == nil {
 		return true
 	}
