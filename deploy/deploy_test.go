@@ -1020,6 +1020,7 @@ func TestNACKMatchesProvisioning(t *testing.T) {
 		}
 	}
 	_, js := testkit.JetStream(t, natstest.Start(t).ClientURL())
+	testkit.KeepStreamsDir(t, js)        // onServer deletes each stream and creates the next at once
 	fuseName := cfg.StreamName + "_FUSE" // daemon.FuseStream
 
 	// Which resource is which, and none missing or extra.

@@ -36,6 +36,7 @@ func at(d time.Duration) time.Time { return t0.Add(d) }
 func newJS(t *testing.T) jetstream.JetStream {
 	t.Helper()
 	_, js := testkit.JetStream(t, natstest.Start(t).ClientURL())
+	testkit.KeepStreamsDir(t, js) // some tests delete the bucket and create it again
 	return js
 }
 

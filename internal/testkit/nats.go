@@ -1,6 +1,9 @@
 package testkit
 
 import (
+	"context"
+	"time"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -30,4 +33,18 @@ func JetStream(tb TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.Je
 	}
 	tb.Cleanup(nc.Close)
 	return nc, js
+}
+
+// KeepStreamsDir gives the account a stream that stays, as the daemon's account always has
+// (its request stream). A test that deletes the account's only stream and creates another
+// at once needs it: after the last stream goes, nats-server removes the account's emptied
+// streams directory from a goroutine of its own, and a create racing it fails with 10049
+// "error creating store for stream" (mkdir …/streams: no such file or directory).
+func KeepStreamsDir(tb TB, js jetstream.JetStream) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "TESTKIT_KEEP", Subjects: []string{"testkit.keep"}}); err != nil {
+		tb.Fatalf("create stream TESTKIT_KEEP: %v", err)
+	}
 }
