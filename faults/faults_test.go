@@ -21,9 +21,7 @@ func TestCase1Kill9(t *testing.T) {
 	suite(t)
 	r := rng(t)
 	const n = 2000
-	w := newWorld(t, usualKombo, nil)
-	reqs := requests("kill", n)
-	d := w.start("daemon-1", nil)
+	w, reqs, d := usualCase(t, "kill", n, "daemon-1", nil)
 
 	began := time.Now()
 	publish(t, w.js, reqs)
@@ -37,28 +35,22 @@ func TestCase1Kill9(t *testing.T) {
 		kills = append(kills, fmt.Sprintf("%d results/%d calls in flight", resultCount(w.js), inFlight))
 		d = w.start(fmt.Sprintf("daemon-%d", i+2), nil)
 	}
-	tl := waitDone(t, w.js, ids(reqs), 3*time.Minute)
-	took := time.Since(began)
+	tl, took := w.finish(t, reqs, began)
 
-	checkTally(t, tl, n)
-	requireAllDeleted(t, tl)
 	if d.exited() {
 		t.Errorf("the last daemon exited: %s", d.state)
 	}
 	st := w.fake.Stats()
-	report(t, row{Case: "1 kill -9 ×3 under load", In: tl.in, Stored: tl.stored, Lost: tl.lost, Dup: tl.dup,
-		CallsPerReq: deletesPerRequest(w.fake, n), Took: took,
-		Notes: fmt.Sprintf("kills at %s; %s; Kombo 404 (repeat after a kill) %d", strings.Join(kills, ", "),
-			formatCounts(outcomes(tl)), st.ByCode["PLATFORM.INTEGRATION_NOT_FOUND"])})
+	report(t, w.figures("1 kill -9 ×3 under load", tl, n, took,
+		fmt.Sprintf("kills at %s; %s; Kombo 404 (repeat after a kill) %d", strings.Join(kills, ", "),
+			formatCounts(outcomes(tl)), st.ByCode["PLATFORM.INTEGRATION_NOT_FOUND"])))
 }
 
 // Case 2: the NATS server stops mid-load and starts again on the same port and store. The
 // daemon reports not ready meanwhile, reconnects, and finishes.
 func TestCase2NATSRestart(t *testing.T) {
 	const n = 2000
-	w := newWorld(t, usualKombo, nil)
-	reqs := requests("natsrestart", n)
-	d := w.start("daemon", nil)
+	w, reqs, d := usualCase(t, "natsrestart", n, "daemon", nil)
 
 	began := time.Now()
 	before := w.publishUntil30(reqs)
@@ -79,15 +71,11 @@ func TestCase2NATSRestart(t *testing.T) {
 	outage := time.Since(down)
 	d.waitReady(30 * time.Second)
 	backAfter := time.Since(down)
-	tl := waitDone(t, w.js, ids(reqs), 3*time.Minute)
-	took := time.Since(began)
+	tl, took := w.finish(t, reqs, began)
 
-	checkTally(t, tl, n)
-	requireAllDeleted(t, tl)
-	report(t, row{Case: "2 NATS restart mid-load", In: tl.in, Stored: tl.stored, Lost: tl.lost, Dup: tl.dup,
-		CallsPerReq: deletesPerRequest(w.fake, n), Took: took,
-		Notes: fmt.Sprintf("stopped at %d results/%d calls in flight, down %.1fs, ready again after %.1fs (%q while down); %s",
-			before, inFlight, outage.Seconds(), backAfter.Seconds(), readyz, formatCounts(outcomes(tl)))})
+	report(t, w.figures("2 NATS restart mid-load", tl, n, took,
+		fmt.Sprintf("stopped at %d results/%d calls in flight, down %.1fs, ready again after %.1fs (%q while down); %s",
+			before, inFlight, outage.Seconds(), backAfter.Seconds(), readyz, formatCounts(outcomes(tl)))))
 }
 
 // Case 3a: the consumer is deleted under a running daemon with JETSTREAM_PROVISION=true: it
@@ -96,9 +84,7 @@ func TestCase2NATSRestart(t *testing.T) {
 // deduplicated.
 func TestCase3ConsumerDeletedProvision(t *testing.T) {
 	const n = 2000
-	w := newWorld(t, usualKombo, nil)
-	reqs := requests("consdel", n)
-	d := w.start("daemon", nil)
+	w, reqs, d := usualCase(t, "consdel", n, "daemon", nil)
 
 	began := time.Now()
 	at := w.publishUntil30(reqs)
@@ -106,16 +92,12 @@ func TestCase3ConsumerDeletedProvision(t *testing.T) {
 	deleted := time.Now()
 	testkit.WaitFor(t, 30*time.Second, "the daemon to recreate the consumer", w.consumerExists)
 	recreated := time.Since(deleted)
-	tl := waitDone(t, w.js, ids(reqs), 3*time.Minute)
-	took := time.Since(began)
+	tl, took := w.finish(t, reqs, began)
 	d.waitReady(10 * time.Second)
 
-	checkTally(t, tl, n)
-	requireAllDeleted(t, tl)
-	report(t, row{Case: "3a consumer deleted, provisioning on", In: tl.in, Stored: tl.stored, Lost: tl.lost, Dup: tl.dup,
-		CallsPerReq: deletesPerRequest(w.fake, n), Took: took,
-		Notes: fmt.Sprintf("deleted at %d results, recreated after %.1fs; the new consumer replays the stream: %s",
-			at, recreated.Seconds(), formatCounts(outcomes(tl)))})
+	report(t, w.figures("3a consumer deleted, provisioning on", tl, n, took,
+		fmt.Sprintf("deleted at %d results, recreated after %.1fs; the new consumer replays the stream: %s",
+			at, recreated.Seconds(), formatCounts(outcomes(tl)))))
 }
 
 // Case 3b: the consumer is deleted under a running daemon with JETSTREAM_PROVISION=false: it
@@ -167,14 +149,10 @@ func TestCase3ConsumerDeletedNoProvision(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	tl := waitDone(t, w.js, ids(reqs), 3*time.Minute)
-	took := time.Since(began)
+	tl, took := w.finish(t, reqs, began)
 
-	checkTally(t, tl, n)
-	requireAllDeleted(t, tl)
-	report(t, row{Case: "3b consumer deleted, provisioning off", In: tl.in, Stored: tl.stored, Lost: tl.lost, Dup: tl.dup,
-		CallsPerReq: deletesPerRequest(w.fake, n), Took: took,
-		Notes: fmt.Sprintf("deleted at %d results (%d when recreated); /readyz %q; resumed %s", at, stalled, readyz, resumed)})
+	report(t, w.figures("3b consumer deleted, provisioning off", tl, n, took,
+		fmt.Sprintf("deleted at %d results (%d when recreated); /readyz %q; resumed %s", at, stalled, readyz, resumed)))
 }
 
 // Case 4: Kombo fails about 30% of the calls: 500 UNKNOWN_ERROR, 502/503 text and HTML,
@@ -211,11 +189,8 @@ func TestCase4KomboFailures(t *testing.T) {
 
 	began := time.Now()
 	publish(t, w.js, reqs)
-	tl := waitDone(t, w.js, ids(reqs), 3*time.Minute)
-	took := time.Since(began)
+	tl, took := w.finish(t, reqs, began)
 
-	checkTally(t, tl, n)
-	requireAllDeleted(t, tl)
 	deletes, bad := 0, 0
 	byStatus := map[string]int{}
 	for _, cs := range w.deleteCalls() {
@@ -237,11 +212,10 @@ func TestCase4KomboFailures(t *testing.T) {
 		t.Errorf("Kombo deleted %d integrations, want at least %d", st.Deleted, n)
 	}
 	noAnswer := d.metric("integration_deleter_kombo_calls_total", `status="0"`)
-	report(t, row{Case: "4 Kombo fails ~30% (5xx, HTML, hangs, resets)", In: tl.in, Stored: tl.stored, Lost: tl.lost, Dup: tl.dup,
-		CallsPerReq: deletesPerRequest(w.fake, n), Took: took,
-		Notes: fmt.Sprintf("%.0f%% of %d calls failed: %d error answers or no answer, %d connections reset mid-response; "+
+	report(t, w.figures("4 Kombo fails ~30% (5xx, HTML, hangs, resets)", tl, n, took,
+		fmt.Sprintf("%.0f%% of %d calls failed: %d error answers or no answer, %d connections reset mid-response; "+
 			"scripted %s; daemon saw %.0f calls without answer; %s",
-			100*share, deletes, bad, resets, formatCounts(scripted), noAnswer, formatCounts(outcomes(tl)))})
+			100*share, deletes, bad, resets, formatCounts(scripted), noAnswer, formatCounts(outcomes(tl)))))
 }
 
 // Case 5: Kombo rejects the key for a while (401), then accepts it again. No failed result,
@@ -250,9 +224,7 @@ func TestCase5KeyRejected(t *testing.T) {
 	const n = 2000
 	const probeInterval = time.Second
 	const outage = 5 * time.Second
-	w := newWorld(t, usualKombo, nil)
-	reqs := requests("key", n)
-	d := w.start("daemon", map[string]string{"AUTH_PROBE_INTERVAL": probeInterval.String()})
+	w, reqs, d := usualCase(t, "key", n, "daemon", map[string]string{"AUTH_PROBE_INTERVAL": probeInterval.String()})
 
 	began := time.Now()
 	w.publishUntil30(reqs)
@@ -278,11 +250,8 @@ func TestCase5KeyRejected(t *testing.T) {
 	atResume := resultCount(w.js)
 	d.waitReady(10 * probeInterval)
 	resumedAfter := time.Since(accepted)
-	tl := waitDone(t, w.js, ids(reqs), 3*time.Minute)
-	took := time.Since(began)
+	tl, took := w.finish(t, reqs, began)
 
-	checkTally(t, tl, n)
-	requireAllDeleted(t, tl)
 	var rejected401, duringPause int
 	for _, cs := range w.deleteCalls() {
 		for _, c := range cs {
@@ -304,12 +273,11 @@ func TestCase5KeyRejected(t *testing.T) {
 	if probes == 0 {
 		t.Errorf("no key probe during a %s outage", outage)
 	}
-	report(t, row{Case: "5 key rejected for 5s, then accepted", In: tl.in, Stored: tl.stored, Lost: tl.lost, Dup: tl.dup,
-		CallsPerReq: deletesPerRequest(w.fake, n), Took: took,
-		Notes: fmt.Sprintf("paused %.1fs after the switch (%q); %d DELETEs answered 401 (in flight at the switch), %d DELETEs while paused, "+
+	report(t, w.figures("5 key rejected for 5s, then accepted", tl, n, took,
+		fmt.Sprintf("paused %.1fs after the switch (%q); %d DELETEs answered 401 (in flight at the switch), %d DELETEs while paused, "+
 			"%d probes in %s, results %d→%d while paused (calls answered before the switch); ready %.1fs after the key was accepted; %s",
 			paused.Sub(rejected).Seconds(), readyz, rejected401, duringPause, probes, outage, atPause, atResume,
-			resumedAfter.Seconds(), formatCounts(outcomes(tl)))})
+			resumedAfter.Seconds(), formatCounts(outcomes(tl)))))
 }
 
 // Case 6: two daemon replicas share the consumer while Kombo's concurrency limit is below
@@ -325,11 +293,8 @@ func TestCase6TwoReplicas(t *testing.T) {
 
 	began := time.Now()
 	publish(t, w.js, reqs)
-	tl := waitDone(t, w.js, ids(reqs), 3*time.Minute)
-	took := time.Since(began)
+	tl, took := w.finish(t, reqs, began)
 
-	checkTally(t, tl, n)
-	requireAllDeleted(t, tl)
 	overlaps, twice := 0, 0
 	for id, cs := range w.deleteCalls() {
 		slices.SortFunc(cs, func(x, y kombotest.Call) int { return x.Start.Compare(y.Start) })
@@ -365,13 +330,12 @@ func TestCase6TwoReplicas(t *testing.T) {
 	doneA := a.metric("integration_deleter_requests_total")
 	doneB := b.metric("integration_deleter_requests_total")
 	redeliveries := a.metric("integration_deleter_redeliveries_total") + b.metric("integration_deleter_redeliveries_total")
-	report(t, row{Case: "6 two replicas, Kombo limit 12 < 2×16", In: tl.in, Stored: tl.stored, Lost: tl.lost, Dup: tl.dup,
-		CallsPerReq: deletesPerRequest(w.fake, n), Took: took,
-		Notes: fmt.Sprintf("finished by a/b %.0f/%.0f; %d of %d calls rejected for concurrency (%.0f%%); at most %d in flight at Kombo; "+
+	report(t, w.figures("6 two replicas, Kombo limit 12 < 2×16", tl, n, took,
+		fmt.Sprintf("finished by a/b %.0f/%.0f; %d of %d calls rejected for concurrency (%.0f%%); at most %d in flight at Kombo; "+
 			"caps at the end %.0f/%.0f; %d calls of one request at once; %.0f redeliveries",
 			doneA, doneB, st.RejectedConcurrency, st.Deletes, 100*float64(st.RejectedConcurrency)/float64(max(st.Deletes, 1)),
 			st.MaxInFlight, a.metric("integration_deleter_concurrency_cap"), b.metric("integration_deleter_concurrency_cap"),
-			overlaps, redeliveries)})
+			overlaps, redeliveries)))
 }
 
 // Case 7: the handler panics on one payload (ids starting with "panic:", in -tags faultinject
@@ -426,9 +390,8 @@ func TestCase7Panic(t *testing.T) {
 	if logged != len(panicky) {
 		t.Errorf("%d panics logged, want %d", logged, len(panicky))
 	}
-	report(t, row{Case: "7 handler panic on 3 payloads", In: tl.in, Stored: tl.stored, Lost: tl.lost, Dup: tl.dup,
-		CallsPerReq: deletesPerRequest(w.fake, n), Took: took,
-		Notes: fmt.Sprintf("same process (pid %d) alive and ready after; %d panics logged; %s", pid, logged, formatCounts(outcomes(tl)))})
+	report(t, w.figures("7 handler panic on 3 payloads", tl, n, took,
+		fmt.Sprintf("same process (pid %d) alive and ready after; %d panics logged; %s", pid, logged, formatCounts(outcomes(tl)))))
 }
 
 // Case 8: a request whose processing is crashed again and again (kill -9 while its DELETE
@@ -478,10 +441,9 @@ func TestCase8MaxDeliver(t *testing.T) {
 	if len(poisonRes) > 0 {
 		res = poisonRes[0].Code()
 	}
-	report(t, row{Case: "8 MaxDeliver=2 reached by kill -9 ×2", In: tl.in, Stored: tl.stored, Lost: tl.lost, Dup: tl.dup,
-		CallsPerReq: deletesPerRequest(w.fake, n+1), Took: took,
-		Notes: fmt.Sprintf("the crashing request ends failed %s after 2 deliveries, %d requests published after it; %s",
-			res, n, formatCounts(outcomes(tl)))})
+	report(t, w.figures("8 MaxDeliver=2 reached by kill -9 ×2", tl, n+1, took,
+		fmt.Sprintf("the crashing request ends failed %s after 2 deliveries, %d requests published after it; %s",
+			res, n, formatCounts(outcomes(tl)))))
 }
 
 // Case 9: SIGTERM under load. The daemon turns not ready at once, lets the calls in flight
@@ -490,10 +452,8 @@ func TestCase8MaxDeliver(t *testing.T) {
 func TestCase9SIGTERM(t *testing.T) {
 	const n = 2000
 	const shutdownTimeout = 10 * time.Second
-	w := newWorld(t, usualKombo, nil)
-	reqs := requests("sigterm", n)
 	env := map[string]string{"SHUTDOWN_TIMEOUT": shutdownTimeout.String()}
-	d := w.start("daemon-1", env)
+	w, reqs, d := usualCase(t, "sigterm", n, "daemon-1", env)
 
 	began := time.Now()
 	w.publishUntil30(reqs)
@@ -565,11 +525,8 @@ func TestCase9SIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.start("daemon-2", env)
-	tl := waitDone(t, w.js, ids(reqs), 3*time.Minute)
-	took := time.Since(began)
+	tl, took := w.finish(t, reqs, began)
 
-	checkTally(t, tl, n)
-	requireAllDeleted(t, tl)
 	calls := w.deleteCalls()
 	twice := 0
 	for _, id := range inFlight {
@@ -586,10 +543,33 @@ func TestCase9SIGTERM(t *testing.T) {
 			repeated++
 		}
 	}
-	report(t, row{Case: "9 SIGTERM under load, new process takes over", In: tl.in, Stored: tl.stored, Lost: tl.lost, Dup: tl.dup,
-		CallsPerReq: deletesPerRequest(w.fake, n), Took: took,
-		Notes: fmt.Sprintf("exit %d after %.2fs (SHUTDOWN_TIMEOUT %s), not ready after %dms; %d calls in flight at SIGTERM all stored "+
+	report(t, w.figures("9 SIGTERM under load, new process takes over", tl, n, took,
+		fmt.Sprintf("exit %d after %.2fs (SHUTDOWN_TIMEOUT %s), not ready after %dms; %d calls in flight at SIGTERM all stored "+
 			"(%d→%d results); %d requests called twice; %s",
 			code, exitAfter.Seconds(), shutdownTimeout, notReadyAfter.Milliseconds(), len(inFlight), atSignal, afterExit, repeated,
-			formatCounts(outcomes(tl)))})
+			formatCounts(outcomes(tl)))))
+}
+
+// usualCase makes a world with the usual Kombo and n requests named after prefix, and
+// starts a daemon called name with the env overrides.
+func usualCase(t *testing.T, prefix string, n int, name string, env map[string]string) (*world, []request, *daemon) {
+	w := newWorld(t, usualKombo, nil)
+	return w, requests(prefix, n), w.start(name, env)
+}
+
+// finish waits for the results of reqs, published from began on, checks that each request
+// has one result and that all are deleted, and returns the tally and the time taken.
+func (w *world) finish(t *testing.T, reqs []request, began time.Time) (tally, time.Duration) {
+	t.Helper()
+	tl := waitDone(t, w.js, ids(reqs), 3*time.Minute)
+	took := time.Since(began)
+	checkTally(t, tl, len(reqs))
+	requireAllDeleted(t, tl)
+	return tl, took
+}
+
+// figures is the figures row of a case that ran n requests.
+func (w *world) figures(name string, tl tally, n int, took time.Duration, notes string) row {
+	return row{Case: name, In: tl.in, Stored: tl.stored, Lost: tl.lost, Dup: tl.dup,
+		CallsPerReq: deletesPerRequest(w.fake, n), Took: took, Notes: notes}
 }
