@@ -58,6 +58,14 @@ func newLedger(t *testing.T) (*ledger.Ledger, jetstream.JetStream) {
 	return l, js
 }
 
+// newClaim opens a ledger on a new server and claims requestID for owner A at t0, about
+// to call.
+func newClaim(t *testing.T, requestID string) (*ledger.Ledger, *ledger.Claim, jetstream.JetStream) {
+	t.Helper()
+	l, js := newLedger(t)
+	return l, mustClaim(t, l, requestID, "A", t0, true), js
+}
+
 // rid is the ledger's name of a request id unique for good (no scope).
 func rid(requestID string) ledger.ID { return ledger.ID{Request: requestID} }
 
@@ -97,11 +105,45 @@ func checkBusy(t *testing.T, l *ledger.Ledger, id ledger.ID, owner string, now, 
 	}
 }
 
+// checkClaimRecorded checks that owner's claim of id at now finds the outcome want and no
+// claim, and returns the outcome; what names the claim in failures.
+func checkClaimRecorded(t *testing.T, l *ledger.Ledger, id ledger.ID, owner string, now time.Time, want ledger.Entry, what string) *ledger.Recorded {
+	t.Helper()
+	r, err := l.Claim(t.Context(), id, "int-"+id.Request, owner, now, lease, true)
+	if err != nil || r.Recorded == nil || r.Claim != nil {
+		t.Fatalf("%s = %+v, %v; want Recorded", what, r, err)
+	}
+	if diff := cmp.Diff(r.Recorded.Entry, want); diff != "" {
+		t.Errorf("%s (-got +want):\n%s", what, diff)
+	}
+	return r.Recorded
+}
+
 // mustCount writes the claim's counts and fails the test when it cannot.
 func mustCount(t *testing.T, c *ledger.Claim, calls, counted int, now time.Time) {
 	t.Helper()
 	if err := c.Count(t.Context(), calls, counted, now); err != nil {
 		t.Fatalf("Count(%d, %d): %v", calls, counted, err)
+	}
+}
+
+// mustRelease releases the claim with its counts and fails the test when it cannot.
+func mustRelease(t *testing.T, c *ledger.Claim, calls, counted int, now time.Time) {
+	t.Helper()
+	if err := c.Release(t.Context(), calls, counted, now); err != nil {
+		t.Fatalf("Release(%d, %d): %v", calls, counted, err)
+	}
+}
+
+// recreateBucket deletes the ledger's bucket and opens a provisioned ledger again, which
+// creates it anew.
+func recreateBucket(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	if err := js.DeleteKeyValue(t.Context(), bucket); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ledger.Open(t.Context(), js, provisioned()); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -208,14 +250,7 @@ func checkEntryID(t *testing.T, l *ledger.Ledger, id ledger.ID, want ledger.Entr
 }
 
 func TestOpenProvisionCreatesBucketOnce(t *testing.T) {
-	js := newJS(t)
-	l, created, err := ledger.Open(t.Context(), js, provisioned())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !created {
-		t.Error("first Open: created = false, want true")
-	}
+	l, js := newLedger(t) // fails unless this first Open created the bucket
 	if err := l.Probe(t.Context()); err != nil {
 		t.Errorf("Probe on the created bucket: %v", err)
 	}
@@ -431,19 +466,12 @@ func TestEmptyRequestIDHasAKey(t *testing.T) {
 	if added, err := l.Adopt(t.Context(), outcome("", ledger.Deleted, ""), at(time.Hour)); err != nil || added {
 		t.Errorf("Adopt of the recorded empty id = %v, %v; want false, nil", added, err)
 	}
-	r, err := l.Claim(t.Context(), rid(""), "int-", "D", at(time.Hour), lease, true)
-	if err != nil || r.Recorded == nil {
-		t.Fatalf("Claim of the recorded empty id = %+v, %v; want Recorded", r, err)
-	}
-	if diff := cmp.Diff(r.Recorded.Entry, want); diff != "" {
-		t.Errorf("Claim of the recorded empty id (-got +want):\n%s", diff)
-	}
+	checkClaimRecorded(t, l, rid(""), "D", at(time.Hour), want, "Claim of the recorded empty id")
 }
 
 func TestClaimFirstWins(t *testing.T) {
-	l, _ := newLedger(t)
 	const id = "req-1"
-	c := mustClaim(t, l, id, "A", t0, true)
+	l, c, _ := newClaim(t, id)
 	checkPrior(t, c, 0, 0)
 	checkEntry(t, l, id, claimedEntry(id, "A", at(lease), 1, 0))
 
@@ -478,9 +506,7 @@ func TestClaimCalling(t *testing.T) {
 			case "expired":
 				return next, at(time.Second + lease)
 			case "released":
-				if err := a.Release(t.Context(), calls, counted, at(2*time.Second)); err != nil {
-					t.Fatal(err)
-				}
+				mustRelease(t, a, calls, counted, at(2*time.Second))
 				return next, at(2 * time.Second)
 			}
 			panic(how)
@@ -535,9 +561,8 @@ func TestClaimCalling(t *testing.T) {
 // delivery may still be working. Nothing is written, and the earlier delivery keeps its
 // claim.
 func TestClaimSameOwnerBusyWhileLive(t *testing.T) {
-	l, _ := newLedger(t)
 	const id = "req-redelivered"
-	first := mustClaim(t, l, id, "A", t0, true)
+	l, first, _ := newClaim(t, id)
 	mustCount(t, first, 1, 1, at(time.Second))
 	mustCount(t, first, 2, 1, at(2*time.Second)) // a second call, not counted
 	until := at(2*time.Second + lease)
@@ -561,18 +586,15 @@ func TestClaimSameOwnerBusyWhileLive(t *testing.T) {
 func TestClaimSameOwnerTakesOverOnceFree(t *testing.T) {
 	for _, how := range []string{"expired", "released"} {
 		t.Run(how, func(t *testing.T) {
-			l, _ := newLedger(t)
 			const id = "req-redelivered"
-			first := mustClaim(t, l, id, "A", t0, true)
+			l, first, _ := newClaim(t, id)
 			mustCount(t, first, 1, 1, at(time.Second))
 			mustCount(t, first, 2, 1, at(2*time.Second)) // a second call, not counted
 
 			now := at(2*time.Second + lease) // expired: at its Until
 			if how == "released" {
 				now = at(3 * time.Second)
-				if err := first.Release(t.Context(), 2, 1, now); err != nil {
-					t.Fatal(err)
-				}
+				mustRelease(t, first, 2, 1, now)
 				checkEntry(t, l, id, claimedEntry(id, "A", now, 2, 1))
 			}
 
@@ -605,9 +627,8 @@ func TestClaimExpiry(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l, _ := newLedger(t)
 			const id = "req-expiry"
-			a := mustClaim(t, l, id, "A", t0, true)
+			l, a, _ := newClaim(t, id)
 			mustCount(t, a, 1, 1, t0)
 			r, err := l.Claim(t.Context(), rid(id), "int-"+id, "B", at(tt.now), lease, true)
 			if err != nil {
@@ -632,9 +653,8 @@ func TestClaimExpiry(t *testing.T) {
 func TestClaimAfterRecordReturnsOutcome(t *testing.T) {
 	for _, status := range []ledger.Status{ledger.Deleted, ledger.Failed} {
 		t.Run(string(status), func(t *testing.T) {
-			l, _ := newLedger(t)
 			const id = "req-done"
-			c := mustClaim(t, l, id, "A", t0, true)
+			l, c, _ := newClaim(t, id)
 			mustCount(t, c, 1, 1, t0)
 			out := outcome(id, status, "")
 			if status == ledger.Failed {
@@ -727,9 +747,8 @@ func TestClaimWriteAfterRecordLeavesOutcome(t *testing.T) {
 // TestRecordAfterRecordReturnsFirst: a claim that recorded an outcome returns that outcome
 // from a second Record, whatever the second one says, and writes nothing.
 func TestRecordAfterRecordReturnsFirst(t *testing.T) {
-	l, _ := newLedger(t)
 	const id = "req-record-twice"
-	c := mustClaim(t, l, id, "A", t0, true)
+	l, c, _ := newClaim(t, id)
 	first := counts(outcome(id, ledger.Deleted, ""), 1, 0)
 	want := recorded(first, 1, 0, at(time.Second))
 	rec1 := checkRecord(t, c, first, at(time.Second), want, "first Record")
@@ -767,9 +786,8 @@ func TestRecordTakesExactCounts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l, _ := newLedger(t)
 			const id = "req-exact"
-			c := mustClaim(t, l, id, "A", t0, true)
+			l, c, _ := newClaim(t, id)
 			mustCount(t, c, tt.claimCalls, tt.claimCtd, t0)
 			out := counts(outcome(id, ledger.Failed, "KOMBO.BAD_REQUEST"), tt.outCalls, tt.outCounted)
 			want := recorded(out, tt.wantCalls, tt.wantCounted, at(time.Second))
@@ -782,9 +800,8 @@ func TestRecordTakesExactCounts(t *testing.T) {
 // TestCountWritesAbsolute: Count writes the counts it is given, not increments, lower ones
 // included, and renews the claim.
 func TestCountWritesAbsolute(t *testing.T) {
-	l, _ := newLedger(t)
 	const id = "req-count"
-	a := mustClaim(t, l, id, "A", t0, true)
+	l, a, _ := newClaim(t, id)
 	steps := []struct{ calls, counted int }{{1, 1}, {2, 1}, {2, 1}, {5, 4}, {3, 2}, {0, 0}, {7, 0}}
 	for i, s := range steps {
 		now := at(time.Duration(i+1) * time.Second)
@@ -796,9 +813,8 @@ func TestCountWritesAbsolute(t *testing.T) {
 }
 
 func TestCountAcrossTakeover(t *testing.T) {
-	l, _ := newLedger(t)
 	const id = "req-counts"
-	a := mustClaim(t, l, id, "A", t0, true)
+	l, a, _ := newClaim(t, id)
 	steps := []struct{ calls, counted int }{{1, 1}, {2, 1}, {3, 2}}
 	for i, s := range steps {
 		now := at(time.Duration(i+1) * time.Second)
@@ -823,9 +839,8 @@ func TestCountAcrossTakeover(t *testing.T) {
 }
 
 func TestRenewExtendsClaim(t *testing.T) {
-	l, _ := newLedger(t)
 	const id = "req-renew"
-	a := mustClaim(t, l, id, "A", t0, true)
+	l, a, _ := newClaim(t, id)
 	mustCount(t, a, 1, 1, t0)
 	renewed := at(50 * time.Second)
 	if err := a.Renew(t.Context(), renewed); err != nil {
@@ -850,14 +865,11 @@ func TestRenewExtendsClaim(t *testing.T) {
 }
 
 func TestReleaseFreesClaimAtOnce(t *testing.T) {
-	l, _ := newLedger(t)
 	const id = "req-release"
-	a := mustClaim(t, l, id, "A", t0, true)
+	l, a, _ := newClaim(t, id)
 	mustCount(t, a, 1, 1, t0)
 	released := at(5 * time.Second)
-	if err := a.Release(t.Context(), 1, 1, released); err != nil {
-		t.Fatal(err)
-	}
+	mustRelease(t, a, 1, 1, released)
 	checkEntry(t, l, id, claimedEntry(id, "A", released, 1, 1))
 
 	b := mustClaim(t, l, id, "B", released, true)
@@ -885,16 +897,13 @@ func TestReleaseTakesBackUnstartedCall(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l, _ := newLedger(t)
 			const id = "req-take-back"
-			a := mustClaim(t, l, id, "A", t0, true)
+			l, a, _ := newClaim(t, id)
 			if tt.countCalls > 0 {
 				mustCount(t, a, tt.countCalls, tt.countCtd, at(time.Second))
 			}
 			released := at(2 * time.Second)
-			if err := a.Release(t.Context(), tt.relCalls, tt.relCounted, released); err != nil {
-				t.Fatal(err)
-			}
+			mustRelease(t, a, tt.relCalls, tt.relCounted, released)
 			checkEntry(t, l, id, claimedEntry(id, "A", released, tt.relCalls, tt.relCounted))
 
 			// Released: another owner takes it at once and finds the counts taken back.
@@ -906,9 +915,8 @@ func TestReleaseTakesBackUnstartedCall(t *testing.T) {
 }
 
 func TestLostClaimWritesFail(t *testing.T) {
-	l, _ := newLedger(t)
 	const id = "req-lost"
-	a := mustClaim(t, l, id, "A", t0, true)
+	l, a, _ := newClaim(t, id)
 	mustCount(t, a, 1, 1, t0)
 	b := mustClaim(t, l, id, "B", at(lease), true)
 	want := claimedEntry(id, "B", at(2*lease), 2, 1)
@@ -940,9 +948,8 @@ func TestLostClaimWritesFail(t *testing.T) {
 }
 
 func TestStaleRecordKeepsOtherOutcome(t *testing.T) {
-	l, _ := newLedger(t)
 	const id = "req-both-recorded"
-	a := mustClaim(t, l, id, "A", t0, true)
+	l, a, _ := newClaim(t, id)
 	mustCount(t, a, 1, 1, t0)
 	b := mustClaim(t, l, id, "B", at(lease), true)
 	mustCount(t, b, 2, 2, at(lease))
@@ -979,9 +986,8 @@ func TestStaleRecordOverwritesOtherExpiredClaim(t *testing.T) {
 	for _, how := range []string{"expired", "released"} {
 		for _, tt := range tests {
 			t.Run(how+"/"+tt.name, func(t *testing.T) {
-				l, _ := newLedger(t)
 				const id = "req-a-knows"
-				a := mustClaim(t, l, id, "A", t0, true)
+				l, a, _ := newClaim(t, id)
 				mustCount(t, a, 1, 1, t0)
 				b := mustClaim(t, l, id, "B", at(lease), true)
 				mustCount(t, b, 2, 2, at(lease))
@@ -991,9 +997,7 @@ func TestStaleRecordOverwritesOtherExpiredClaim(t *testing.T) {
 				now := at(2 * lease) // B's claim expired: at its Until
 				if how == "released" {
 					now = at(lease + time.Second)
-					if err := b.Release(t.Context(), 3, 3, now); err != nil {
-						t.Fatal(err)
-					}
+					mustRelease(t, b, 3, 3, now)
 				}
 
 				// A got its answer after all: it is knowledge B's claim does not have.
@@ -1025,9 +1029,8 @@ func TestStaleRecordOverwritesOtherExpiredClaim(t *testing.T) {
 // fails with ErrLost and writes nothing, and the other handler goes on undisturbed. Once
 // that claim expired, the stale handler's Record succeeds.
 func TestStaleRecordFailsOnOtherLiveClaim(t *testing.T) {
-	l, _ := newLedger(t)
 	const id = "req-a-late"
-	a := mustClaim(t, l, id, "A", t0, true)
+	l, a, _ := newClaim(t, id)
 	mustCount(t, a, 1, 1, t0)
 	b := mustClaim(t, l, id, "B", at(lease), true)
 	mustCount(t, b, 3, 3, at(lease))
@@ -1109,9 +1112,8 @@ func TestConcurrentClaimsOneWins(t *testing.T) {
 }
 
 func TestStored(t *testing.T) {
-	l, _ := newLedger(t)
 	const id = "req-stored"
-	c := mustClaim(t, l, id, "A", t0, true)
+	l, c, _ := newClaim(t, id)
 	out := counts(outcome(id, ledger.Deleted, ""), 1, 1)
 	rec1, err := c.Record(t.Context(), out, t0)
 	if err != nil {
@@ -1149,13 +1151,7 @@ func TestStored(t *testing.T) {
 	checkEntry(t, l, id, want)
 
 	// Later deliveries see the sequence.
-	r, err = l.Claim(t.Context(), rid(id), "int-"+id, "C", at(time.Hour), lease, true)
-	if err != nil || r.Recorded == nil {
-		t.Fatalf("Claim after Stored = %+v, %v; want Recorded", r, err)
-	}
-	if diff := cmp.Diff(r.Recorded.Entry, want); diff != "" {
-		t.Errorf("Claim after Stored (-got +want):\n%s", diff)
-	}
+	checkClaimRecorded(t, l, rid(id), "C", at(time.Hour), want, "Claim after Stored")
 }
 
 func TestRecordUnclaimed(t *testing.T) {
@@ -1174,9 +1170,7 @@ func TestRecordUnclaimed(t *testing.T) {
 	released := func(calls, counted int) func(t *testing.T, l *ledger.Ledger) *ledger.Claim {
 		return func(t *testing.T, l *ledger.Ledger) *ledger.Claim {
 			c := mustClaim(t, l, id, "A", t0, true)
-			if err := c.Release(t.Context(), calls, counted, at(time.Second)); err != nil {
-				t.Fatal(err)
-			}
+			mustRelease(t, c, calls, counted, at(time.Second))
 			return c
 		}
 	}
@@ -1376,9 +1370,7 @@ func TestAdopt(t *testing.T) {
 			name: "released claim",
 			setup: func(t *testing.T, l *ledger.Ledger) {
 				a := mustClaim(t, l, id, "A", t0, true)
-				if err := a.Release(t.Context(), 0, 0, t0); err != nil {
-					t.Fatal(err)
-				}
+				mustRelease(t, a, 0, 0, t0)
 			},
 			now:  at(time.Second),
 			want: claimedEntry(id, "A", t0, 0, 0),
@@ -1449,14 +1441,8 @@ func TestAdoptedOutcomeIsFinal(t *testing.T) {
 		t.Fatalf("Adopt = %v, %v; want true, nil", added, err)
 	}
 	want := recorded(out, 1, 1, t0)
-	r, err := l.Claim(t.Context(), rid(id), "int-"+id, "A", at(time.Second), lease, true)
-	if err != nil || r.Recorded == nil || r.Claim != nil {
-		t.Fatalf("Claim of an adopted outcome = %+v, %v; want Recorded", r, err)
-	}
-	if diff := cmp.Diff(r.Recorded.Entry, want); diff != "" {
-		t.Errorf("Claim of an adopted outcome (-got +want):\n%s", diff)
-	}
-	if err := r.Recorded.Stored(t.Context(), 5); err != nil {
+	rec := checkClaimRecorded(t, l, rid(id), "A", at(time.Second), want, "Claim of an adopted outcome")
+	if err := rec.Stored(t.Context(), 5); err != nil {
 		t.Fatal(err)
 	}
 	want.ResultSeq = 5
@@ -1527,9 +1513,8 @@ func TestRecordUnclaimedNotedStored(t *testing.T) {
 }
 
 func TestBucketRecreatedWhileClaimHeld(t *testing.T) {
-	l, js := newLedger(t)
 	const id = "req-bucket-gone"
-	a := mustClaim(t, l, id, "A", t0, true)
+	l, a, js := newClaim(t, id)
 	mustCount(t, a, 1, 1, t0)
 	if err := js.DeleteKeyValue(t.Context(), bucket); err != nil {
 		t.Fatal(err)
@@ -1570,16 +1555,10 @@ func TestBucketRecreatedWhileClaimHeld(t *testing.T) {
 
 func TestBucketRecreatedRecordBeforeClaimWrites(t *testing.T) {
 	// As above, but the claim's next write is the outcome itself (key missing: Record creates it).
-	l, js := newLedger(t)
 	const id = "req-bucket-gone-record"
-	a := mustClaim(t, l, id, "A", t0, true)
+	l, a, js := newClaim(t, id)
 	mustCount(t, a, 1, 1, t0)
-	if err := js.DeleteKeyValue(t.Context(), bucket); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := ledger.Open(t.Context(), js, provisioned()); err != nil {
-		t.Fatal(err)
-	}
+	recreateBucket(t, js)
 	// Pad the new bucket so that the key's old revision is not reused by chance.
 	for i := range 5 {
 		if err := l.SaveFloor(t.Context(), fmt.Sprintf("pad-%d", i), 1); err != nil {
@@ -1595,15 +1574,9 @@ func TestBucketRecreatedRecordBeforeClaimWrites(t *testing.T) {
 func TestBucketRecreatedRelease(t *testing.T) {
 	// As above, with a Release taking back the unstarted call: the key is written again
 	// with the lower counts, and ends the claim at once.
-	l, js := newLedger(t)
 	const id = "req-bucket-gone-release"
-	a := mustClaim(t, l, id, "A", t0, true)
-	if err := js.DeleteKeyValue(t.Context(), bucket); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := ledger.Open(t.Context(), js, provisioned()); err != nil {
-		t.Fatal(err)
-	}
+	l, a, js := newClaim(t, id)
+	recreateBucket(t, js)
 	if err := a.Release(t.Context(), 0, 0, at(time.Second)); err != nil {
 		t.Fatalf("Release after the bucket was recreated: %v", err)
 	}
@@ -1658,9 +1631,8 @@ func TestFloor(t *testing.T) {
 // is no longer the key's (another handler noted first) is dropped by the server, and the
 // entry keeps the first note.
 func TestNoteStored(t *testing.T) {
-	l, _ := newLedger(t)
 	const id = "req-note"
-	c := mustClaim(t, l, id, "A", t0, true)
+	l, c, _ := newClaim(t, id)
 	rec, err := c.Record(t.Context(), outcome(id, ledger.Deleted, ""), t0)
 	if err != nil {
 		t.Fatal(err)
@@ -1804,13 +1776,7 @@ func TestScopedIDs(t *testing.T) {
 		id   ledger.ID
 		want ledger.Entry
 	}{{plain, wantA}, {inc1, wantB}, {inc2, wantC}, {inc3, want3}} {
-		r, err := l.Claim(t.Context(), tc.id, "int-"+req, "D", at(time.Hour), lease, true)
-		if err != nil || r.Recorded == nil || r.Claim != nil {
-			t.Fatalf("Claim(%+v) after Record = %+v, %v; want Recorded", tc.id, r, err)
-		}
-		if diff := cmp.Diff(r.Recorded.Entry, tc.want); diff != "" {
-			t.Errorf("Claim(%+v) after Record (-got +want):\n%s", tc.id, diff)
-		}
+		checkClaimRecorded(t, l, tc.id, "D", at(time.Hour), tc.want, fmt.Sprintf("Claim(%+v) after Record", tc.id))
 	}
 	inc4 := ledger.ID{Request: req, Scope: "inc-4"}
 	mustClaimID(t, l, inc4, "D", at(time.Hour), true)
@@ -1880,13 +1846,7 @@ func TestAdoptScoped(t *testing.T) {
 	checkEntryID(t, l, inc2, scoped(claimedEntry(req, "A", at(lease), 1, 0), "inc-2"))
 
 	// Claims find the adopted outcome in its scope, and nothing in another.
-	r, err := l.Claim(t.Context(), inc1, "int-"+req, "B", at(time.Second), lease, true)
-	if err != nil || r.Recorded == nil || r.Claim != nil {
-		t.Fatalf("Claim of the adopted scoped outcome = %+v, %v; want Recorded", r, err)
-	}
-	if diff := cmp.Diff(r.Recorded.Entry, want); diff != "" {
-		t.Errorf("Claim of the adopted scoped outcome (-got +want):\n%s", diff)
-	}
+	checkClaimRecorded(t, l, inc1, "B", at(time.Second), want, "Claim of the adopted scoped outcome")
 	mustClaimID(t, l, ledger.ID{Request: req, Scope: "inc-3"}, "B", at(time.Second), true)
 }
 
@@ -1933,9 +1893,7 @@ func TestHolds(t *testing.T) {
 
 	// Release ends it at its now.
 	released := at(50 * time.Second)
-	if err := c.Release(t.Context(), 1, 1, released); err != nil {
-		t.Fatal(err)
-	}
+	mustRelease(t, c, 1, 1, released)
 	checkHolds(t, c, released, 0, false)
 	checkHolds(t, c, at(time.Hour), 0, false)
 
