@@ -66,6 +66,15 @@ func newClaim(t *testing.T, requestID string) (*ledger.Ledger, *ledger.Claim, je
 	return l, mustClaim(t, l, requestID, "A", t0, true), js
 }
 
+// takenOver opens a ledger where A claimed requestID at t0 and counted one call, and B took
+// the claim over when A's expired (at lease); it returns A's claim and B's.
+func takenOver(t *testing.T, requestID string) (*ledger.Ledger, *ledger.Claim, *ledger.Claim) {
+	t.Helper()
+	l, a, _ := newClaim(t, requestID)
+	mustCount(t, a, 1, 1, t0)
+	return l, a, mustClaim(t, l, requestID, "B", at(lease), true)
+}
+
 // rid is the ledger's name of a request id unique for good (no scope).
 func rid(requestID string) ledger.ID { return ledger.ID{Request: requestID} }
 
@@ -512,47 +521,44 @@ func TestClaimCalling(t *testing.T) {
 			panic(how)
 		}
 	}
+	// Each situation is claimed calling and not calling (the last only calling): prior is
+	// the calls and counted Prior returns, want those the claim writes.
 	tests := []struct {
-		name                         string
-		setup                        leave
-		calling                      bool
-		wantPriorCalls, wantPriorCtd int
-		wantCalls, wantCounted       int
+		name  string
+		setup leave
+		prior [2]int
+		want  map[bool][2]int
 	}{
-		{name: "new, calling", setup: nothing, calling: true, wantCalls: 1},
-		{name: "new, not calling", setup: nothing, calling: false},
-		{name: "same owner expired, calling", setup: left(2, 1, "expired", "A"), calling: true,
-			wantPriorCalls: 2, wantPriorCtd: 1, wantCalls: 3, wantCounted: 1},
-		{name: "same owner expired, not calling", setup: left(2, 1, "expired", "A"), calling: false,
-			wantPriorCalls: 2, wantPriorCtd: 1, wantCalls: 2, wantCounted: 1},
-		{name: "same owner released, calling", setup: left(2, 1, "released", "A"), calling: true,
-			wantPriorCalls: 2, wantPriorCtd: 1, wantCalls: 3, wantCounted: 1},
-		{name: "same owner released, not calling", setup: left(2, 1, "released", "A"), calling: false,
-			wantPriorCalls: 2, wantPriorCtd: 1, wantCalls: 2, wantCounted: 1},
-		{name: "expired, calling", setup: left(3, 3, "expired", "B"), calling: true,
-			wantPriorCalls: 3, wantPriorCtd: 3, wantCalls: 4, wantCounted: 3},
-		{name: "expired, not calling", setup: left(3, 3, "expired", "B"), calling: false,
-			wantPriorCalls: 3, wantPriorCtd: 3, wantCalls: 3, wantCounted: 3},
-		{name: "released, calling", setup: left(1, 0, "released", "B"), calling: true,
-			wantPriorCalls: 1, wantPriorCtd: 0, wantCalls: 2, wantCounted: 0},
-		{name: "released, not calling", setup: left(1, 0, "released", "B"), calling: false,
-			wantPriorCalls: 1, wantPriorCtd: 0, wantCalls: 1, wantCounted: 0},
-		{name: "released with nothing made, calling", setup: left(0, 0, "released", "B"), calling: true,
-			wantCalls: 1},
+		{"new", nothing, [2]int{0, 0}, map[bool][2]int{true: {1, 0}, false: {0, 0}}},
+		{"same owner expired", left(2, 1, "expired", "A"), [2]int{2, 1}, map[bool][2]int{true: {3, 1}, false: {2, 1}}},
+		{"same owner released", left(2, 1, "released", "A"), [2]int{2, 1}, map[bool][2]int{true: {3, 1}, false: {2, 1}}},
+		{"expired", left(3, 3, "expired", "B"), [2]int{3, 3}, map[bool][2]int{true: {4, 3}, false: {3, 3}}},
+		{"released", left(1, 0, "released", "B"), [2]int{1, 0}, map[bool][2]int{true: {2, 0}, false: {1, 0}}},
+		{"released with nothing made", left(0, 0, "released", "B"), [2]int{0, 0}, map[bool][2]int{true: {1, 0}}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			l, _ := newLedger(t)
-			owner, now := tt.setup(t, l)
-			c := mustClaim(t, l, id, owner, now, tt.calling)
-			checkPrior(t, c, tt.wantPriorCalls, tt.wantPriorCtd)
-			checkEntry(t, l, id, claimedEntry(id, owner, now.Add(lease), tt.wantCalls, tt.wantCounted))
+		for _, calling := range []bool{true, false} {
+			want, ok := tt.want[calling]
+			if !ok {
+				continue
+			}
+			name := tt.name + ", not calling"
+			if calling {
+				name = tt.name + ", calling"
+			}
+			t.Run(name, func(t *testing.T) {
+				l, _ := newLedger(t)
+				owner, now := tt.setup(t, l)
+				c := mustClaim(t, l, id, owner, now, calling)
+				checkPrior(t, c, tt.prior[0], tt.prior[1])
+				checkEntry(t, l, id, claimedEntry(id, owner, now.Add(lease), want[0], want[1]))
 
-			// Prior stays what the claim found; the entry follows the claim's writes.
-			mustCount(t, c, tt.wantCalls+1, tt.wantCounted+1, now)
-			checkPrior(t, c, tt.wantPriorCalls, tt.wantPriorCtd)
-			checkEntry(t, l, id, claimedEntry(id, owner, now.Add(lease), tt.wantCalls+1, tt.wantCounted+1))
-		})
+				// Prior stays what the claim found; the entry follows the claim's writes.
+				mustCount(t, c, want[0]+1, want[1]+1, now)
+				checkPrior(t, c, tt.prior[0], tt.prior[1])
+				checkEntry(t, l, id, claimedEntry(id, owner, now.Add(lease), want[0]+1, want[1]+1))
+			})
+		}
 	}
 }
 
@@ -916,9 +922,7 @@ func TestReleaseTakesBackUnstartedCall(t *testing.T) {
 
 func TestLostClaimWritesFail(t *testing.T) {
 	const id = "req-lost"
-	l, a, _ := newClaim(t, id)
-	mustCount(t, a, 1, 1, t0)
-	b := mustClaim(t, l, id, "B", at(lease), true)
+	l, a, b := takenOver(t, id)
 	want := claimedEntry(id, "B", at(2*lease), 2, 1)
 	checkEntry(t, l, id, want)
 
@@ -949,9 +953,7 @@ func TestLostClaimWritesFail(t *testing.T) {
 
 func TestStaleRecordKeepsOtherOutcome(t *testing.T) {
 	const id = "req-both-recorded"
-	l, a, _ := newClaim(t, id)
-	mustCount(t, a, 1, 1, t0)
-	b := mustClaim(t, l, id, "B", at(lease), true)
+	l, a, b := takenOver(t, id)
 	mustCount(t, b, 2, 2, at(lease))
 	bOut := counts(outcome(id, ledger.Deleted, ""), 2, 2)
 	want := recorded(bOut, 2, 2, at(lease+time.Second))
@@ -987,9 +989,7 @@ func TestStaleRecordOverwritesOtherExpiredClaim(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(how+"/"+tt.name, func(t *testing.T) {
 				const id = "req-a-knows"
-				l, a, _ := newClaim(t, id)
-				mustCount(t, a, 1, 1, t0)
-				b := mustClaim(t, l, id, "B", at(lease), true)
+				l, a, b := takenOver(t, id)
 				mustCount(t, b, 2, 2, at(lease))
 				mustCount(t, b, 3, 3, at(lease))
 				checkEntry(t, l, id, claimedEntry(id, "B", at(2*lease), 3, 3))
@@ -1030,9 +1030,7 @@ func TestStaleRecordOverwritesOtherExpiredClaim(t *testing.T) {
 // that claim expired, the stale handler's Record succeeds.
 func TestStaleRecordFailsOnOtherLiveClaim(t *testing.T) {
 	const id = "req-a-late"
-	l, a, _ := newClaim(t, id)
-	mustCount(t, a, 1, 1, t0)
-	b := mustClaim(t, l, id, "B", at(lease), true)
+	l, a, b := takenOver(t, id)
 	mustCount(t, b, 3, 3, at(lease))
 	bClaim := claimedEntry(id, "B", at(2*lease), 3, 3)
 
@@ -1062,25 +1060,31 @@ func TestStaleRecordFailsOnOtherLiveClaim(t *testing.T) {
 	checkRecord(t, b, counts(outcome(id, ledger.Failed, "KOMBO.TIMEOUT"), 5, 5), until.Add(time.Second), want, "B.Record after A recorded")
 }
 
+// atOnce calls call for handlers 0 to n-1, each in its goroutine, all released together,
+// and returns their results and errors by handler.
+func atOnce[T any](n int, call func(i int) (T, error)) ([]T, []error) {
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	results, errs := make([]T, n), make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			results[i], errs[i] = call(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return results, errs
+}
+
 func TestConcurrentClaimsOneWins(t *testing.T) {
 	l, _ := newLedger(t)
 	const handlers = 8
 	for round := range 10 {
 		id := fmt.Sprintf("req-race-%d", round)
-		var (
-			start   = make(chan struct{})
-			wg      sync.WaitGroup
-			results [handlers]ledger.ClaimResult
-			errs    [handlers]error
-		)
-		for i := range handlers {
-			wg.Go(func() {
-				<-start
-				results[i], errs[i] = l.Claim(context.Background(), rid(id), "int-"+id, fmt.Sprintf("owner-%d", i), t0, lease, true)
-			})
-		}
-		close(start)
-		wg.Wait()
+		results, errs := atOnce(handlers, func(i int) (ledger.ClaimResult, error) {
+			return l.Claim(context.Background(), rid(id), "int-"+id, fmt.Sprintf("owner-%d", i), t0, lease, true)
+		})
 
 		winner := -1
 		for i, r := range results {
@@ -1455,20 +1459,9 @@ func TestConcurrentAdoptsOneAdds(t *testing.T) {
 	const handlers = 8
 	for round := range 5 {
 		id := fmt.Sprintf("req-adopt-race-%d", round)
-		var (
-			start = make(chan struct{})
-			wg    sync.WaitGroup
-			added [handlers]bool
-			errs  [handlers]error
-		)
-		for i := range handlers {
-			wg.Go(func() {
-				<-start
-				added[i], errs[i] = l.Adopt(context.Background(), counts(outcome(id, ledger.Deleted, ""), i, i), t0)
-			})
-		}
-		close(start)
-		wg.Wait()
+		added, errs := atOnce(handlers, func(i int) (bool, error) {
+			return l.Adopt(context.Background(), counts(outcome(id, ledger.Deleted, ""), i, i), t0)
+		})
 		winner := -1
 		for i := range handlers {
 			if errs[i] != nil {
