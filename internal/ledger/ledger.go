@@ -13,6 +13,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -98,6 +99,8 @@ type Ledger struct {
 	kv jetstream.KeyValue
 	nc *nats.Conn
 	o  Options
+	// write is one try of a compare-and-set write (writeKV; tests wrap it to lose replies).
+	write func(ctx context.Context, k string, data []byte, rev uint64) (uint64, error)
 }
 
 // Open binds the bucket, creating it when missing and provisioning is on. created says
@@ -129,6 +132,7 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (l *Ledger, cr
 		return nil, false, fmt.Errorf("ledger: look up bucket %q: %w", o.Bucket, err)
 	}
 	l = &Ledger{kv: kv, nc: js.Conn(), o: o}
+	l.write = l.writeKV
 	if err := l.Check(ctx); err != nil {
 		return nil, false, err
 	}
@@ -217,16 +221,61 @@ func (l *Ledger) get(ctx context.Context, k string) (Entry, uint64, bool, error)
 	return e, kve.Revision(), true, nil
 }
 
-// put writes e at k if k's revision is still rev (0: k must not exist).
+// put writes e at k if k's revision is still rev (0: k must not exist), trying again until
+// ctx ends while the bucket does not answer. A write in flight when the bucket's leader
+// goes away may get no reply although it was stored: the next try then fails the
+// compare-and-set, and a key holding exactly what was written is taken as this write's.
 func (l *Ledger) put(ctx context.Context, k string, e Entry, rev uint64) (uint64, error) {
 	data, err := json.Marshal(e)
 	if err != nil {
 		return 0, fmt.Errorf("ledger: encode: %w", err)
 	}
+	wait, unanswered := 50*time.Millisecond, false
+	for {
+		tctx, cancel := context.WithTimeout(ctx, writeTry)
+		nrev, err := l.write(tctx, k, data, rev)
+		cancel()
+		switch {
+		case err == nil:
+			return nrev, nil
+		case unanswered && conflict(err):
+			if kve, gerr := l.kv.Get(ctx, k); gerr == nil && bytes.Equal(kve.Value(), data) {
+				return kve.Revision(), nil
+			}
+			return 0, err
+		case ctx.Err() != nil || !retryable(err):
+			return 0, err
+		}
+		unanswered = unanswered || !noResponders(err)
+		select {
+		case <-ctx.Done():
+			return 0, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
+}
+
+// writeTry bounds one try of a write: a new leader answers within a second of a graceful
+// handover, and the bucket's compare-and-set makes a second try of a stored write harmless.
+const writeTry = time.Second
+
+func (l *Ledger) writeKV(ctx context.Context, k string, data []byte, rev uint64) (uint64, error) {
 	if rev == 0 {
 		return l.kv.Create(ctx, k, data)
 	}
 	return l.kv.Update(ctx, k, data, rev)
+}
+
+// retryable reports whether err says that the bucket did not answer: none of its servers
+// took the write (no responders), or no reply came in time (the write may be stored).
+func retryable(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || noResponders(err)
+}
+
+// noResponders reports whether err says that no server took the write.
+func noResponders(err error) bool {
+	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)
 }
 
 // conflict reports whether err says the key's revision was not the one expected.
