@@ -107,6 +107,8 @@ type Consumer struct {
 	protect *control.Protect
 	fuse    *control.Fuse
 	alive   aliveSet
+	// records are the outcomes recordStored is writing in the background.
+	records sync.WaitGroup
 	// holdLogged is the end of the latest rate-limit hold logged, in Unix ns.
 	holdLogged atomic.Int64
 

@@ -98,6 +98,7 @@ func (in *intake) stop() {
 	if in.advisories != nil {
 		_ = in.advisories.Unsubscribe()
 	}
+	c.records.Wait() // each ends by the cutoff at the latest
 	in.endCutoff()
 }
 

@@ -24,8 +24,9 @@ import (
 //	        unless the claim, as last written, holds for a while yet
 //	failed:  record the outcome (CAS) → publish the result (PubAck) → note its sequence
 //	         (not waited for) → ack. A stored failed must stay final: no call after it.
-//	deleted: publish the result (PubAck) → record the outcome with its sequence (not
-//	         waited for) → ack. Nothing can contradict a deleted result.
+//	deleted: publish the result (PubAck) → record the outcome with its sequence (in the
+//	         background, tried until written; the ack does not wait) → ack. Nothing can
+//	         contradict a deleted result.
 //
 // A delivery that finds an outcome recorded makes no call: it publishes the recorded
 // result if it is not noted as stored, and acks.
@@ -219,7 +220,7 @@ func (c *Consumer) finish(j *job, res Result, counted int, term bool, outcome st
 }
 
 // finishDeleted stores a deleted outcome in the other order: the result first, then the
-// outcome with the result's sequence, not waited for, then the ack. Nothing after a
+// outcome with the result's sequence, in the background, then the ack. Nothing after a
 // deleted result can contradict it (a repeated call answers not found: deleted too), so
 // the outcome need not precede it: a crash in between costs only a repeated call, whose
 // result the stream deduplicates. This saves a waited round trip on the common path.
@@ -232,12 +233,28 @@ func (c *Consumer) finishDeleted(ctx context.Context, msg jetstream.Msg, meta *j
 	}
 	injectCrash("published", out.IntegrationID)
 	out.ResultSeq, out.Result = seq, stored
-	if err := cl.RecordAsync(out, c.now()); err != nil {
-		c.log.Warn("cannot record the outcome in the ledger; a later delivery calls again", "request_id", out.RequestID, "err", err)
-	}
-	injectCrash("recorded", out.IntegrationID, c.js.Conn().Flush)
+	written := c.recordStored(ctx, cl, out)
+	injectCrash("recorded", out.IntegrationID, func() error { <-written; return nil })
 	rec := &ledger.Recorded{Entry: out}
 	c.ack(ctx, msg, meta, rec, false, outcome)
+}
+
+// recordStored records, in the background, an outcome whose result is stored, trying until
+// it is written, another handler holds the request, or ctx ends: a leader change can lose
+// a write, and a lost one costs a later delivery of the request a repeated call. The
+// channel is closed once it is written or given up; the intake waits for all before it
+// stops.
+func (c *Consumer) recordStored(ctx context.Context, cl *ledger.Claim, out ledger.Entry) <-chan struct{} {
+	done := make(chan struct{})
+	c.records.Add(1)
+	go func() {
+		defer c.records.Done()
+		defer close(done)
+		if _, err := cl.Record(ctx, out, c.now()); err != nil && !errors.Is(err, ledger.ErrLost) {
+			c.log.Warn("cannot record the outcome in the ledger; a later delivery calls again", "request_id", out.RequestID, "err", err)
+		}
+	}()
+	return done
 }
 
 // publishResult publishes a result and returns its stream sequence and the result as

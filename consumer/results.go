@@ -40,14 +40,14 @@ func (c *Consumer) publish(ctx context.Context, subject, msgID string, data []by
 		if sleep(ctx, wait) != nil {
 			return 0, false, fmt.Errorf("consumer: publish result %s: %w", msgID, err)
 		}
-		wait = min(2*wait, 2*time.Second)
+		wait = min(2*wait, 250*time.Millisecond) // a new leader gets the next try soon after its election
 	}
 }
 
 // publishTry bounds one try of a result's publish. A publish in flight when a stream's
 // leader goes away may get no reply at all; the next try, with the same Nats-Msg-Id, is
 // deduplicated by the stream, so a short try costs nothing and ends the wait sooner.
-const publishTry = time.Second
+const publishTry = 500 * time.Millisecond
 
 // storedResult reads the result stored at seq in the stream that stores subject.
 func (c *Consumer) storedResult(ctx context.Context, subject string, seq uint64) ([]byte, error) {

@@ -66,7 +66,7 @@ func (p *Protect) watchOnce(ctx context.Context, reconnected <-chan nats.Status)
 }
 
 // startWatch starts a watch of the bucket from revision from (0: each key's latest value),
-// a second at a time: right after a reconnect the request may have gone to a server that
+// half a second at a time: right after a reconnect the request may have gone to a server that
 // is going away, which never answers it.
 func (p *Protect) startWatch(ctx context.Context, from uint64) (jetstream.KeyWatcher, error) {
 	var opts []jetstream.WatchOpt
@@ -97,7 +97,7 @@ func (p *Protect) startWatch(ctx context.Context, from uint64) (jetstream.KeyWat
 }
 
 // watchTry bounds one try to start a watch.
-const watchTry = time.Second
+const watchTry = 500 * time.Millisecond
 
 // stoppable is a watch that also ends its context when stopped.
 type stoppable struct {

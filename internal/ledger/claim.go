@@ -184,25 +184,6 @@ func (r *Recorded) NoteStored(seq uint64) error {
 	return nil
 }
 
-// RecordAsync writes the outcome out in place of the claim like Record, without waiting
-// for the server's answer: for an outcome whose result is stored already (out.ResultSeq
-// set), so that a lost write costs only a later delivery a repeated call, never a result
-// that disagrees with the stream. After it the claim writes nothing.
-func (c *Claim) RecordAsync(out Entry, now time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.recorded {
-		return nil
-	}
-	out.Scope = c.e.Scope
-	out.RecordedAt = now
-	if err := c.l.send(c.key, out, c.rev); err != nil {
-		return fmt.Errorf("ledger: record %s: %w", out.RequestID, err)
-	}
-	c.e, c.recorded = out, true
-	return nil
-}
-
 // send writes e at k if k's revision is still rev, without waiting for the server's
 // answer (a write whose expectation fails is dropped by the server).
 func (l *Ledger) send(k string, e Entry, rev uint64) error {

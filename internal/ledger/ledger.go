@@ -252,13 +252,14 @@ func (l *Ledger) put(ctx context.Context, k string, e Entry, rev uint64) (uint64
 			return 0, err
 		case <-time.After(wait):
 		}
-		wait = min(2*wait, 500*time.Millisecond)
+		wait = min(2*wait, 250*time.Millisecond)
 	}
 }
 
-// writeTry bounds one try of a write: a new leader answers within a second of a graceful
-// handover, and the bucket's compare-and-set makes a second try of a stored write harmless.
-const writeTry = time.Second
+// writeTry bounds one try of a write: a write takes milliseconds, a new leader answers
+// within a fraction of a second of a graceful handover, and the bucket's compare-and-set
+// makes a second try of a stored write harmless.
+const writeTry = 500 * time.Millisecond
 
 func (l *Ledger) writeKV(ctx context.Context, k string, data []byte, rev uint64) (uint64, error) {
 	if rev == 0 {
