@@ -168,6 +168,9 @@ func (c *Cluster) Restart(i int) {
 // refused until Heal. Its clients stay connected to it.
 func (c *Cluster) Isolate(i int) { c.net.setIsolated(i, true) }
 
+// Isolated reports whether node i is cut off by Isolate.
+func (c *Cluster) Isolated(i int) bool { return c.net.isIsolated(i) }
+
 // Heal lets node i's routes connect again (the servers redial every second or so). It does
 // not wait: call WaitHealthy for the cluster to be whole.
 func (c *Cluster) Heal(i int) { c.net.setIsolated(i, false) }
