@@ -35,7 +35,7 @@ images: ## build the daemon, fake-kombo and NATS images locally (no registry)
 test-containers: images ## the container suite (testcontainers, real images, host networking)
 	./scripts/test-containers.sh
 
-test-cluster: ## the 3-node JetStream cluster: its own tests, then the fault cases under load with 3 daemon replicas (prints a figures table; about 4 minutes)
+test-cluster: ## the 3-node JetStream cluster: its own tests, then the fault cases under load with 3 daemon replicas (prints a figures table; about 2 minutes)
 	CLUSTER=1 go test -count=1 -timeout 10m -run TestCluster ./internal/natstest/
 	rm -f faults-report.md
 	CLUSTER=1 FAULTS=1 FAULTS_REPORT=$(CURDIR)/faults-report.md go test -count=1 -timeout 20m -v -run TestCluster ./faults/; \
