@@ -90,11 +90,8 @@ func TestClusterNodeIsolated(t *testing.T) {
 	runClusterCase(t, clusterCase{name: "K5 cluster: stream leader's node isolated 10 s, then healed", n: clusterRequests,
 		alone: &streamGroup,
 		fault: func(cw *clusterWorld) (string, func() string) {
-			i := cw.c.WaitLeader(natstest.Stream, testkit.StreamName, "")
-			cw.c.Isolate(i)
 			began := time.Now()
-			cw.c.WaitLeader(natstest.Stream, testkit.StreamName, "")
-			elected := time.Since(began)
+			i, elected := cw.streamLeaderLost(cw.c.Isolate)
 			time.Sleep(time.Until(began.Add(10 * time.Second))) // the cut itself
 			cw.c.Heal(i)
 			healed := time.Now()
@@ -109,11 +106,18 @@ func TestClusterStreamLeaderCrashed(t *testing.T) {
 	runClusterCase(t, clusterCase{name: "K6 cluster: stream leader crashed (kill -9)", n: clusterRequests,
 		alone: &streamGroup,
 		fault: func(cw *clusterWorld) (string, func() string) {
-			i := cw.c.WaitLeader(natstest.Stream, testkit.StreamName, "")
-			cw.c.Crash(i)
-			began := time.Now()
-			cw.c.WaitLeader(natstest.Stream, testkit.StreamName, "")
-			return fmt.Sprintf("crashed n%d (stream leader), a new stream leader after %.1fs", i, time.Since(began).Seconds()),
+			i, elected := cw.streamLeaderLost(cw.c.Crash)
+			return fmt.Sprintf("crashed n%d (stream leader), a new stream leader after %.1fs", i, elected.Seconds()),
 				restartAtEnd(cw, i)
 		}})
+}
+
+// streamLeaderLost applies fault to the node that leads the stream and waits for another to
+// lead it; it returns the node and how long the election took.
+func (cw *clusterWorld) streamLeaderLost(fault func(i int)) (int, time.Duration) {
+	i := cw.c.WaitLeader(natstest.Stream, testkit.StreamName, "")
+	fault(i)
+	began := time.Now()
+	cw.c.WaitLeader(natstest.Stream, testkit.StreamName, "")
+	return i, time.Since(began)
 }

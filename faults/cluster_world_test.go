@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -114,65 +113,6 @@ func (cw *clusterWorld) leaders() string {
 
 // ---------------------------------------------------------------------------------------
 // what the cluster cases measure
-
-// readyTimer polls one daemon's /readyz every 50 ms until stopped and adds up the time it
-// was not ready (503, or no answer): each poll that was not 200 counts the time since the
-// poll before.
-type readyTimer struct {
-	mu       sync.Mutex
-	notReady time.Duration
-	polls    int
-	reasons  map[string]int
-	stop     chan struct{}
-	done     chan struct{}
-}
-
-func timeNotReady(d *daemon) *readyTimer {
-	rt := &readyTimer{reasons: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(rt.done)
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		last := time.Now()
-		for {
-			select {
-			case <-rt.stop:
-				return
-			case <-tick.C:
-			}
-			code, body := d.get("/readyz")
-			now := time.Now()
-			rt.mu.Lock()
-			if code != http.StatusOK {
-				rt.notReady += now.Sub(last)
-				rt.polls++
-				reason := strings.TrimSpace(body)
-				if len(reason) > 90 {
-					reason = reason[:90] + "…"
-				}
-				rt.reasons[reason]++
-			}
-			rt.mu.Unlock()
-			last = now
-		}
-	}()
-	return rt
-}
-
-// end stops the polls and returns the time not ready and the most frequent reason.
-func (rt *readyTimer) end() (time.Duration, string) {
-	close(rt.stop)
-	<-rt.done
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	top, n := "", 0
-	for r, c := range rt.reasons {
-		if c > n || (c == n && r < top) {
-			top, n = r, c
-		}
-	}
-	return rt.notReady, top
-}
 
 // stall is the longest time between two results stored one after the other, by the
 // stream's timestamps.
@@ -573,9 +513,9 @@ func runClusterCase(t *testing.T, cc clusterCase) {
 		alone = cw.leadAlone(*cc.alone) + "; "
 	}
 	before := cw.leaders()
-	timers := make([]*readyTimer, len(ds))
+	watches := make([]*readyWatch, len(ds))
 	for i, d := range ds {
-		timers[i] = timeNotReady(d)
+		watches[i] = watchReady(d)
 	}
 	reqs := requests(strings.ReplaceAll(strings.ToLower(t.Name()), "/", "-"), cc.n)
 
@@ -596,10 +536,13 @@ func runClusterCase(t *testing.T, cc clusterCase) {
 	}
 	notReady := make([]string, len(ds))
 	var reasons []string
-	for i, rt := range timers {
-		d, why := rt.end()
-		notReady[i] = fmt.Sprintf("%.2fs", d.Seconds())
-		if why != "" {
+	for i, rw := range watches {
+		seen := rw.end()
+		notReady[i] = fmt.Sprintf("%.2fs", seen.notReady.Seconds())
+		if why := seen.top; why != "" {
+			if len(why) > 90 {
+				why = why[:90] + "…"
+			}
 			reasons = append(reasons, fmt.Sprintf("%s %q", ds[i].name, why))
 		}
 	}

@@ -684,7 +684,7 @@ func TestLedgerBucketDeletedUnderLoad(t *testing.T) {
 	}
 	tl, ok := waitDoneOr(t, w.js, ids(reqs), max(time.Until(deleted.Add(30*time.Second)), 5*time.Second))
 	took := time.Since(began)
-	notReady, firstNotReady, reasons := rw.end()
+	ready := rw.end()
 	code, body := d.get("/readyz")
 
 	f := figuresOf(w, reqs, tl, deleted)
@@ -693,8 +693,8 @@ func TestLedgerBucketDeletedUnderLoad(t *testing.T) {
 		recreated = fmt.Sprintf("recreated after %.1fs", recreatedAfter.Seconds())
 	}
 	notReadyAfter := "never not ready"
-	if notReady > 0 {
-		notReadyAfter = fmt.Sprintf("not ready %.1fs after the deletion (%d polls of 25ms), reasons %q", firstNotReady.Sub(deleted).Seconds(), notReady, reasons)
+	if ready.polls > 0 {
+		notReadyAfter = fmt.Sprintf("not ready %.1fs after the deletion (%d polls of 25ms), reasons %q", ready.first.Sub(deleted).Seconds(), ready.polls, ready.reasons)
 	}
 	report(t, row{Case: "L9 ledger bucket deleted under load, provisioning on", In: tl.in, Stored: tl.stored, Lost: tl.lost, Dup: tl.dup,
 		CallsPerReq: deletesPerRequest(w.fake, n), Took: took,
@@ -704,7 +704,7 @@ func TestLedgerBucketDeletedUnderLoad(t *testing.T) {
 	if recreatedAfter < 0 {
 		t.Errorf("the daemon did not create the ledger bucket again within 15s (JETSTREAM_PROVISION=true)")
 	}
-	if notReady == 0 {
+	if ready.polls == 0 {
 		t.Errorf("/readyz never answered 503 after the ledger bucket was deleted")
 	}
 	if !ok {

@@ -371,53 +371,71 @@ func killedBy(d *daemon) string {
 	return fmt.Sprintf("exit %d", d.state.ExitCode())
 }
 
-// readyWatch polls a daemon's /readyz until stopped and remembers what it saw.
+// readyWatch polls a daemon's /readyz every 25 ms until stopped and remembers the polls not
+// answered 200 (503, or no answer).
 type readyWatch struct {
-	mu       sync.Mutex
-	notReady int       // polls answered 503
-	first    time.Time // the first 503
-	reasons  map[string]int
-	stop     chan struct{}
-	done     chan struct{}
+	mu      sync.Mutex
+	seen    readySeen
+	reasons map[string]int
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+// readySeen is what a readyWatch saw.
+type readySeen struct {
+	polls    int           // not answered 200
+	notReady time.Duration // each such poll counts the time since the poll before
+	first    time.Time     // the first such poll
+	reasons  []string      // the bodies they gave, sorted
+	top      string        // the most frequent of them
 }
 
 func watchReady(d *daemon) *readyWatch {
 	rw := &readyWatch{reasons: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(rw.done)
+		tick := time.NewTicker(25 * time.Millisecond)
+		defer tick.Stop()
+		last := time.Now()
 		for {
 			select {
 			case <-rw.stop:
 				return
-			case <-time.After(25 * time.Millisecond):
+			case <-tick.C:
 			}
 			code, body := d.get("/readyz")
-			if code != http.StatusServiceUnavailable {
-				continue
-			}
+			now := time.Now()
 			rw.mu.Lock()
-			if rw.notReady == 0 {
-				rw.first = time.Now()
+			if code != http.StatusOK {
+				if rw.seen.polls == 0 {
+					rw.seen.first = now
+				}
+				rw.seen.polls++
+				rw.seen.notReady += now.Sub(last)
+				rw.reasons[strings.TrimSpace(body)]++
 			}
-			rw.notReady++
-			rw.reasons[strings.TrimSpace(body)]++
 			rw.mu.Unlock()
+			last = now
 		}
 	}()
 	return rw
 }
 
-// end stops the watch and returns how many polls answered 503 and the reasons given.
-func (rw *readyWatch) end() (notReady int, first time.Time, reasons []string) {
+// end stops the polls and returns what they saw.
+func (rw *readyWatch) end() readySeen {
 	close(rw.stop)
 	<-rw.done
 	rw.mu.Lock()
 	defer rw.mu.Unlock()
-	for r := range rw.reasons {
-		reasons = append(reasons, r)
+	seen, n := rw.seen, 0
+	for r, c := range rw.reasons {
+		seen.reasons = append(seen.reasons, r)
+		if c > n || (c == n && r < seen.top) {
+			seen.top, n = r, c
+		}
 	}
-	slices.Sort(reasons)
-	return rw.notReady, rw.first, reasons
+	slices.Sort(seen.reasons)
+	return seen
 }
 
 // waitNotReady polls /readyz until it answers 503 with a body containing each of want; it
