@@ -2,6 +2,9 @@ package admission
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -205,3 +208,52 @@ func testRateLimit(t *testing.T, headers bool, minShare, maxRefusedPer1000 float
 func TestRateLimitWithQuotaHeaders(t *testing.T) { testRateLimit(t, true, 0.97, 1) }
 
 func TestRateLimitWithRetryAfterOnly(t *testing.T) { testRateLimit(t, false, 0.9, 1000) }
+
+// TestReplicasShareOneLimitOfEight is the bench's scenario 10: 1, 2, 3 and 4 replicas, each
+// with a Max far above it, start together against one Kombo limit of 8. Each count runs
+// shareRuns times (the bubble's randomness differs run to run); every run must keep Kombo at
+// least 90 % busy (less the network's slack) and have at most 2.5 % of its calls refused,
+// counted from the start: the first calls and the climb to the limit included.
+func TestReplicasShareOneLimitOfEight(t *testing.T) {
+	const (
+		limit     = 8
+		run       = 10 * time.Second
+		shareRuns = 3
+	)
+	for n := 1; n <= 4; n++ {
+		t.Run(fmt.Sprintf("%d replicas", n), func(t *testing.T) {
+			forEachNetwork(t, func(t *testing.T, net network) {
+				var utils, rejects []float64
+				for range shareRuns {
+					k := &kombo{latency: 20 * time.Millisecond, net: net, limit: limit}
+					ctx, cancel := context.WithCancel(t.Context())
+					var wg sync.WaitGroup
+					work := &backlog{n: -1}
+					for id := 1; id <= n; id++ {
+						replica{c: newController(16), id: id, workers: 32}.run(ctx, k, work, &wg)
+					}
+					time.Sleep(run)
+					f := k.counts()
+					cancel()
+					wg.Wait()
+					utils = append(utils, f.busy.Seconds()/run.Seconds()/limit)
+					rejects = append(rejects, float64(f.refusedConc)/float64(f.calls))
+				}
+				t.Logf("%d replicas: utilization %s; rejected %s %%", n, figs(utils, 1), figs(rejects, 100))
+				if u, r := slices.Min(utils), slices.Max(rejects); u < 0.9-net.slack || r > 0.025 {
+					t.Errorf("%d replicas: utilization as low as %.3f (want ≥ %.2f), rejected as much as %.2f %% (want ≤ 2.5 %%)",
+						n, u, 0.9-net.slack, 100*r)
+				}
+			})
+		})
+	}
+}
+
+// figs formats figures, each times scale.
+func figs(xs []float64, scale float64) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = fmt.Sprintf("%.3f", x*scale)
+	}
+	return strings.Join(s, " ")
+}
