@@ -14,9 +14,13 @@ const cutFactor = 0.7
 //
 // Where Kombo states its limit (Concurrency-Limit, Concurrency-Remaining), the cap follows
 // the freshest answer, that of the latest-started call answered, at most one step per round
-// trip: it never exceeds the stated limit; it rises into the room Kombo reports, by half of
-// it (at least one), so that two replicas seeing the same room fill it without overshooting;
-// and it shares the limit with the other clients the answers show (see crowd, share.go).
+// trip: it never exceeds the stated limit; it rises into the room Kombo reports by this
+// replica's share of it, room × k/(k+o) with k our calls in flight when the answered call
+// started and o what the others hold (see crowd, share.go), and by at most half of it (a
+// replica that sees no others may still have one starting beside it); and it shares the
+// limit with the others. Replicas that see the same room thus take about all of it together,
+// however many they are, instead of each taking half. The cap is fractional: a share of a
+// slot adds up over round trips that show room, and the cap counts in whole calls.
 //
 // A call records how many were in flight when it started. Refused for concurrency after it
 // started above the stated limit, it was our own overshoot (a lowered limit we had not seen
@@ -33,7 +37,7 @@ const cutFactor = 0.7
 // calls after it start under it instead of a burst of Max that Kombo mostly refuses.
 type slots struct {
 	max       int
-	cap       float64 // in [1, ceiling]
+	cap       float64 // in [1, ceiling]; fractional, limit is its whole part
 	inFlight  int
 	answered  bool      // a call has been answered: the first call's job is done
 	stated    int       // Concurrency-Limit of the freshest answer; 0 while none
@@ -137,14 +141,17 @@ func (s *slots) refused(t *turn, a Answer, now time.Time, jitter func() float64,
 }
 
 // follow moves the cap after a fresh processed answer that states the room Kombo has left:
-// into the room, or down by one to share it (see crowd). At most one step per round trip.
+// up by our share of the room, or down by one to share the limit (see crowd). At most one
+// step per round trip.
 func (s *slots) follow(t *turn, now time.Time) {
 	s.crowd.see(s.room, s.stated-s.room-t.inFlight, now)
 	if t.seq <= s.stepAfter {
 		return
 	}
 	if s.room > 0 && s.cap < s.ceiling() && !now.Before(s.quiet) && s.crowd.mayTake(s.stated, math.Floor(s.cap)) {
-		s.cap = math.Min(math.Floor(s.cap)+float64(max(1, s.room/2)), s.ceiling())
+		ours := float64(t.inFlight)
+		share := math.Min(0.5, ours/(ours+float64(s.crowd.held())))
+		s.cap = math.Min(s.cap+float64(s.room)*share, s.ceiling())
 		s.stepAfter = s.last
 		return
 	}

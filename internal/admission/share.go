@@ -28,9 +28,10 @@ const (
 // two crowdWindows.
 //
 // Replicas that follow these rules converge on fair shares without talking to each other:
-// room counts only where the limit, less what the others hold, leaves it; a replica that
-// holds more than the others plus one, with Kombo full, yields a slot; one that holds them
-// all leaves one free now and then.
+// room counts only where the limit, less what the others hold, leaves it, and each takes of
+// it in proportion to what it holds against the others (cap.go); a replica that holds more
+// than the others plus one, with Kombo full, yields a slot; one that holds them all leaves
+// one free now and then.
 type crowd struct {
 	last      int       // others shown by the previous answer
 	cur, prev int       // the most others held in the current window and in the one before
