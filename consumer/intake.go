@@ -28,6 +28,9 @@ import (
 //	  watchPause  one; follows the consumer's pause on the server (controls.go)
 //	  watchProtect one, when set; keeps the protect list fresh (internal/control). These
 //	              two end with ctx, but may take seconds to when NATS is down: waited last
+//	  records     one per deleted outcome being recorded in the background (recordStored,
+//	              counted in Consumer.records, not spawned): waited for after these; each
+//	              ends by cutoff at the latest
 //
 // Its two contexts: ctx is Run's. When it ends, nothing new is pulled, and a message that
 // waits (for a slot, another handler's outcome, a backoff) is handed back. cutoff ends
@@ -83,7 +86,8 @@ func (in *intake) spawn(group int, f func()) { in.wg[group].Go(f) }
 // pull; messages still arriving are handed back by readBatch); idle workers end, and busy
 // ones once their message is settled or handed back: a waiting one at once, a call in
 // flight when it finishes with its result, or when cutoff cuts it; then the keepalive, which
-// kept their messages alive meanwhile; then the advisories; cutoff ends last.
+// kept their messages alive meanwhile; then the advisories; then the outcomes still being
+// recorded in the background; cutoff ends last.
 func (in *intake) stop() {
 	c := in.c
 	<-in.pulled

@@ -240,18 +240,30 @@ func (c *Consumer) finishDeleted(ctx context.Context, msg jetstream.Msg, meta *j
 }
 
 // recordStored records, in the background, an outcome whose result is stored, trying until
-// it is written, another handler holds the request, or ctx ends: a leader change can lose
-// a write, and a lost one costs a later delivery of the request a repeated call. The
-// channel is closed once it is written or given up; the intake waits for all before it
-// stops.
+// it is written, another handler holds the request, or ctx ends: a write lost at a leader
+// change, or refused while the ledger is away, costs a later delivery of the request a
+// repeated call. Each try holds the claim for at most the ledger's write bound. The channel
+// is closed once it is written or given up; the intake waits for all before it stops.
 func (c *Consumer) recordStored(ctx context.Context, cl *ledger.Claim, out ledger.Entry) <-chan struct{} {
 	done := make(chan struct{})
 	c.records.Add(1)
 	go func() {
 		defer c.records.Done()
 		defer close(done)
-		if _, err := cl.Record(ctx, out, c.now()); err != nil && !errors.Is(err, ledger.ErrLost) {
-			c.log.Warn("cannot record the outcome in the ledger; a later delivery calls again", "request_id", out.RequestID, "err", err)
+		wait := 250 * time.Millisecond
+		for {
+			_, err := cl.Record(ctx, out, c.now())
+			if err == nil || errors.Is(err, ledger.ErrLost) {
+				return
+			}
+			if wait == 250*time.Millisecond {
+				c.log.Warn("cannot record the outcome in the ledger yet; trying again", "request_id", out.RequestID, "err", err)
+			}
+			if sleep(ctx, wait) != nil {
+				c.log.Warn("cannot record the outcome in the ledger; a later delivery calls again", "request_id", out.RequestID, "err", err)
+				return
+			}
+			wait = min(2*wait, 2*time.Second)
 		}
 	}()
 	return done

@@ -39,7 +39,6 @@ type Protect struct {
 	// loadedOn is the connection's reconnect count when the list was loaded: after a
 	// reconnect the watch may have missed changes, so the list is stale until reloaded.
 	loadedOn uint64
-	rev      uint64 // the last revision applied
 }
 
 var errNotLoaded = errors.New("control: protect list not loaded yet")

@@ -1,7 +1,10 @@
 package control_test
 
 import (
+	"errors"
 	"fmt"
+	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,40 +16,70 @@ import (
 	"github.com/kombo-ops/integration-deleter/internal/testkit"
 )
 
-// TestProtectCatchesUpAfterAReconnect: protections added while a replica was cut off, and
-// one removed meanwhile, are all applied by the time the replica is Ready again; before
-// that, Ready fails. Enough changes are made that catching up takes a while.
-func TestProtectCatchesUpAfterAReconnect(t *testing.T) {
-	dir, port := t.TempDir(), testkit.FreePort(t)
-	onDir := func(o *server.Options) { o.StoreDir, o.Port = dir, port }
-	s := natstest.Start(t, onDir)
-	_, js := testkit.JetStream(t, s.ClientURL(), nats.ReconnectWait(3*time.Second), nats.MaxReconnects(-1))
-	replica := openProtect(t, js)
-	admin := openProtect(t, connect(t, s))
-	add(t, admin, "acme:old")
-	watchProtect(t, replica)
-	waitMatch(t, replica, "acme:old", true)
+// gate is a dialer that refuses while shut: a replica held off the server until a test lets
+// it back.
+type gate struct {
+	shut atomic.Bool
+	net.Dialer
+}
 
-	s.Shutdown()
-	s.WaitForShutdown()
-	testkit.WaitFor(t, 5*time.Second, "Ready to fail", func() bool { return replica.Ready() != nil })
-	s = natstest.Start(t, onDir)
-	admin = openProtect(t, connect(t, s)) // the replica reconnects 3 s after it lost the server
-	for i := range 300 {
-		add(t, admin, fmt.Sprintf("acme:%03d", i))
+func (g *gate) Dial(network, address string) (net.Conn, error) {
+	if g.shut.Load() {
+		return nil, errors.New("gate: held off")
 	}
-	if _, err := admin.Remove(t.Context(), "acme:old"); err != nil {
-		t.Fatal(err)
-	}
-	for end := time.Now().Add(10 * time.Second); replica.Ready() != nil; time.Sleep(time.Millisecond) {
-		if time.Now().After(end) {
-			t.Fatalf("not Ready 10 s after the server came back: %v", replica.Ready())
-		}
-	}
-	_, hasLast := replica.Match("acme:299")
-	_, hasOld := replica.Match("acme:old")
-	if !hasLast || hasOld {
-		t.Fatalf("Ready after the reconnect with acme:299 protected %v, acme:old %v; want true, false", hasLast, hasOld)
+	return g.Dialer.Dial(network, address)
+}
+
+// TestProtectCatchesUpAfterAReconnect: protections added while a replica was cut off, and
+// one removed meanwhile, are all applied by the time the replica is Ready again, whether
+// the server came back with its store or with a new one (the bucket created anew, its
+// revisions starting over); before that, Ready fails. Enough changes are made that
+// catching up takes a while.
+func TestProtectCatchesUpAfterAReconnect(t *testing.T) {
+	for _, freshStore := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fresh store %v", freshStore), func(t *testing.T) {
+			dir, port := t.TempDir(), testkit.FreePort(t)
+			onDir := func(o *server.Options) { o.StoreDir, o.Port = dir, port }
+			s := natstest.Start(t, onDir)
+			g := &gate{}
+			_, js := testkit.JetStream(t, s.ClientURL(), nats.SetCustomDialer(g),
+				nats.ReconnectWait(20*time.Millisecond), nats.MaxReconnects(-1))
+			replica := openProtect(t, js)
+			admin := openProtect(t, connect(t, s))
+			for i := range 5 {
+				add(t, admin, fmt.Sprintf("acme:old-%d", i))
+			}
+			watchProtect(t, replica)
+			waitMatch(t, replica, "acme:old-4", true)
+
+			g.shut.Store(true)
+			s.Shutdown()
+			s.WaitForShutdown()
+			testkit.WaitFor(t, 5*time.Second, "Ready to fail", func() bool { return replica.Ready() != nil })
+			if freshStore {
+				dir = t.TempDir()
+			}
+			s = natstest.Start(t, onDir)
+			admin = openProtect(t, connect(t, s))
+			for i := range 300 {
+				add(t, admin, fmt.Sprintf("acme:%03d", i))
+			}
+			if _, err := admin.Remove(t.Context(), "acme:old-4"); err != nil {
+				t.Fatal(err)
+			}
+			g.shut.Store(false)
+
+			for end := time.Now().Add(10 * time.Second); replica.Ready() != nil; time.Sleep(time.Millisecond) {
+				if time.Now().After(end) {
+					t.Fatalf("not Ready 10 s after the replica could reconnect: %v", replica.Ready())
+				}
+			}
+			_, hasNew := replica.Match("acme:299")
+			_, hasOld := replica.Match("acme:old-4")
+			if !hasNew || hasOld {
+				t.Fatalf("Ready after the reconnect with acme:299 protected %v, acme:old-4 %v; want true, false", hasNew, hasOld)
+			}
+		})
 	}
 }
 

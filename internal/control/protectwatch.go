@@ -1,9 +1,9 @@
 package control
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -15,14 +15,14 @@ import (
 
 // Watch loads the protect list into memory and keeps it fresh, within milliseconds of a
 // change on any connection, until ctx ends; it returns nil then. After the connection
-// reconnects it watches again from the revision after the last one it applied (a watch
-// may miss changes made meanwhile), and Ready fails until that watch has caught up. It
-// returns an error when the watch cannot start or the server ends it; Ready fails from
-// then on, until Watch is called again. One Watch at a time.
+// reconnects it loads the list again (a watch may miss changes made meanwhile, and the
+// bucket may have been created anew), and Ready fails until it has. It returns an error
+// when the watch cannot start or the server ends it; Ready fails from then on, until Watch
+// is called again. One Watch at a time. With the connection down, returning takes up to
+// the JetStream API timeout (5 s): nats.go deletes the watch's consumer on the server first.
 func (p *Protect) Watch(ctx context.Context) error {
 	reconnected := p.nc.StatusChanged(nats.CONNECTED)
 	defer p.nc.RemoveStatusListener(reconnected)
-	p.reset()
 	for {
 		err := p.watchOnce(ctx, reconnected)
 		if err != nil || ctx.Err() != nil {
@@ -31,32 +31,34 @@ func (p *Protect) Watch(ctx context.Context) error {
 	}
 }
 
-// watchOnce follows the list from the revision after the last one applied (the whole list
-// the first time) until ctx ends (nil), the connection reconnects (nil, with ctx alive:
-// watch again) or the watch fails (its error).
+// watchOnce loads the list and follows it until ctx ends (nil), the connection reconnects
+// (nil, with ctx alive: load again) or the watch fails (its error).
 func (p *Protect) watchOnce(ctx context.Context, reconnected <-chan nats.Status) error {
+	p.reset()
 	on := p.nc.Stats().Reconnects // before the watch: a reconnect from here on makes it stale
-	w, err := p.startWatch(ctx, p.next())
+	w, err := p.startWatch(ctx)
 	if err != nil {
 		err = fmt.Errorf("control: watch protect bucket %q: %w", p.bucket, err)
 		p.setReady(err)
 		return err
 	}
-	defer stopWatch(w)
 	for {
 		select {
 		case <-ctx.Done():
 			p.setReady(fmt.Errorf("control: protect bucket %q: not watched (shut down)", p.bucket))
+			_ = w.Stop()
 			return nil
 		case <-reconnected:
+			stopWatch(w) // not waited for: the watch that replaces it starts at once
 			return nil
 		case e, ok := <-w.Updates():
 			switch {
 			case !ok:
 				err := fmt.Errorf("control: the watch of protect bucket %q ended", p.bucket)
 				p.setReady(err)
+				_ = w.Stop()
 				return err
-			case e == nil: // caught up with what the bucket held at the start
+			case e == nil: // every value present at the start was delivered
 				p.loaded(on)
 			default:
 				p.apply(e)
@@ -65,18 +67,14 @@ func (p *Protect) watchOnce(ctx context.Context, reconnected <-chan nats.Status)
 	}
 }
 
-// startWatch starts a watch of the bucket from revision from (0: each key's latest value),
-// half a second at a time: right after a reconnect the request may have gone to a server that
-// is going away, which never answers it.
-func (p *Protect) startWatch(ctx context.Context, from uint64) (jetstream.KeyWatcher, error) {
-	var opts []jetstream.WatchOpt
-	if from > 0 {
-		opts = append(opts, jetstream.ResumeFromRevision(from))
-	}
+// startWatch starts a watch of every key's latest value and what follows, half a second at
+// a time: right after a reconnect the request may have gone to a server that is going
+// away, which never answers it.
+func (p *Protect) startWatch(ctx context.Context) (jetstream.KeyWatcher, error) {
 	for {
-		wctx, cancel := context.WithCancel(ctx) // ends the watch: kept until stopWatch
+		wctx, cancel := context.WithCancel(ctx) // ends the watch: kept until it is stopped
 		late := time.AfterFunc(watchTry, cancel)
-		w, err := p.kv.WatchAll(wctx, opts...)
+		w, err := p.kv.WatchAll(wctx)
 		if late.Stop() && err == nil {
 			return stoppable{w, cancel}, nil
 		}
@@ -84,14 +82,8 @@ func (p *Protect) startWatch(ctx context.Context, from uint64) (jetstream.KeyWat
 		if err == nil {
 			stopWatch(w) // started just too late: its context is cancelled
 		}
-		switch {
-		case ctx.Err() != nil:
-			return nil, ctx.Err()
-		case wctx.Err() != nil: // no answer in time: try again at once
-		case errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders):
-			time.Sleep(100 * time.Millisecond) // no leader for the bucket yet
-		default:
-			return nil, err
+		if ctx.Err() != nil || wctx.Err() == nil { // shut down, or an answer that is an error
+			return nil, cmp.Or(err, ctx.Err())
 		}
 	}
 }
@@ -112,7 +104,8 @@ func (s stoppable) Stop() error {
 
 // stopWatch stops w without waiting for it: nats.go first deletes the watch's consumer on
 // the server, which can take the whole API timeout (5 s) when that server went away. Its
-// updates are drained meanwhile, so that its delivery never blocks.
+// updates are drained meanwhile, so that its delivery never blocks. The goroutine ends
+// with that request, or with the connection.
 func stopWatch(w jetstream.KeyWatcher) {
 	go func() {
 		go func() {
@@ -130,22 +123,11 @@ func (p *Protect) loaded(on uint64) {
 	p.ready, p.loadedOn = nil, on
 }
 
-// reset empties the in-memory list before a watch loads it anew.
+// reset empties the in-memory list before a watch loads it again.
 func (p *Protect) reset() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.exact, p.wild, p.ready, p.rev = map[string]Protection{}, nil, errNotLoaded, 0
-}
-
-// next is the revision a watch starts from: the one after the last applied (0: the whole
-// list).
-func (p *Protect) next() uint64 {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	if p.rev == 0 {
-		return 0
-	}
-	return p.rev + 1
+	p.exact, p.wild, p.ready = map[string]Protection{}, nil, errNotLoaded
 }
 
 func (p *Protect) setReady(err error) {
@@ -162,7 +144,6 @@ func (p *Protect) apply(e jetstream.KeyValueEntry) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.rev = max(p.rev, e.Revision())
 	delete(p.exact, pattern)
 	p.wild = slices.DeleteFunc(p.wild, func(pr Protection) bool { return pr.Pattern == pattern })
 	pr, ok := decodeProtection(e)

@@ -221,20 +221,25 @@ func (l *Ledger) get(ctx context.Context, k string) (Entry, uint64, bool, error)
 	return e, kve.Revision(), true, nil
 }
 
-// put writes e at k if k's revision is still rev (0: k must not exist), trying again until
-// ctx ends while the bucket does not answer. A write in flight when the bucket's leader
-// goes away may get no reply although it was stored: the next try then fails the
-// compare-and-set, and a key holding exactly what was written is taken as this write's.
+// put writes e at k if k's revision is still rev (0: k must not exist), trying again for up
+// to writeFor while no reply comes. A write in flight when the bucket's leader goes away
+// may get no reply although it was stored: the next try then fails the compare-and-set, and
+// a key holding exactly what was written is taken as this write's. Any other error, or a
+// bucket that is gone (its writes time out while the server deletes it), ends it at once:
+// a write must not land in a bucket created anew before the daemon has put back what it
+// knows (consumer/storage.go).
 func (l *Ledger) put(ctx context.Context, k string, e Entry, rev uint64) (uint64, error) {
 	data, err := json.Marshal(e)
 	if err != nil {
 		return 0, fmt.Errorf("ledger: encode: %w", err)
 	}
+	ctx, cancel := context.WithTimeout(ctx, writeFor)
+	defer cancel()
 	wait, unanswered := 50*time.Millisecond, false
 	for {
-		tctx, cancel := context.WithTimeout(ctx, writeTry)
+		tctx, tcancel := context.WithTimeout(ctx, writeTry)
 		nrev, err := l.write(tctx, k, data, rev)
-		cancel()
+		tcancel()
 		switch {
 		case err == nil:
 			return nrev, nil
@@ -243,10 +248,10 @@ func (l *Ledger) put(ctx context.Context, k string, e Entry, rev uint64) (uint64
 				return kve.Revision(), nil
 			}
 			return 0, err
-		case ctx.Err() != nil || !retryable(err):
+		case ctx.Err() != nil || !noReply(err) || l.gone(ctx):
 			return 0, err
 		}
-		unanswered = unanswered || !noResponders(err)
+		unanswered = true
 		select {
 		case <-ctx.Done():
 			return 0, err
@@ -258,8 +263,13 @@ func (l *Ledger) put(ctx context.Context, k string, e Entry, rev uint64) (uint64
 
 // writeTry bounds one try of a write: a write takes milliseconds, a new leader answers
 // within a fraction of a second of a graceful handover, and the bucket's compare-and-set
-// makes a second try of a stored write harmless.
-const writeTry = 500 * time.Millisecond
+// makes a second try of a stored write harmless. writeFor bounds all the tries of one
+// write, as nats.go's default timeout bounded the single one: a ledger that does not
+// answer is reported (storage.go) instead of waited on.
+const (
+	writeTry = 500 * time.Millisecond
+	writeFor = 5 * time.Second
+)
 
 func (l *Ledger) writeKV(ctx context.Context, k string, data []byte, rev uint64) (uint64, error) {
 	if rev == 0 {
@@ -268,15 +278,15 @@ func (l *Ledger) writeKV(ctx context.Context, k string, data []byte, rev uint64)
 	return l.kv.Update(ctx, k, data, rev)
 }
 
-// retryable reports whether err says that the bucket did not answer: none of its servers
-// took the write (no responders), or no reply came in time (the write may be stored).
-func retryable(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || noResponders(err)
+// gone reports whether the server says that the bucket does not exist.
+func (l *Ledger) gone(ctx context.Context) bool {
+	_, err := l.kv.Status(ctx)
+	return errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)
 }
 
-// noResponders reports whether err says that no server took the write.
-func noResponders(err error) bool {
-	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)
+// noReply reports whether err says that no reply came in time (the write may be stored).
+func noReply(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
 }
 
 // conflict reports whether err says the key's revision was not the one expected.
