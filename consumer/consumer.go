@@ -122,6 +122,8 @@ type Consumer struct {
 	bindErr     error // why the consumer is not bound; nil when bound
 	ledger      *ledger.Ledger
 	storage     storageState  // whether outcomes can be stored now
+	unanswered  time.Time     // since when JetStream has not answered a write or a check (zero: it answers)
+	moved       time.Time     // when the daemon last moved to another server (see moveAway)
 	floorSaved  uint64        // the ack floor last saved in the ledger
 	dupWindow   time.Duration // the duplicate window of the stream storing the results
 	incarnation string        // the stream's creation time: scopes "<stream>-<seq>" request ids

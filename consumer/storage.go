@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kombo-ops/integration-deleter/internal/control"
@@ -113,7 +114,48 @@ func (c *Consumer) publishFailed(err error) {
 	c.mu.Unlock()
 	if !nothing {
 		c.setStorage(func(s *storageState) { s.publish = err })
+		c.moveAway(err)
 	}
+}
+
+// moveAfter is how long JetStream may leave the daemon's writes and checks unanswered before
+// it moves to another server of its pool.
+const moveAfter = 1500 * time.Millisecond
+
+// moveAway notes whether JetStream served a write or a check (err nil) or gave no answer
+// (or said it is unavailable) and, when it has not served one for moveAfter, reconnects to
+// another server of the pool: the one it is connected to may be cut off from the rest of
+// the cluster, whose other nodes elect new leaders while its clients get no JetStream
+// answer until the cut heals. During an election seen from a healthy server the move costs
+// one reconnect. Other errors (a bucket missing) change nothing here.
+func (c *Consumer) moveAway(err error) {
+	nc := c.js.Conn()
+	now := time.Now()
+	c.mu.Lock()
+	switch {
+	case err == nil:
+		c.unanswered = time.Time{}
+	case unanswered(err) && c.unanswered.IsZero():
+		c.unanswered = now
+	}
+	due := !c.unanswered.IsZero() && now.Sub(c.unanswered) >= moveAfter && now.Sub(c.moved) >= moveAfter
+	if due {
+		c.moved, c.unanswered = now, time.Time{}
+	}
+	c.mu.Unlock()
+	if due && len(nc.Servers()) > 1 {
+		c.log.Warn("JetStream does not answer through this server; moving to another", "server", nc.ConnectedUrlRedacted(), "err", err)
+		_ = nc.ForceReconnect()
+	}
+}
+
+// unanswered reports whether err says that JetStream gave no answer, or that it is
+// unavailable (no meta leader within reach).
+func unanswered(err error) bool {
+	var api *jetstream.APIError
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		(errors.As(err, &api) && api.Code == 503)
 }
 
 // blocked says why no DELETE may start now: the consumer is not bound or not usable as it
@@ -148,6 +190,7 @@ func (c *Consumer) watchLoop(ctx context.Context) {
 	every(ctx, watchInterval, func(ctx context.Context) {
 		err := c.checkStorage(ctx)
 		c.setStorage(func(s *storageState) { s.check = err })
+		c.moveAway(err)
 		if c.storageLedgerErr() != nil {
 			c.ledgerFailed(c.ledger.Probe(ctx)) // a write that succeeds clears it
 		}

@@ -88,7 +88,7 @@ func TestClusterRollingRestart(t *testing.T) {
 // reported once every request has its result.
 func TestClusterNodeIsolated(t *testing.T) {
 	runClusterCase(t, clusterCase{name: "K5 cluster: stream leader's node isolated 10 s, then healed", n: clusterRequests,
-		alone: &streamGroup,
+		alone: &streamGroup, election: true,
 		fault: func(cw *clusterWorld) (string, func() string) {
 			began := time.Now()
 			i, elected := cw.streamLeaderLost(cw.c.Isolate)
@@ -104,7 +104,7 @@ func TestClusterNodeIsolated(t *testing.T) {
 // two elect after the election timeout.
 func TestClusterStreamLeaderCrashed(t *testing.T) {
 	runClusterCase(t, clusterCase{name: "K6 cluster: stream leader crashed (kill -9)", n: clusterRequests,
-		alone: &streamGroup,
+		alone: &streamGroup, election: true,
 		fault: func(cw *clusterWorld) (string, func() string) {
 			i, elected := cw.streamLeaderLost(cw.c.Crash)
 			return fmt.Sprintf("crashed n%d (stream leader), a new stream leader after %.1fs", i, elected.Seconds()),
