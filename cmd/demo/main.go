@@ -429,10 +429,11 @@ func (o *operator) resumeDue() <-chan time.Time { return o.due }
 
 func (o *operator) resume(ctx context.Context) error {
 	o.due = nil
+	resuming := time.Now() // the daemon may resume before Resume returns here
 	if _, err := control.Resume(ctx, o.js, o.cfg.LedgerBucket, o.cfg.StreamName, o.cfg.ConsumerName); err != nil {
 		return err
 	}
-	o.resumed = time.Now()
+	o.resumed = resuming
 	fmt.Fprintf(o.out, "  … and resumes it after %s (integration-deleter resume)\n", pauseFor)
 	return nil
 }
