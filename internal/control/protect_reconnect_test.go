@@ -89,3 +89,23 @@ func add(t *testing.T, p *control.Protect, pattern string) {
 		t.Fatal(err)
 	}
 }
+
+// TestProtectWatchFailsWhenTheBucketIsGone: a watch that cannot start returns its error
+// (Ready says why) instead of trying again for ever.
+func TestProtectWatchFailsWhenTheBucketIsGone(t *testing.T) {
+	_, js := start(t)
+	p := openProtect(t, js)
+	if err := js.DeleteKeyValue(t.Context(), protectBucket); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Watch(t.Context()) }()
+	select {
+	case err := <-done:
+		if err == nil || p.Ready() == nil {
+			t.Fatalf("Watch on a deleted bucket: %v, Ready %v; want an error from both", err, p.Ready())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Watch on a deleted bucket had not returned after 10 s")
+	}
+}

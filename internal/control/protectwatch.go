@@ -75,14 +75,15 @@ func (p *Protect) startWatch(ctx context.Context) (jetstream.KeyWatcher, error) 
 		wctx, cancel := context.WithCancel(ctx) // ends the watch: kept until it is stopped
 		late := time.AfterFunc(watchTry, cancel)
 		w, err := p.kv.WatchAll(wctx)
-		if late.Stop() && err == nil {
+		timedOut := !late.Stop()
+		if !timedOut && err == nil {
 			return stoppable{w, cancel}, nil
 		}
 		cancel()
 		if err == nil {
 			stopWatch(w) // started just too late: its context is cancelled
 		}
-		if ctx.Err() != nil || wctx.Err() == nil { // shut down, or an answer that is an error
+		if ctx.Err() != nil || !timedOut { // shut down, or an answer that is an error
 			return nil, cmp.Or(err, ctx.Err())
 		}
 	}
