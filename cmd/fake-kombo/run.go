@@ -56,12 +56,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	url := "http://" + ln.Addr().String() + "/v1"
-	o := c.opts
-	logger.Info("fake-kombo listening", "url", url, "api_key_set", o.APIKey != "",
-		"latency", o.Latency, "latency_jitter", o.LatencyJitter, "concurrency_limit", o.ConcurrencyLimit,
-		"rate_limit", o.RateLimit, "rate_burst", o.RateBurst, "rate_limit_header", o.RateLimitHeader,
-		"failure_rate", o.FailureRate, "reject_key", o.RejectKey, "seed", o.Seed,
-		"early_grace", o.EarlyGrace, "max_calls", o.MaxCalls, "verbose", c.verbose)
+	logListening(logger, url, c)
 	fmt.Fprintf(stdout, "listening on %s\n", url)
 
 	served := make(chan error, 1)
@@ -83,6 +78,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	<-served
 	logger.Info("stopped")
 	return nil
+}
+
+// logListening logs the address and every setting the fake serves with.
+func logListening(logger *slog.Logger, url string, c config) {
+	o := c.opts
+	logger.Info("fake-kombo listening", "url", url, "api_key_set", o.APIKey != "",
+		"latency", o.Latency, "latency_jitter", o.LatencyJitter, "concurrency_limit", o.ConcurrencyLimit,
+		"rate_limit", o.RateLimit, "rate_burst", o.RateBurst, "rate_limit_header", o.RateLimitHeader,
+		"failure_rate", o.FailureRate, "reject_key", o.RejectKey, "seed", o.Seed,
+		"early_grace", o.EarlyGrace, "max_calls", o.MaxCalls, "verbose", c.verbose)
 }
 
 // healthcheck GETs /_fake/healthz of the fake at --addr (or FAKE_KOMBO_ADDR): for container
